@@ -1,0 +1,161 @@
+// Nodes of a grounded computational graph, and NodeRef, the handle user code computes with.
+//
+// One call of a module records one Tape: a flat list of InputNodes and OperatorNodes in
+// creation (hence topological) order. Nodes point at their parents by raw pointer; the
+// tape owns them all, and every NodeRef or ModuleGraph keeps its tape alive. Dropping the
+// last handle frees the whole graph at once: no reference cycles are possible.
+//
+//   NodeRef y = op::mult(x, x);   // inside a module's call(): records an OperatorNode
+//   y.value();                    // the forward result, computed eagerly
+#pragma once
+
+#include <zkynet/framework/tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace zkynet {
+
+class Input;
+class Tape;
+struct InputData;
+
+enum class NodeKind : std::uint8_t { Variable, Parameter, Constant, Operator };
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  const Tensor& value() const { return value_; }
+  NodeKind kind() const { return kind_; }
+  bool requires_grad() const { return requires_grad_; }
+  std::size_t index() const { return index_; }      // creation position in the tape
+  int invocation() const { return invocation_; }    // module invocation that created it, -1: none
+  Tape& tape() const { return *tape_; }
+  std::uint64_t call_id() const;
+  virtual std::string label() const = 0;  // an input's name or an operator's name
+
+ protected:
+  Node(Tape& tape, Tensor value, NodeKind kind, bool requires_grad);
+
+ private:
+  friend class Tape;
+  Tensor value_;
+  Tape* tape_;
+  std::size_t index_ = 0;
+  int invocation_ = -1;
+  NodeKind kind_;
+  bool requires_grad_;
+};
+
+// A leaf: the grounding of a Variable or Parameter in one call, or a constant operand.
+class InputNode final : public Node {
+ public:
+  InputNode(Tape& tape, Tensor value, NodeKind kind, std::shared_ptr<InputData> input, bool requires_grad);
+  std::string label() const override;
+  // The Input this node grounds; null for constants.
+  const std::shared_ptr<InputData>& input() const { return input_; }
+
+ private:
+  std::shared_ptr<InputData> input_;
+};
+
+// Gradients of an operator's inputs, given the gradient of its output.
+class OperatorNode : public Node {
+ public:
+  std::span<Node* const> parents() const { return parents_; }
+  std::string label() const override { return std::string(op_name()); }
+  virtual std::string_view op_name() const = 0;
+  // Writes d(objective)/d(parent i) into grad_in[i] for each parent that requires a gradient;
+  // others may stay undefined. grad_out has this node's shape and dtype.
+  virtual void backward(const Tensor& grad_out, std::span<Tensor> grad_in) const = 0;
+  // Communication operators answer true: backward visits them even when no gradient
+  // reached them (with zeros), so that every rank runs the same collectives.
+  virtual bool visit_without_gradient() const { return false; }
+
+ protected:
+  OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents);
+
+ private:
+  std::vector<Node*> parents_;
+};
+
+// One record per module invocation in a call; DOT export draws each as a cluster.
+struct Invocation {
+  std::string name;             // the module's name (its attribute name when registered)
+  std::string functional_name;  // the module's type
+  int parent = -1;              // the invocation that made this call, -1 at top level
+};
+
+// The flat node list of one call (a ModuleGraph is a root in it).
+class Tape {
+ public:
+  explicit Tape(std::uint64_t call_id) : call_id_(call_id) {}
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
+
+  std::uint64_t call_id() const { return call_id_; }
+  std::span<const std::unique_ptr<Node>> nodes() const { return nodes_; }
+  const std::vector<Invocation>& invocations() const { return invocations_; }
+  int current_invocation() const { return current_invocation_; }
+
+  template <class N, class... Args>
+  N* make(Args&&... args) {
+    auto node = std::make_unique<N>(*this, std::forward<Args>(args)...);
+    N* raw = node.get();
+    adopt(std::move(node));
+    return raw;
+  }
+
+  // The node an Input is bound to in this call, or null.
+  Node* bound(const InputData& input) const;
+  void bind(const InputData& input, Node* node);
+
+  int open_invocation(std::string name, std::string functional_name);
+  void close_invocation(int previous) { current_invocation_ = previous; }
+
+ private:
+  void adopt(std::unique_ptr<Node> node);
+
+  std::uint64_t call_id_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::unordered_map<std::uint64_t, Node*> bindings_;  // Input uid -> node
+  std::vector<Invocation> invocations_;
+  int current_invocation_ = -1;
+};
+
+// A value in a computation: a node of some call's graph, or a constant outside any graph.
+class NodeRef {
+ public:
+  NodeRef() = default;
+  NodeRef(Tensor constant);  // NOLINT: constants mix freely with nodes: op::add(x, 2.0)
+  NodeRef(double constant);  // NOLINT
+  NodeRef(const Input& input);  // NOLINT: the input's node in the active call
+  NodeRef(std::shared_ptr<Tape> tape, Node* node) : tape_(std::move(tape)), node_(node) {}
+
+  bool defined() const { return node_ != nullptr || constant_.defined(); }
+  const Tensor& value() const;
+  const Shape& shape() const { return value().shape(); }
+  DType dtype() const { return value().dtype(); }
+  Node* node() const { return node_; }
+  const std::shared_ptr<Tape>& tape() const { return tape_; }
+  bool in_graph() const { return node_ != nullptr; }
+
+  friend bool operator==(const NodeRef& a, const NodeRef& b) {
+    return a.node_ == b.node_ && (a.node_ != nullptr || a.constant_.shares_storage_with(b.constant_));
+  }
+
+ private:
+  std::shared_ptr<Tape> tape_;
+  Node* node_ = nullptr;
+  Tensor constant_;
+};
+
+}  // namespace zkynet

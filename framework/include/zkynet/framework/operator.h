@@ -1,0 +1,156 @@
+// Operators: the primitive functions of a graph, each with its forward and its derivative.
+//
+// A hand-coded operator is one struct, forward and VJP side by side:
+//
+//   struct MultDef {
+//     static constexpr std::string_view name = "mult";
+//     static constexpr std::array<std::string_view, 2> inputs{"a", "b"};
+//     Tensor forward(const Tensor& a, const Tensor& b) const { return kernels::mul(a, b); }
+//     std::array<Tensor, 2> vjp(const VjpContext<2>& c) const {
+//       return {c.needs[0] ? sum_to(kernels::mul(c.grad, c.in(1)), c.in(0).shape()) : Tensor(),
+//               c.needs[1] ? sum_to(kernels::mul(c.grad, c.in(0)), c.in(1).shape()) : Tensor()};
+//     }
+//   };
+//   NodeRef mult(const NodeRef& a, const NodeRef& b) { return apply(MultDef{}, a, b); }
+//
+// Attributes (axes, shapes) are members of the definition, stored in the node apart from
+// values, so a recorded graph can be re-run. Operator<Def> makes a definition a Function
+// with named inputs that can itself be called to ground a graph: Operator<MultDef>{}(3.0, 4.0).
+#pragma once
+
+#include <zkynet/framework/error.h>
+#include <zkynet/framework/function.h>
+#include <zkynet/framework/graph.h>
+#include <zkynet/framework/node.h>
+#include <zkynet/framework/session.h>
+
+#include <array>
+#include <span>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <utility>
+
+namespace zkynet {
+
+template <std::size_t N>
+struct VjpContext {
+  const Tensor& grad;    // gradient of the objective with respect to the output
+  const Tensor& output;  // the forward result
+  std::array<const Tensor*, N> inputs;
+  std::array<bool, N> needs;  // whether input i needs a gradient
+
+  const Tensor& in(std::size_t i) const { return *inputs[i]; }
+};
+
+namespace detail {
+
+// The tape the operands live on (checking they agree), else the active call's, else null.
+std::shared_ptr<Tape> common_tape(std::span<const NodeRef* const> operands, std::string_view op_name);
+// The node for an operand on `tape`: its own node, or a new constant node.
+Node* node_on(Tape& tape, const NodeRef& operand);
+[[noreturn]] void throw_vjp_shape(std::string_view op_name, std::size_t input, const Shape& got, const Shape& want);
+
+template <class Def>
+constexpr std::size_t arity() {
+  return Def::inputs.size();
+}
+
+template <class Def>
+class DefNode final : public OperatorNode {
+ public:
+  static constexpr std::size_t N = arity<Def>();
+
+  DefNode(Tape& tape, Tensor value, std::vector<Node*> parents, Def def)
+      : OperatorNode(tape, std::move(value), std::move(parents)), def_(std::move(def)) {}
+
+  std::string_view op_name() const override { return Def::name; }
+  const Def& def() const { return def_; }
+
+  bool visit_without_gradient() const override {
+    if constexpr (requires { Def::visit_without_gradient; }) {
+      return Def::visit_without_gradient;
+    } else {
+      return false;
+    }
+  }
+
+  void backward(const Tensor& grad_out, std::span<Tensor> grad_in) const override {
+    const auto ps = parents();
+    std::array<const Tensor*, N> in{};
+    std::array<bool, N> needs{};
+    for (std::size_t i = 0; i < N; ++i) {
+      in[i] = &ps[i]->value();
+      needs[i] = ps[i]->requires_grad();
+    }
+    const VjpContext<N> ctx{grad_out, value(), in, needs};
+    std::array<Tensor, N> grads = def_.vjp(ctx);
+    for (std::size_t i = 0; i < N; ++i) {
+      if (!needs[i] || !grads[i].defined()) continue;
+      if (grads[i].shape() != in[i]->shape()) throw_vjp_shape(Def::name, i, grads[i].shape(), in[i]->shape());
+      grad_in[i] = std::move(grads[i]);
+    }
+  }
+
+ private:
+  Def def_;
+};
+
+}  // namespace detail
+
+// Runs `def` on the operands' values and, when gradients are recorded, adds its node to
+// their graph. Operands outside any graph give a constant result.
+template <class Def, class... Operands>
+NodeRef apply(Def def, const Operands&... operands) {
+  static_assert(sizeof...(Operands) == detail::arity<Def>(), "operand count differs from Def::inputs");
+  const std::array<const NodeRef*, sizeof...(Operands)> refs{&operands...};
+  Tensor out = def.forward(operands.value()...);
+  auto& session = CallSessionManager::current();
+  if (!session.grad_enabled()) return NodeRef(std::move(out));
+  std::shared_ptr<Tape> tape = detail::common_tape(refs, Def::name);
+  if (!tape) return NodeRef(std::move(out));
+  std::vector<Node*> parents{detail::node_on(*tape, operands)...};
+  Node* node = tape->make<detail::DefNode<Def>>(std::move(out), std::move(parents), std::move(def));
+  return NodeRef(std::move(tape), node);
+}
+
+// An operator definition as a Function with named inputs, callable like a module:
+//   Operator<ops::AddDef> add_op;  ModuleGraph g = add_op(2.0, 3.0);  g.back();  g.grad(add_op.input("a"));
+template <class Def>
+class Operator : public Function {
+ public:
+  explicit Operator(Def def = {})
+      : Function(std::string(Def::name), variables(), {}), def_(std::move(def)) {}
+
+  template <class... Args>
+  ModuleGraph operator()(Args&&... args) {
+    static_assert(sizeof...(Args) == detail::arity<Def>(), "wrong number of operands");
+    return ground({NodeRef(std::forward<Args>(args))...}, std::make_index_sequence<sizeof...(Args)>{});
+  }
+
+ private:
+  static std::vector<Variable> variables() {
+    std::vector<Variable> vars;
+    for (auto name : Def::inputs) vars.emplace_back(std::string(name));
+    return vars;
+  }
+
+  template <std::size_t... I>
+  ModuleGraph ground(std::array<NodeRef, sizeof...(I)> args, std::index_sequence<I...>);
+
+  Def def_;
+};
+
+namespace detail {
+// Grounds one call of a Function: binds each declared input to an argument, runs `body`.
+ModuleGraph ground_call(Function& function, std::span<const NodeRef> args,
+                        const std::function<NodeRef(std::span<const NodeRef>)>& body);
+}  // namespace detail
+
+template <class Def>
+template <std::size_t... I>
+ModuleGraph Operator<Def>::ground(std::array<NodeRef, sizeof...(I)> args, std::index_sequence<I...>) {
+  return detail::ground_call(*this, args, [this](std::span<const NodeRef> in) { return apply(def_, in[I]...); });
+}
+
+}  // namespace zkynet

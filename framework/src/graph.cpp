@@ -1,0 +1,258 @@
+#include <zkynet/framework/error.h>
+#include <zkynet/framework/graph.h>
+#include <zkynet/framework/operator.h>
+#include <zkynet/framework/session.h>
+
+namespace zkynet {
+
+// ---- nodes and tapes ----------------------------------------------------------------------
+
+Node::Node(Tape& tape, Tensor value, NodeKind kind, bool requires_grad)
+    : value_(std::move(value)), tape_(&tape), kind_(kind), requires_grad_(requires_grad) {}
+
+std::uint64_t Node::call_id() const { return tape_->call_id(); }
+
+InputNode::InputNode(Tape& tape, Tensor value, NodeKind kind, std::shared_ptr<InputData> input, bool requires_grad)
+    : Node(tape, std::move(value), kind, requires_grad && kind != NodeKind::Constant), input_(std::move(input)) {}
+
+std::string InputNode::label() const { return input_ ? input_->name : "const"; }
+
+namespace {
+bool any_requires_grad(const std::vector<Node*>& parents) {
+  for (const Node* p : parents) {
+    if (p->requires_grad()) return true;
+  }
+  return false;
+}
+}  // namespace
+
+OperatorNode::OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents)
+    : Node(tape, std::move(value), NodeKind::Operator, any_requires_grad(parents)), parents_(std::move(parents)) {}
+
+void Tape::adopt(std::unique_ptr<Node> node) {
+  node->index_ = nodes_.size();
+  node->invocation_ = current_invocation_;
+  nodes_.push_back(std::move(node));
+}
+
+Node* Tape::bound(const InputData& input) const {
+  auto it = bindings_.find(input.uid);
+  return it == bindings_.end() ? nullptr : it->second;
+}
+
+void Tape::bind(const InputData& input, Node* node) { bindings_[input.uid] = node; }
+
+int Tape::open_invocation(std::string name, std::string functional_name) {
+  const int previous = current_invocation_;
+  invocations_.push_back({std::move(name), std::move(functional_name), previous});
+  current_invocation_ = static_cast<int>(invocations_.size()) - 1;
+  return previous;
+}
+
+// ---- node references ----------------------------------------------------------------------
+
+NodeRef::NodeRef(Tensor constant) : constant_(std::move(constant)) {}
+NodeRef::NodeRef(double constant) : constant_(Tensor::scalar(constant)) {}
+
+NodeRef::NodeRef(const Input& input) {
+  const auto& data = input.data();
+  const auto& tape = CallSessionManager::current().active_tape();
+  if (tape) {
+    if (Node* node = tape->bound(*data)) {
+      tape_ = tape;
+      node_ = node;
+      return;
+    }
+    if (input.is_parameter()) {
+      node_ = tape->make<InputNode>(data->value, NodeKind::Parameter, data, data->requires_grad);
+      tape->bind(*data, node_);
+      tape_ = tape;
+      return;
+    }
+  }
+  if (input.is_parameter()) {
+    constant_ = data->value;  // outside a recorded call a parameter is just its value
+    return;
+  }
+  throw UsageError("input '" + input.functional_name() + "' is not bound in " +
+                   (tape ? "call #" + std::to_string(tape->call_id()) : std::string("any active call")) +
+                   ": pass its value when calling the module");
+}
+
+const Tensor& NodeRef::value() const {
+  if (node_) return node_->value();
+  if (!constant_.defined()) throw UsageError("NodeRef: value of an undefined node");
+  return constant_;
+}
+
+namespace detail {
+
+std::shared_ptr<Tape> common_tape(std::span<const NodeRef* const> operands, std::string_view op_name) {
+  std::shared_ptr<Tape> tape;
+  for (const NodeRef* ref : operands) {
+    if (!ref->in_graph()) continue;
+    if (tape && ref->tape() != tape) {
+      throw UsageError(std::string(op_name) + ": operands belong to different graphs (calls #" +
+                       std::to_string(tape->call_id()) + " and #" + std::to_string(ref->tape()->call_id()) +
+                       "); compute them in one module call");
+    }
+    tape = ref->tape();
+  }
+  const auto& active = CallSessionManager::current().active_tape();
+  if (tape && active && tape != active) {
+    throw UsageError(std::string(op_name) + ": an operand belongs to graph #" + std::to_string(tape->call_id()) +
+                     ", not to the current call #" + std::to_string(active->call_id()));
+  }
+  return tape ? tape : active;
+}
+
+Node* node_on(Tape& tape, const NodeRef& operand) {
+  if (operand.in_graph()) return operand.node();
+  return tape.make<InputNode>(operand.value(), NodeKind::Constant, nullptr, false);
+}
+
+void throw_vjp_shape(std::string_view op_name, std::size_t input, const Shape& got, const Shape& want) {
+  throw ShapeError(std::string(op_name) + ": backward produced a gradient of shape " + shape_str(got) +
+                   " for input " + std::to_string(input) + " of shape " + shape_str(want) + " (operator bug)");
+}
+
+}  // namespace detail
+
+// ---- reverse mode -------------------------------------------------------------------------
+
+std::vector<Tensor> backward_pass(const Tape& tape, const Node& root, const Tensor& seed) {
+  const auto nodes = tape.nodes();
+  const std::size_t end = root.index() + 1;
+  std::vector<Tensor> grads(end);
+  std::vector<bool> owned(end, false);  // false: the tensor may be shared with an operator's output
+  grads[root.index()] = seed;
+  std::vector<Tensor> grad_in;
+  for (std::size_t i = end; i-- > 0;) {
+    const Node& node = *nodes[i];
+    if (node.kind() != NodeKind::Operator) continue;
+    const auto& op = static_cast<const OperatorNode&>(node);
+    const bool reached = grads[i].defined();
+    if (!op.visit_without_gradient() && (!reached || !node.requires_grad())) continue;
+    const Tensor g = reached ? grads[i] : Tensor::zeros(node.value().shape(), node.value().dtype());
+    const auto parents = op.parents();
+    grad_in.assign(parents.size(), Tensor());
+    op.backward(g, grad_in);
+    for (std::size_t j = 0; j < parents.size(); ++j) {
+      if (!grad_in[j].defined()) continue;
+      const std::size_t p = parents[j]->index();
+      if (!grads[p].defined()) {
+        grads[p] = std::move(grad_in[j]);
+      } else {
+        if (!owned[p]) {
+          grads[p] = grads[p].clone();
+          owned[p] = true;
+        }
+        grads[p].add_(grad_in[j]);
+      }
+    }
+  }
+  return grads;
+}
+
+ModuleGraph::ModuleGraph(NodeRef root) : root_(std::move(root)) {}
+
+std::uint64_t ModuleGraph::call_id() const { return root_.in_graph() ? root_.tape()->call_id() : 0; }
+
+const Tape& ModuleGraph::tape() const {
+  if (!root_.in_graph()) {
+    throw UsageError("ModuleGraph: this result was computed without recording a graph (no_grad, or no inputs)");
+  }
+  return *root_.tape();
+}
+
+std::span<const std::unique_ptr<Node>> ModuleGraph::nodes() const {
+  if (!root_.in_graph()) return {};
+  return tape().nodes().first(root_.node()->index() + 1);
+}
+
+namespace {
+
+void accumulate_parameter_grads(const Tape& tape, const std::vector<Tensor>& grads) {
+  const auto nodes = tape.nodes();
+  for (std::size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].defined() || nodes[i]->kind() != NodeKind::Parameter) continue;
+    accumulate_grad(*static_cast<const InputNode&>(*nodes[i]).input(), grads[i]);
+  }
+}
+
+}  // namespace
+
+void ModuleGraph::back(const Tensor& seed) {
+  const Tape& t = tape();
+  const Node& root = *root_.node();
+  if (seed.shape() != root.value().shape()) {
+    throw ShapeError("back: seed of shape " + shape_str(seed.shape()) + " for a root of shape " +
+                     shape_str(root.value().shape()));
+  }
+  auto grads = backward_pass(t, root, seed.to(root.value().dtype()));
+  accumulate_parameter_grads(t, grads);
+  grads_ = std::make_shared<std::vector<Tensor>>(std::move(grads));
+  jacobian_mode_ = false;
+}
+
+void ModuleGraph::back() {
+  const Tape& t = tape();
+  const Node& root = *root_.node();
+  const Tensor& out = root.value();
+  if (out.numel() == 1) {
+    back(Tensor::ones(out.shape(), out.dtype()));
+    return;
+  }
+  // Full Jacobians: one reverse pass per output element, each a row of d(out)/d(node).
+  const std::size_t end = root.index() + 1;
+  auto jacobians = std::make_shared<std::vector<Tensor>>(end);
+  Tensor seed = Tensor::zeros(out.shape(), out.dtype());
+  Tensor flat_seed = seed.reshape({out.numel()});
+  for (std::int64_t k = 0; k < out.numel(); ++k) {
+    flat_seed.slice(0, k, k + 1).fill_(1.0);
+    const auto grads = backward_pass(t, root, seed);
+    flat_seed.slice(0, k, k + 1).fill_(0.0);
+    for (std::size_t i = 0; i < end; ++i) {
+      if (!grads[i].defined()) continue;
+      Tensor& jac = (*jacobians)[i];
+      const Shape& in_shape = t.nodes()[i]->value().shape();
+      if (!jac.defined()) {
+        Shape shape = out.shape();
+        shape.insert(shape.end(), in_shape.begin(), in_shape.end());
+        jac = Tensor::zeros(shape, grads[i].dtype());
+      }
+      jac.reshape({out.numel(), shape_numel(in_shape)}).slice(0, k, k + 1).copy_(grads[i].reshape({1, shape_numel(in_shape)}));
+    }
+  }
+  grads_ = std::move(jacobians);
+  jacobian_mode_ = true;
+}
+
+Tensor ModuleGraph::grad_of(const Node& node, const std::string& what) const {
+  if (!grads_) throw UsageError("grad(" + what + "): call back() on graph #" + std::to_string(call_id()) + " first");
+  if (node.index() >= grads_->size() || &node.tape() != &tape()) {
+    throw UsageError("grad(" + what + "): not part of graph #" + std::to_string(call_id()));
+  }
+  const Tensor& g = (*grads_)[node.index()];
+  if (g.defined()) return g;
+  // No path from the node to the root: the derivative is zero.
+  Shape shape = jacobian_mode_ ? root_.value().shape() : Shape{};
+  shape.insert(shape.end(), node.value().shape().begin(), node.value().shape().end());
+  return Tensor::zeros(shape, node.value().dtype());
+}
+
+Tensor ModuleGraph::grad(const Input& input) const {
+  const Node* node = tape().bound(*input.data());
+  if (node == nullptr || node->index() > root_.node()->index()) {
+    throw UsageError("grad(" + input.functional_name() + "): " + (input.is_parameter() ? "parameter" : "input") +
+                     " '" + input.name() + "' is not part of graph #" + std::to_string(call_id()));
+  }
+  return grad_of(*node, input.functional_name());
+}
+
+Tensor ModuleGraph::grad(const NodeRef& node) const {
+  if (!node.in_graph()) throw UsageError("grad(node): the value is a constant, not a node of graph #" + std::to_string(call_id()));
+  return grad_of(*node.node(), node.node()->label());
+}
+
+}  // namespace zkynet

@@ -1,0 +1,207 @@
+// Jacobian-based operators: write the forward once, generically over the scalar type; the
+// framework derives exact derivatives by running it on dual numbers. No finite differences.
+//
+// Elementwise (one dual pass per element gives every partial derivative):
+//   struct Softplus {
+//     static constexpr std::string_view name = "softplus";
+//     static constexpr std::array<std::string_view, 1> inputs{"x"};
+//     template <class S> S operator()(S x) const { using std::log; using std::exp; return log(S(1) + exp(x)); }
+//   };
+//   NodeRef y = op::elementwise(Softplus{}, x);
+//
+// General (one dual pass per input element): the functor maps contiguous buffers
+//   struct Dot {
+//     static constexpr std::string_view name = "dot";
+//     static constexpr std::array<std::string_view, 2> inputs{"a", "b"};
+//     Shape output_shape(const std::array<Shape, 2>&) const { return {}; }
+//     template <class S> void operator()(const std::array<const S*, 2>& in, const std::array<Shape, 2>& shapes, S* out) const;
+//   };
+//   NodeRef y = op::jacobian_op(Dot{}, a, b);
+#pragma once
+
+#include <zkynet/framework/operator.h>
+#include <zkynet/ops/dual.h>
+#include <zkynet/ops/kernels.h>
+#include <zkynet/ops/strided.h>
+
+#include <array>
+#include <string_view>
+#include <vector>
+
+namespace zkynet {
+
+namespace detail {
+template <std::size_t N, std::size_t... I>
+constexpr std::array<std::string_view, N> default_input_names(std::index_sequence<I...>) {
+  constexpr std::array<std::string_view, 4> names{"a", "b", "c", "d"};
+  return {names[I]...};
+}
+template <class F, std::size_t N>
+constexpr std::array<std::string_view, N> input_names() {
+  if constexpr (requires { F::inputs; }) {
+    return F::inputs;
+  } else {
+    return default_input_names<N>(std::make_index_sequence<N>{});
+  }
+}
+}  // namespace detail
+
+// Operator definition for an elementwise functor F of N operands (with broadcasting).
+template <class F, std::size_t N>
+struct ElementwiseJacobianDef {
+  static constexpr std::string_view name = F::name;
+  static constexpr std::array<std::string_view, N> inputs = detail::input_names<F, N>();
+  F f;
+
+  template <class... Ts>
+  Tensor forward(const Ts&... xs) const {
+    return dispatch_floating(floating_result(xs...), [&](auto zero) {
+      using T = decltype(zero);
+      return kernels::map<T, N>({xs...}, f, name);
+    });
+  }
+
+  std::array<Tensor, N> vjp(const VjpContext<N>& c) const {
+    return dispatch_floating(c.grad.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      return partials<T>(c);
+    });
+  }
+
+ private:
+  template <class... Ts>
+  static DType floating_result(const Ts&... xs) {
+    const std::array<const Tensor*, N> in{&xs...};
+    DType dtype = in[0]->dtype();
+    for (std::size_t k = 1; k < N; ++k) dtype = kernels::result_dtype(*in[0], *in[k], name);
+    if (!is_floating(dtype)) throw TypeError(std::string(name) + ": needs floating-point operands, got int64");
+    return dtype;
+  }
+
+  // One dual evaluation per element yields all N partials; each is scaled by the incoming
+  // gradient and summed back to its operand's shape.
+  template <class T>
+  std::array<Tensor, N> partials(const VjpContext<N>& c) const {
+    const Shape& shape = c.output.shape();
+    const Tensor grad = c.grad.contiguous();
+    std::array<Tensor, N> in;
+    std::array<Tensor, N> out;
+    std::array<const Shape*, N + 1> strides;
+    const Shape grad_strides = contiguous_strides(shape);
+    strides[0] = &grad_strides;
+    for (std::size_t k = 0; k < N; ++k) {
+      in[k] = c.in(k).to(dtype_of<T>()).expand(shape);
+      strides[k + 1] = &in[k].strides();
+      if (c.needs[k]) out[k] = Tensor::empty(shape, dtype_of<T>());
+    }
+    const T* g = grad.data<T>();
+    std::array<const T*, N> p;
+    std::array<T*, N> o{};
+    for (std::size_t k = 0; k < N; ++k) {
+      p[k] = in[k].template data<T>();
+      if (c.needs[k]) o[k] = out[k].template data<T>();
+    }
+    kernels::detail::for_each_strided<N + 1>(shape, strides, [&](const std::array<std::int64_t, N + 1>& off) {
+      std::array<Dual<T, N>, N> args;
+      for (std::size_t k = 0; k < N; ++k) {
+        args[k].v = p[k][off[k + 1]];
+        args[k].d[k] = T(1);
+      }
+      const Dual<T, N> y = std::apply([&](const auto&... a) { return Dual<T, N>(f(a...)); }, args);
+      for (std::size_t k = 0; k < N; ++k) {
+        if (o[k]) o[k][off[0]] = g[off[0]] * y.d[k];
+      }
+    });
+    for (std::size_t k = 0; k < N; ++k) {
+      if (c.needs[k]) out[k] = kernels::sum_to(out[k], c.in(k).shape());
+    }
+    return out;
+  }
+};
+
+// Operator definition for a general functor F of N operands on contiguous buffers.
+template <class F, std::size_t N>
+struct GeneralJacobianDef {
+  static constexpr std::string_view name = F::name;
+  static constexpr std::array<std::string_view, N> inputs = detail::input_names<F, N>();
+  F f;
+
+  template <class... Ts>
+  Tensor forward(const Ts&... xs) const {
+    const std::array<Tensor, N> in{xs...};
+    DType dtype = in[0].dtype();
+    for (std::size_t k = 1; k < N; ++k) dtype = kernels::result_dtype(in[0], in[k], name);
+    if (!is_floating(dtype)) throw TypeError(std::string(name) + ": needs floating-point operands, got int64");
+    return dispatch_floating(dtype, [&](auto zero) {
+      using T = decltype(zero);
+      std::array<Tensor, N> buffers;
+      std::array<const T*, N> ptrs;
+      std::array<Shape, N> shapes;
+      for (std::size_t k = 0; k < N; ++k) {
+        buffers[k] = in[k].to(dtype).contiguous();
+        ptrs[k] = buffers[k].template data<T>();
+        shapes[k] = in[k].shape();
+      }
+      Tensor out = Tensor::empty(f.output_shape(shapes), dtype);
+      f(ptrs, shapes, out.data<T>());
+      return out;
+    });
+  }
+
+  std::array<Tensor, N> vjp(const VjpContext<N>& c) const {
+    return dispatch_floating(c.output.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      return columns<T>(c);
+    });
+  }
+
+ private:
+  // d(out)/d(in_k[e]) from one dual evaluation per input element e, contracted with the gradient.
+  template <class T>
+  std::array<Tensor, N> columns(const VjpContext<N>& c) const {
+    using D = Dual<T, 1>;
+    std::array<std::vector<D>, N> duals;
+    std::array<const D*, N> ptrs;
+    std::array<Shape, N> shapes;
+    for (std::size_t k = 0; k < N; ++k) {
+      const auto values = c.in(k).to_doubles();
+      duals[k].assign(values.begin(), values.end());
+      ptrs[k] = duals[k].data();
+      shapes[k] = c.in(k).shape();
+    }
+    const auto grad = c.grad.to_doubles();
+    std::vector<D> out(grad.size());
+    std::array<Tensor, N> result;
+    for (std::size_t k = 0; k < N; ++k) {
+      if (!c.needs[k]) continue;
+      result[k] = Tensor::empty(shapes[k], c.output.dtype());
+      T* r = result[k].template data<T>();
+      for (std::size_t e = 0; e < duals[k].size(); ++e) {
+        duals[k][e].d[0] = T(1);
+        f(ptrs, shapes, out.data());
+        duals[k][e].d[0] = T(0);
+        T acc = T(0);
+        for (std::size_t j = 0; j < out.size(); ++j) acc += static_cast<T>(grad[j]) * out[j].d[0];
+        r[e] = acc;
+      }
+    }
+    return result;
+  }
+};
+
+namespace op {
+
+// Applies the elementwise functor `f` to N operands; derivatives come from dual numbers.
+template <class F, class... Operands>
+NodeRef elementwise(F f, const Operands&... operands) {
+  return apply(ElementwiseJacobianDef<F, sizeof...(Operands)>{std::move(f)}, NodeRef(operands)...);
+}
+
+// Applies the general functor `f`; derivatives come from one dual pass per input element.
+template <class F, class... Operands>
+NodeRef jacobian_op(F f, const Operands&... operands) {
+  return apply(GeneralJacobianDef<F, sizeof...(Operands)>{std::move(f)}, NodeRef(operands)...);
+}
+
+}  // namespace op
+}  // namespace zkynet

@@ -1,0 +1,112 @@
+#include <zkynet/framework/error.h>
+#include <zkynet/ops/kernels.h>
+#include <zkynet/ops/strided.h>
+
+#include <cmath>
+#include <string>
+
+namespace zkynet::kernels {
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op) {
+  const std::size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const std::int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da != db && da != 1 && db != 1) {
+      throw ShapeError(std::string(op) + " " + shape_str(a) + " and " + shape_str(b) +
+                       ": shapes cannot be broadcast (axis " + std::to_string(i) + ": " + std::to_string(da) +
+                       " vs " + std::to_string(db) + ")");
+    }
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+DType result_dtype(const Tensor& a, const Tensor& b, std::string_view op) {
+  if (a.dtype() == b.dtype()) return a.dtype();
+  // A 0-d operand (a Python or C++ number) takes the other operand's type, as in PyTorch.
+  if (b.dim() == 0 && (a.dim() > 0 || is_floating(a.dtype()))) return a.dtype();
+  if (a.dim() == 0) return b.dtype();
+  throw TypeError(std::string(op) + " " + shape_str(a.shape()) + " " + std::string(dtype_name(a.dtype())) + " and " +
+                  shape_str(b.shape()) + " " + std::string(dtype_name(b.dtype())) +
+                  ": dtypes differ (convert one with .to())");
+}
+
+namespace {
+
+template <class F>
+Tensor binary(const Tensor& a, const Tensor& b, std::string_view op, F f) {
+  const DType dtype = result_dtype(a, b, op);
+  return dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    return map<T, 2>({a, b}, [&](T x, T y) { return f(x, y); }, op);
+  });
+}
+
+template <class F>
+Tensor floating_binary(const Tensor& a, const Tensor& b, std::string_view op, F f) {
+  const DType dtype = result_dtype(a, b, op);
+  if (!is_floating(dtype)) throw TypeError(std::string(op) + ": needs floating-point operands, got int64");
+  return dispatch_floating(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    return map<T, 2>({a, b}, [&](T x, T y) { return f(x, y); }, op);
+  });
+}
+
+template <class F>
+Tensor unary(const Tensor& a, std::string_view op, F f) {
+  return dispatch_dtype(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    return map<T, 1>({a}, [&](T x) { return f(x); }, op);
+  });
+}
+
+template <class F>
+Tensor floating_unary(const Tensor& a, std::string_view op, F f) {
+  if (!is_floating(a.dtype())) {
+    throw TypeError(std::string(op) + " " + shape_str(a.shape()) + ": needs a floating-point tensor, got int64");
+  }
+  return dispatch_floating(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    return map<T, 1>({a}, [&](T x) { return f(x); }, op);
+  });
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) { return binary(a, b, "add", [](auto x, auto y) { return x + y; }); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, "sub", [](auto x, auto y) { return x - y; }); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, "mult", [](auto x, auto y) { return x * y; }); }
+Tensor div(const Tensor& a, const Tensor& b) {
+  return floating_binary(a, b, "div", [](auto x, auto y) { return x / y; });
+}
+Tensor pow(const Tensor& a, const Tensor& b) {
+  return floating_binary(a, b, "pow", [](auto x, auto y) { return std::pow(x, y); });
+}
+Tensor scale(const Tensor& a, double factor) {
+  return unary(a, "scale", [factor](auto x) { return static_cast<decltype(x)>(x * factor); });
+}
+
+Tensor neg(const Tensor& a) { return unary(a, "neg", [](auto x) { return -x; }); }
+Tensor square(const Tensor& a) { return unary(a, "square", [](auto x) { return x * x; }); }
+Tensor exp(const Tensor& a) { return floating_unary(a, "exp", [](auto x) { return std::exp(x); }); }
+Tensor log(const Tensor& a) { return floating_unary(a, "log", [](auto x) { return std::log(x); }); }
+Tensor sqrt(const Tensor& a) { return floating_unary(a, "sqrt", [](auto x) { return std::sqrt(x); }); }
+Tensor tanh(const Tensor& a) { return floating_unary(a, "tanh", [](auto x) { return std::tanh(x); }); }
+Tensor relu(const Tensor& a) {
+  return unary(a, "relu", [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
+}
+Tensor sign(const Tensor& a) {
+  return unary(a, "sign", [](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); });
+}
+
+Tensor tanh_backward(const Tensor& grad, const Tensor& out) {
+  return floating_binary(grad, out, "tanh_backward", [](auto g, auto y) { return g * (decltype(y)(1) - y * y); });
+}
+
+Tensor relu_backward(const Tensor& grad, const Tensor& input) {
+  return binary(grad, input, "relu_backward", [](auto g, auto x) { return x > decltype(x)(0) ? g : decltype(g)(0); });
+}
+
+}  // namespace zkynet::kernels

@@ -1,0 +1,109 @@
+#include <zkynet/framework/error.h>
+#include <zkynet/ops/kernels.h>
+#include <zkynet/ops/strided.h>
+
+#include <cblas.h>
+
+#include <string>
+
+namespace zkynet::kernels {
+namespace {
+
+// A matrix operand as BLAS sees it: row-major with leading dimension `ld`, maybe transposed.
+struct BlasMatrix {
+  Tensor t;  // batch x rows x cols view (batch dims kept)
+  bool trans = false;
+  std::int64_t ld = 0;
+};
+
+// Chooses a BLAS layout for the last two axes without copying when the strides allow it.
+BlasMatrix blas_layout(const Tensor& m) {
+  const auto nd = static_cast<std::size_t>(m.dim());
+  const std::int64_t rows = m.shape()[nd - 2];
+  const std::int64_t cols = m.shape()[nd - 1];
+  const std::int64_t rs = m.strides()[nd - 2];
+  const std::int64_t cs = m.strides()[nd - 1];
+  if ((cs == 1 || cols == 1) && rs >= std::max<std::int64_t>(cols, 1)) return {m, false, rs};
+  if ((rs == 1 || rows == 1) && cs >= std::max<std::int64_t>(rows, 1)) return {m, true, cs};
+  const Tensor c = m.contiguous();
+  return {c, false, std::max<std::int64_t>(cols, 1)};
+}
+
+template <class T>
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
+          const T* b, std::int64_t ldb, T* c, std::int64_t ldc) {
+  const auto tra = ta ? CblasTrans : CblasNoTrans;
+  const auto trb = tb ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+                static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c, static_cast<int>(ldc));
+  } else {
+    cblas_dgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
+                static_cast<int>(lda), b, static_cast<int>(ldb), 0.0, c, static_cast<int>(ldc));
+  }
+}
+
+std::string operands(const Tensor& a, const Tensor& b) {
+  return "matmul " + shape_str(a.shape()) + " x " + shape_str(b.shape());
+}
+
+}  // namespace
+
+Tensor matmul_t(const Tensor& a_in, bool transpose_a, const Tensor& b_in, bool transpose_b) {
+  if (a_in.dim() == 0 || b_in.dim() == 0) throw ShapeError(operands(a_in, b_in) + ": operands must not be scalars");
+  if (a_in.dtype() != b_in.dtype()) {
+    throw TypeError(operands(a_in, b_in) + ": dtypes " + std::string(dtype_name(a_in.dtype())) + " and " +
+                    std::string(dtype_name(b_in.dtype())) + " differ");
+  }
+  if (!is_floating(a_in.dtype())) throw TypeError(operands(a_in, b_in) + ": needs floating-point operands");
+  // numpy rules for 1-d operands: a vector is a row on the left, a column on the right.
+  Tensor a = a_in.dim() == 1 ? a_in.reshape({1, a_in.size(0)}) : a_in;
+  Tensor b = b_in.dim() == 1 ? b_in.reshape({b_in.size(0), 1}) : b_in;
+  if (transpose_a) a = a.transpose(-1, -2);
+  if (transpose_b) b = b.transpose(-1, -2);
+  const std::int64_t m = a.size(-2);
+  const std::int64_t k = a.size(-1);
+  const std::int64_t n = b.size(-1);
+  if (b.size(-2) != k) {
+    throw ShapeError(operands(a_in, b_in) + ": inner dimensions differ (" + std::to_string(k) + " vs " +
+                     std::to_string(b.size(-2)) + ")");
+  }
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
+  const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
+  const Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape a_full = batch, b_full = batch;
+  a_full.insert(a_full.end(), {m, k});
+  b_full.insert(b_full.end(), {k, n});
+  const BlasMatrix A = blas_layout(a.expand(a_full));
+  const BlasMatrix B = blas_layout(b.expand(b_full));
+  Shape out_shape = batch;
+  out_shape.insert(out_shape.end(), {m, n});
+  Tensor out = Tensor::empty(out_shape, a.dtype());
+
+  const Shape out_strides = contiguous_strides(out_shape);
+  const Shape a_strides(A.t.strides().begin(), A.t.strides().end() - 2);
+  const Shape b_strides(B.t.strides().begin(), B.t.strides().end() - 2);
+  const Shape o_strides(out_strides.begin(), out_strides.end() - 2);
+  dispatch_floating(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* pa = A.t.data<T>();
+    const T* pb = B.t.data<T>();
+    T* po = out.data<T>();
+    if (k == 0) {
+      out.fill_(0.0);
+      return;
+    }
+    detail::for_each_strided<3>(batch, {&a_strides, &b_strides, &o_strides}, [&](const std::array<std::int64_t, 3>& off) {
+      gemm<T>(A.trans, B.trans, m, n, k, pa + off[0], A.ld, pb + off[1], B.ld, po + off[2], std::max<std::int64_t>(n, 1));
+    });
+  });
+  // Undo the 1-d promotions.
+  Shape final_shape = batch;
+  if (a_in.dim() > 1 || transpose_a) final_shape.push_back(m);
+  if (b_in.dim() > 1 || transpose_b) final_shape.push_back(n);
+  return out.reshape(final_shape);
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b) { return matmul_t(a, false, b, false); }
+
+}  // namespace zkynet::kernels

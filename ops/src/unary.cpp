@@ -1,0 +1,105 @@
+// Unary operators: hand-coded (exp, log, sqrt, tanh, relu) and Jacobian-based (pow, abs,
+// sigmoid, tanh_dual), whose derivatives come from evaluating the functor on dual numbers.
+#include <zkynet/framework/operator.h>
+#include <zkynet/ops/jacobian.h>
+#include <zkynet/ops/kernels.h>
+#include <zkynet/ops/ops.h>
+
+#include <cmath>
+
+namespace zkynet::op {
+
+namespace {
+
+struct ExpDef {
+  static constexpr std::string_view name = "exp";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  Tensor forward(const Tensor& x) const { return kernels::exp(x); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {kernels::mul(c.grad, c.output)}; }
+};
+
+struct LogDef {
+  static constexpr std::string_view name = "log";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  Tensor forward(const Tensor& x) const { return kernels::log(x); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {kernels::div(c.grad, c.in(0))}; }
+};
+
+struct SqrtDef {
+  static constexpr std::string_view name = "sqrt";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  Tensor forward(const Tensor& x) const { return kernels::sqrt(x); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    return {kernels::div(kernels::scale(c.grad, 0.5), c.output)};
+  }
+};
+
+struct TanhDef {
+  static constexpr std::string_view name = "tanh";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  Tensor forward(const Tensor& x) const { return kernels::tanh(x); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {kernels::tanh_backward(c.grad, c.output)}; }
+};
+
+struct ReluDef {
+  static constexpr std::string_view name = "relu";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  Tensor forward(const Tensor& x) const { return kernels::relu(x); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {kernels::relu_backward(c.grad, c.in(0))}; }
+};
+
+// Jacobian-based functors: the forward alone, generic over the scalar.
+struct Pow {
+  static constexpr std::string_view name = "pow";
+  static constexpr std::array<std::string_view, 2> inputs{"base", "exponent"};
+  template <class S>
+  S operator()(S base, S exponent) const {
+    using std::pow;
+    return pow(base, exponent);
+  }
+};
+
+struct Abs {
+  static constexpr std::string_view name = "abs";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  template <class S>
+  S operator()(S x) const {
+    using std::abs;
+    return abs(x);
+  }
+};
+
+struct Sigmoid {
+  static constexpr std::string_view name = "sigmoid";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  template <class S>
+  S operator()(S x) const {
+    using std::exp;
+    return S(1) / (S(1) + exp(-x));
+  }
+};
+
+struct TanhDual {
+  static constexpr std::string_view name = "tanh_dual";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  template <class S>
+  S operator()(S x) const {
+    using std::tanh;
+    return tanh(x);
+  }
+};
+
+}  // namespace
+
+NodeRef exp(const NodeRef& x) { return apply(ExpDef{}, x); }
+NodeRef log(const NodeRef& x) { return apply(LogDef{}, x); }
+NodeRef sqrt(const NodeRef& x) { return apply(SqrtDef{}, x); }
+NodeRef tanh(const NodeRef& x) { return apply(TanhDef{}, x); }
+NodeRef relu(const NodeRef& x) { return apply(ReluDef{}, x); }
+
+NodeRef pow(const NodeRef& base, const NodeRef& exponent) { return elementwise(Pow{}, base, exponent); }
+NodeRef abs(const NodeRef& x) { return elementwise(Abs{}, x); }
+NodeRef sigmoid(const NodeRef& x) { return elementwise(Sigmoid{}, x); }
+NodeRef tanh_dual(const NodeRef& x) { return elementwise(TanhDual{}, x); }
+
+}  // namespace zkynet::op
