@@ -20,9 +20,9 @@ inline XStrides xstrides(const Shape& strides) { return XStrides(strides.begin()
 // A strided, non-owning xtensor expression over `t` (which must outlive it).
 template <class T>
 auto xview(const Tensor& t) {
-  // NOTE: the size passed to adapt is only a bound for the adaptor; strides drive indexing.
-  const auto span = static_cast<std::size_t>(t.storage()->nbytes() / sizeof(T)) - static_cast<std::size_t>(t.offset());
-  return xt::adapt(t.data<T>(), span, xt::no_ownership(), xshape(t.shape()), xstrides(t.strides()));
+  // NOTE: xtensor checks the buffer size against the element count, not the strided span.
+  return xt::adapt(t.data<T>(), static_cast<std::size_t>(t.numel()), xt::no_ownership(), xshape(t.shape()),
+                   xstrides(t.strides()));
 }
 
 }  // namespace zkynet::internal

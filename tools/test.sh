@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up the machine, builds zkynet and runs every test suite.
+#   tools/test.sh              Release build in build/
+#   tools/test.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build in build-sanitize/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sanitize=OFF
+build_dir=build
+if [ "${1:-}" = "--sanitize" ]; then
+  sanitize=ON
+  build_dir=build-sanitize
+fi
+
+bash tools/setup.sh
+jobs=$(nproc)
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZKYNET_SANITIZE=$sanitize \
+      -DZKYNET_BUILD_BENCHMARKS=$([ $sanitize = ON ] && echo OFF || echo ON)
+cmake --build "$build_dir" -j "$jobs"
+
+export OMP_NUM_THREADS=2
+if [ $sanitize = ON ]; then
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
