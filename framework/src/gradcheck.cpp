@@ -15,7 +15,8 @@ std::vector<NodeRef> as_constants(const std::vector<Tensor>& values) {
 Tensor evaluate(const std::function<NodeRef(std::span<const NodeRef>)>& f, const std::vector<Tensor>& values) {
   NoGradGuard no_grad;
   const auto refs = as_constants(values);
-  return f(refs).value().to(DType::Float64).contiguous();
+  // NOTE: a clone, since f may return a view of its input, which the caller perturbs next.
+  return f(refs).value().to(DType::Float64).clone();
 }
 
 }  // namespace

@@ -211,7 +211,8 @@ void ModuleGraph::back() {
   for (std::int64_t k = 0; k < out.numel(); ++k) {
     flat_seed.slice(0, k, k + 1).fill_(1.0);
     const auto grads = backward_pass(t, root, seed);
-    flat_seed.slice(0, k, k + 1).fill_(0.0);
+    // NOTE: gradients may alias the seed (add's VJP passes it through); copy them out before
+    // the seed changes.
     for (std::size_t i = 0; i < end; ++i) {
       if (!grads[i].defined()) continue;
       Tensor& jac = (*jacobians)[i];
@@ -223,6 +224,7 @@ void ModuleGraph::back() {
       }
       jac.reshape({out.numel(), shape_numel(in_shape)}).slice(0, k, k + 1).copy_(grads[i].reshape({1, shape_numel(in_shape)}));
     }
+    flat_seed.slice(0, k, k + 1).fill_(0.0);
   }
   grads_ = std::move(jacobians);
   jacobian_mode_ = true;

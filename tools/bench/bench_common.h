@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>  // environ (g++ defines _GNU_SOURCE)
+
 namespace zkynet::bench {
 
 inline double now_us() {
@@ -85,9 +87,8 @@ class Object {
 
 // The environment variables that change kernel behaviour (as _common.py records them).
 inline std::string env_json() {
-  extern char** environ;
   std::vector<std::string> names;
-  for (char** e = environ; *e; ++e) {
+  for (char** e = ::environ; *e; ++e) {
     const std::string kv = *e;
     for (const char* prefix : {"OPENBLAS", "OMP", "MKL", "GOMP", "KMP", "GLIBC_TUNABLES", "MALLOC"}) {
       if (kv.rfind(prefix, 0) == 0) {

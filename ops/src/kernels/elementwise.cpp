@@ -33,6 +33,16 @@ DType result_dtype(const Tensor& a, const Tensor& b, std::string_view op) {
                   ": dtypes differ (convert one with .to())");
 }
 
+DType result_dtype(std::span<const Tensor* const> operands, std::string_view op) {
+  const Tensor* dominant = operands.front();
+  for (const Tensor* t : operands.subspan(1)) {
+    result_dtype(*dominant, *t, op);  // throws when the pair does not combine
+    if (dominant->dim() == 0 && (t->dim() > 0 || t->dtype() == result_dtype(*dominant, *t, op))) dominant = t;
+  }
+  for (const Tensor* t : operands) result_dtype(*dominant, *t, op);
+  return dominant->dtype();
+}
+
 namespace {
 
 template <class F>

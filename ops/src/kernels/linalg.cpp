@@ -70,7 +70,14 @@ Tensor matmul_t(const Tensor& a_in, bool transpose_a, const Tensor& b_in, bool t
   }
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
   const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
-  const Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape batch;
+  try {
+    batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  } catch (const ShapeError&) {
+    // Name the operands, not just their batch parts.
+    throw ShapeError(operands(a_in, b_in) + ": batch dimensions " + shape_str(a_batch) + " and " +
+                     shape_str(b_batch) + " cannot be broadcast");
+  }
   Shape a_full = batch, b_full = batch;
   a_full.insert(a_full.end(), {m, k});
   b_full.insert(b_full.end(), {k, n});

@@ -64,7 +64,9 @@ Tensor sum(const Tensor& a, const Shape& axes_in, bool keepdim) {
     }
     std::vector<std::size_t> xaxes(axes.begin(), axes.end());
     auto dst = xview<T>(out.reshape(reduced_shape(a.shape(), axes, false)));
-    xt::noalias(dst) = xt::sum(xview<T>(a), xaxes, xt::evaluation_strategy::immediate);
+    // Lazy: xtensor 0.24's immediate reduction throws on a strided adaptor ("Layout not
+    // supported in immediate reduction") and mis-sizes its result even on row-major ones.
+    xt::noalias(dst) = xt::sum(xview<T>(a), xaxes, xt::evaluation_strategy::lazy);
   });
   return out;
 }

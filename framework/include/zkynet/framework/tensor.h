@@ -10,6 +10,7 @@
 
 #include <zkynet/framework/dtype.h>
 #include <zkynet/framework/error.h>
+#include <zkynet/framework/shape.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -24,8 +25,6 @@
 #include <vector>
 
 namespace zkynet {
-
-using Shape = std::vector<std::int64_t>;
 
 // "(2,3)" for {2, 3}; "()" for a scalar.
 std::string shape_str(const Shape& shape);

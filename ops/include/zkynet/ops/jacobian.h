@@ -44,6 +44,23 @@ constexpr std::array<std::string_view, N> input_names() {
     return default_input_names<N>(std::make_index_sequence<N>{});
   }
 }
+
+// The floating dtype of an N-operand result, by the binary rule: operands that are not 0-d
+// scalars share one dtype, which 0-d scalars take (each checked against the first such operand).
+template <std::size_t N>
+DType jacobian_result_dtype(const std::array<const Tensor*, N>& in, std::string_view name) {
+  const Tensor* ref = in[0];
+  for (const Tensor* t : in) {
+    if (t->dim() > 0) {
+      ref = t;
+      break;
+    }
+  }
+  DType dtype = ref->dtype();
+  for (const Tensor* t : in) dtype = kernels::result_dtype(*ref, *t, name);
+  if (!is_floating(dtype)) throw TypeError(std::string(name) + ": needs floating-point operands, got int64");
+  return dtype;
+}
 }  // namespace detail
 
 // Operator definition for an elementwise functor F of N operands (with broadcasting).
@@ -71,11 +88,7 @@ struct ElementwiseJacobianDef {
  private:
   template <class... Ts>
   static DType floating_result(const Ts&... xs) {
-    const std::array<const Tensor*, N> in{&xs...};
-    DType dtype = in[0]->dtype();
-    for (std::size_t k = 1; k < N; ++k) dtype = kernels::result_dtype(*in[0], *in[k], name);
-    if (!is_floating(dtype)) throw TypeError(std::string(name) + ": needs floating-point operands, got int64");
-    return dtype;
+    return detail::jacobian_result_dtype<N>({&xs...}, name);
   }
 
   // One dual evaluation per element yields all N partials; each is scaled by the incoming
@@ -129,9 +142,7 @@ struct GeneralJacobianDef {
   template <class... Ts>
   Tensor forward(const Ts&... xs) const {
     const std::array<Tensor, N> in{xs...};
-    DType dtype = in[0].dtype();
-    for (std::size_t k = 1; k < N; ++k) dtype = kernels::result_dtype(in[0], in[k], name);
-    if (!is_floating(dtype)) throw TypeError(std::string(name) + ": needs floating-point operands, got int64");
+    const DType dtype = detail::jacobian_result_dtype<N>({&xs...}, name);
     return dispatch_floating(dtype, [&](auto zero) {
       using T = decltype(zero);
       std::array<Tensor, N> buffers;

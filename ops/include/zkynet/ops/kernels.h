@@ -7,6 +7,7 @@
 
 #include <zkynet/framework/tensor.h>
 
+#include <span>
 #include <string_view>
 
 namespace zkynet::kernels {
@@ -15,6 +16,8 @@ namespace zkynet::kernels {
 Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op);
 // The dtype of a binary result: equal dtypes, or the tensor's when the other is a 0-d scalar.
 DType result_dtype(const Tensor& a, const Tensor& b, std::string_view op);
+// The same rule over any number of operands: non-scalar operands must agree.
+DType result_dtype(std::span<const Tensor* const> operands, std::string_view op);
 
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);

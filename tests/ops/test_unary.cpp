@@ -1,0 +1,306 @@
+// Unary operators: exp, log, sqrt, tanh, relu (hand-coded derivatives) and pow, abs, sigmoid
+// (Jacobian-based). Each gets a float64 gradient check inside its domain, values and
+// derivatives against numbers from torch 1.13 or by hand, and a float32 value check.
+#include <zkynet/framework/gradcheck.h>
+#include <zkynet/framework/module.h>
+#include <zkynet/ops/kernels.h>
+#include <zkynet/ops/ops.h>
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+using namespace zkynet;
+using Catch::Matchers::Contains;
+
+namespace {
+
+using Body = std::function<NodeRef(std::span<const NodeRef>)>;
+
+// Gradients of sum(seed * f(inputs)) with respect to each input, by reverse mode.
+std::vector<Tensor> vjp(const Body& f, const std::vector<Tensor>& inputs, const Tensor& seed) {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < inputs.size(); ++i) names.push_back("x" + std::to_string(i));
+  Lambda module(names, f);
+  const std::vector<NodeRef> refs(inputs.begin(), inputs.end());
+  ModuleGraph g = module.invoke(refs);
+  g.back(seed);
+  std::vector<Tensor> grads;
+  for (const auto& name : names) grads.push_back(g.grad(module.input(name)));
+  return grads;
+}
+
+// Random values with |x| in [0.25, 2) and random signs: no kink of abs or relu lies within
+// gradcheck's finite-difference step.
+Tensor away_from_zero(const Shape& shape, Generator& gen) {
+  const Tensor magnitude = Tensor::uniform(shape, 0.25, 2.0, gen);
+  const Tensor sign = kernels::sign(Tensor::uniform(shape, -1.0, 1.0, gen));
+  return kernels::mul(magnitude, sign);
+}
+
+void require_gradcheck(const Body& f, const std::vector<Tensor>& inputs) {
+  const GradcheckResult r = gradcheck(f, inputs);
+  INFO(r.message);
+  REQUIRE(r.ok);
+}
+
+// Seed of ones shaped like the inputs used by the derivative checks below.
+const Tensor kOnes3 = Tensor{1.0, 1.0, 1.0};
+
+}  // namespace
+
+// ---- exp ---------------------------------------------------------------------------------
+
+TEST_CASE("exp values match torch") {
+  // torch 1.13: torch.exp(torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64))
+  CHECK(allclose(op::exp(Tensor{-1.0, 0.5, 2.0}).value(),
+                 Tensor{0.36787944117144233, 1.64872127070012819, 7.38905609893065041}, 1e-14));
+  CHECK(op::exp(Tensor(0.0)).value().item() == 1.0);
+}
+
+TEST_CASE("exp derivative equals its value") {
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::exp(x[0]); }, {Tensor{-1.0, 0.5, 2.0}}, kOnes3);
+  CHECK(allclose(g[0], Tensor{0.36787944117144233, 1.64872127070012819, 7.38905609893065041}, 1e-14));
+}
+
+TEST_CASE("exp passes gradcheck") {
+  Generator gen(21);
+  require_gradcheck([](std::span<const NodeRef> x) { return op::exp(x[0]); }, {Tensor::randn({3, 4}, gen)});
+}
+
+TEST_CASE("exp works on float32") {
+  const Tensor y = op::exp(Tensor{0.0, 1.0}.to(DType::Float32)).value();
+  CHECK(y.dtype() == DType::Float32);
+  CHECK(allclose(y, Tensor{1.0, 2.718281828459045}, 1e-6));
+}
+
+TEST_CASE("exp rejects an int64 tensor") {
+  CHECK_THROWS_AS(op::exp(Tensor::arange(3, DType::Int64)), TypeError);
+}
+
+// ---- log ---------------------------------------------------------------------------------
+
+TEST_CASE("log values match torch") {
+  // torch 1.13: torch.log(torch.tensor([0.5, 1.0, 4.0], dtype=torch.float64))
+  CHECK(allclose(op::log(Tensor{0.5, 1.0, 4.0}).value(), Tensor{-0.69314718055994529, 0.0, 1.38629436111989057}, 1e-14));
+}
+
+TEST_CASE("log derivative is 1/x") {
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::log(x[0]); }, {Tensor{0.5, 1.0, 4.0}}, kOnes3);
+  CHECK(allclose(g[0], Tensor{2.0, 1.0, 0.25}));
+}
+
+TEST_CASE("log passes gradcheck on positive inputs") {
+  Generator gen(22);
+  require_gradcheck([](std::span<const NodeRef> x) { return op::log(x[0]); }, {Tensor::uniform({3, 4}, 0.5, 3.0, gen)});
+}
+
+TEST_CASE("log works on float32") {
+  const Tensor y = op::log(Tensor{1.0, 4.0}.to(DType::Float32)).value();
+  CHECK(y.dtype() == DType::Float32);
+  CHECK(allclose(y, Tensor{0.0, 1.3862943611198906}, 1e-6));
+}
+
+// ---- sqrt --------------------------------------------------------------------------------
+
+TEST_CASE("sqrt values match hand-computed roots") {
+  CHECK(allclose(op::sqrt(Tensor{{4.0, 9.0}, {2.0, 0.25}}).value(), Tensor{{2.0, 3.0}, {1.4142135623730951, 0.5}}));
+}
+
+TEST_CASE("sqrt derivative is 1/(2 sqrt x)") {
+  // torch 1.13: sqrt grad at [0.5, 1, 4] = [0.70710678118654746, 0.5, 0.25]
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::sqrt(x[0]); }, {Tensor{0.5, 1.0, 4.0}}, kOnes3);
+  CHECK(allclose(g[0], Tensor{0.70710678118654746, 0.5, 0.25}, 1e-14));
+}
+
+TEST_CASE("sqrt passes gradcheck on positive inputs") {
+  Generator gen(23);
+  require_gradcheck([](std::span<const NodeRef> x) { return op::sqrt(x[0]); }, {Tensor::uniform({2, 5}, 0.5, 3.0, gen)});
+}
+
+TEST_CASE("sqrt works on float32") {
+  const Tensor y = op::sqrt(Tensor{4.0, 2.0}.to(DType::Float32)).value();
+  CHECK(y.dtype() == DType::Float32);
+  CHECK(allclose(y, Tensor{2.0, 1.4142135623730951}, 1e-6));
+}
+
+// ---- tanh --------------------------------------------------------------------------------
+
+TEST_CASE("tanh values match torch") {
+  // torch 1.13: torch.tanh(torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64))
+  CHECK(allclose(op::tanh(Tensor{-1.0, 0.5, 2.0}).value(),
+                 Tensor{-0.76159415595576485, 0.46211715726000974, 0.96402758007581690}, 1e-14));
+}
+
+TEST_CASE("tanh derivative is 1 - tanh^2") {
+  // torch 1.13: tanh grad at [-1, 0.5, 2]
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::tanh(x[0]); }, {Tensor{-1.0, 0.5, 2.0}}, kOnes3);
+  CHECK(allclose(g[0], Tensor{0.41997434161402614, 0.78644773296592740, 0.07065082485316443}, 1e-13));
+}
+
+TEST_CASE("tanh passes gradcheck") {
+  Generator gen(24);
+  require_gradcheck([](std::span<const NodeRef> x) { return op::tanh(x[0]); }, {Tensor::randn({4, 3}, gen)});
+}
+
+TEST_CASE("tanh works on float32") {
+  const Tensor y = op::tanh(Tensor{0.0, 0.5}.to(DType::Float32)).value();
+  CHECK(y.dtype() == DType::Float32);
+  CHECK(allclose(y, Tensor{0.0, 0.46211715726000974}, 1e-6));
+}
+
+// ---- relu --------------------------------------------------------------------------------
+
+TEST_CASE("relu zeroes negative elements and keeps the others") {
+  CHECK(allclose(op::relu(Tensor{{-2.0, 0.0}, {3.0, -0.5}}).value(), Tensor{{0.0, 0.0}, {3.0, 0.0}}));
+}
+
+TEST_CASE("relu derivative is 1 for positive inputs and 0 otherwise, including at 0") {
+  // torch 1.13 also gives 0 at the kink: relu grad at [-2, 0, 3] = [0, 0, 1]
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::relu(x[0]); }, {Tensor{-2.0, 0.0, 3.0}},
+                     Tensor{5.0, 6.0, 7.0});
+  CHECK(allclose(g[0], Tensor{0.0, 0.0, 7.0}));
+}
+
+TEST_CASE("relu passes gradcheck away from the kink") {
+  Generator gen(25);
+  require_gradcheck([](std::span<const NodeRef> x) { return op::relu(x[0]); }, {away_from_zero({3, 4}, gen)});
+}
+
+TEST_CASE("relu works on float32") {
+  const Tensor y = op::relu(Tensor{-1.0, 2.5}.to(DType::Float32)).value();
+  CHECK(y.dtype() == DType::Float32);
+  CHECK(allclose(y, Tensor{0.0, 2.5}));
+}
+
+// ---- pow ---------------------------------------------------------------------------------
+
+TEST_CASE("pow values match torch with a broadcast exponent") {
+  // torch 1.13: torch.pow([[1.5, 2], [0.5, 3]], [2, -0.5])
+  CHECK(allclose(op::pow(Tensor{{1.5, 2.0}, {0.5, 3.0}}, Tensor{2.0, -0.5}).value(),
+                 Tensor{{2.25, 0.70710678118654757}, {0.25, 0.57735026918962573}}, 1e-14));
+  CHECK(allclose(op::pow(Tensor{-2.0, 3.0}, 3.0).value(), Tensor{-8.0, 27.0}));
+  CHECK(allclose(op::pow(2.0, Tensor{0.0, 1.0, 10.0}).value(), Tensor{1.0, 2.0, 1024.0}));
+}
+
+TEST_CASE("pow derivatives match torch, the exponent's summed over the broadcast axis") {
+  // torch 1.13: pow(b, e).sum().backward() with b = [[1.5, 2], [0.5, 3]], e = [2, -0.5]
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::pow(x[0], x[1]); },
+                     {Tensor{{1.5, 2.0}, {0.5, 3.0}}, Tensor{2.0, -0.5}}, Tensor::ones({2, 2}));
+  CHECK(allclose(g[0], Tensor{{3.0, -0.17677669529663689}, {1.0, -0.09622504486493763}}, 1e-13));
+  CHECK(allclose(g[1], Tensor{0.73900969810338357, 1.12441317233183757}, 1e-13));
+}
+
+TEST_CASE("pow with a constant exponent has derivative n x^(n-1), also for negative bases") {
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::pow(x[0], 3.0); }, {Tensor{-2.0, 0.5, 1.0}}, kOnes3);
+  CHECK(allclose(g[0], Tensor{12.0, 0.75, 3.0}));
+}
+
+TEST_CASE("pow with a zero exponent has derivative 0 with respect to the base") {
+  const auto h = vjp([](std::span<const NodeRef> x) { return op::pow(x[0], 0.0); }, {Tensor{-2.0, 0.5, 1.0}}, kOnes3);
+  CHECK(allclose(h[0], Tensor{0.0, 0.0, 0.0}));
+}
+
+TEST_CASE("pow passes gradcheck on positive bases with broadcast exponents") {
+  Generator gen(26);
+  const Body f = [](std::span<const NodeRef> x) { return op::pow(x[0], x[1]); };
+  require_gradcheck(f, {Tensor::uniform({3, 4}, 0.5, 2.0, gen), Tensor::randn({3, 4}, gen)});
+  require_gradcheck(f, {Tensor::uniform({3, 4}, 0.5, 2.0, gen), Tensor::randn({4}, gen)});
+  require_gradcheck(f, {Tensor::uniform({2, 1, 3}, 0.5, 2.0, gen), Tensor::randn({4, 1}, gen)});
+  require_gradcheck(f, {Tensor::uniform({}, 0.5, 2.0, gen), Tensor::randn({2, 3}, gen)});
+}
+
+TEST_CASE("pow passes gradcheck on any base with an integer constant exponent") {
+  Generator gen(27);
+  require_gradcheck([](std::span<const NodeRef> x) { return op::pow(x[0], 3.0); }, {Tensor::randn({2, 3}, gen)});
+}
+
+TEST_CASE("pow works on float32 and keeps float32 with a float64 scalar exponent") {
+  const Tensor y = op::pow(Tensor{2.0, 3.0}.to(DType::Float32), Tensor{3.0, 0.5}.to(DType::Float32)).value();
+  CHECK(y.dtype() == DType::Float32);
+  CHECK(allclose(y, Tensor{8.0, 1.7320508075688772}, 1e-6));
+  const Tensor z = op::pow(Tensor{2.0, 3.0}.to(DType::Float32), 2.0).value();
+  CHECK(z.dtype() == DType::Float32);
+  CHECK(allclose(z, Tensor{4.0, 9.0}));
+}
+
+TEST_CASE("pow rejects shapes that do not broadcast, naming the operator and both shapes") {
+  std::string msg;
+  try {
+    op::pow(Tensor::ones({2, 3}), Tensor::ones({4}));
+  } catch (const ShapeError& e) {
+    msg = e.what();
+  }
+  CHECK_THAT(msg, Contains("pow") && Contains("(2,3)") && Contains("(4,)"));
+}
+
+TEST_CASE("pow rejects a float32 base with a float64 exponent tensor") {
+  CHECK_THROWS_AS(op::pow(Tensor::ones({2}, DType::Float32), Tensor::ones({2})), TypeError);
+}
+
+// ---- abs ---------------------------------------------------------------------------------
+
+TEST_CASE("abs gives magnitudes") {
+  CHECK(allclose(op::abs(Tensor{{-1.5, 0.0}, {2.0, -0.0}}).value(), Tensor{{1.5, 0.0}, {2.0, 0.0}}));
+}
+
+TEST_CASE("abs derivative is the sign, 0 at 0 as in torch") {
+  // torch 1.13: abs grad at [-2, 0, 3] = [-1, 0, 1]
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::abs(x[0]); }, {Tensor{-2.0, 0.0, 3.0}},
+                     Tensor{2.0, 2.0, 2.0});
+  CHECK(allclose(g[0], Tensor{-2.0, 0.0, 2.0}));
+}
+
+TEST_CASE("abs passes gradcheck away from the kink") {
+  Generator gen(28);
+  require_gradcheck([](std::span<const NodeRef> x) { return op::abs(x[0]); }, {away_from_zero({3, 4}, gen)});
+}
+
+TEST_CASE("abs works on float32") {
+  const Tensor y = op::abs(Tensor{-1.5, 2.0}.to(DType::Float32)).value();
+  CHECK(y.dtype() == DType::Float32);
+  CHECK(allclose(y, Tensor{1.5, 2.0}));
+}
+
+// ---- sigmoid -----------------------------------------------------------------------------
+
+TEST_CASE("sigmoid values match torch") {
+  // torch 1.13: torch.sigmoid(torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64))
+  CHECK(allclose(op::sigmoid(Tensor{-1.0, 0.5, 2.0}).value(),
+                 Tensor{0.26894142136999510, 0.62245933120185459, 0.88079707797788231}, 1e-14));
+  CHECK(op::sigmoid(Tensor(0.0)).value().item() == 0.5);
+}
+
+TEST_CASE("sigmoid derivative is s (1 - s)") {
+  // torch 1.13: sigmoid grad at [-1, 0.5, 2]
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::sigmoid(x[0]); }, {Tensor{-1.0, 0.5, 2.0}}, kOnes3);
+  CHECK(allclose(g[0], Tensor{0.19661193324148185, 0.23500371220159449, 0.10499358540350662}, 1e-13));
+}
+
+TEST_CASE("sigmoid passes gradcheck") {
+  Generator gen(29);
+  require_gradcheck([](std::span<const NodeRef> x) { return op::sigmoid(x[0]); }, {Tensor::randn({2, 3, 2}, gen)});
+}
+
+TEST_CASE("sigmoid works on float32") {
+  const Tensor y = op::sigmoid(Tensor{0.0, 2.0}.to(DType::Float32)).value();
+  CHECK(y.dtype() == DType::Float32);
+  CHECK(allclose(y, Tensor{0.5, 0.88079707797788231}, 1e-6));
+}
+
+TEST_CASE("sigmoid rejects an int64 tensor") {
+  CHECK_THROWS_AS(op::sigmoid(Tensor::arange(3, DType::Int64)), TypeError);
+}
+
+// ---- compositions ------------------------------------------------------------------------
+
+TEST_CASE("a composition of unary operators passes gradcheck") {
+  // log(1 + exp(x)) * sqrt(sigmoid(x)) + tanh(x)^2 - |x| + relu(x)
+  Generator gen(30);
+  const Body f = [](std::span<const NodeRef> x) {
+    const NodeRef& v = x[0];
+    return op::log(1.0 + op::exp(v)) * op::sqrt(op::sigmoid(v)) + op::pow(op::tanh(v), 2.0) - op::abs(v) + op::relu(v);
+  };
+  require_gradcheck(f, {away_from_zero({3, 3}, gen)});
+}

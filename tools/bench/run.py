@@ -1,0 +1,329 @@
+#!/usr/bin/python3
+"""Runs zkynet's core benchmarks side by side with the PyTorch peers, in one run.
+
+Workloads (the core issue's two benchmarks):
+  1. per-operator overhead: a 1000-operator scalar chain, forward + backward, us per op
+       zkynet  build/tools/bench/bench_graph_overhead
+       peer    shared/peers/graph_overhead.py (PyTorch eager + autograd, Python)
+               shared/peers/graph_overhead.cpp (libtorch C++), only where libtorch-dev's
+               headers are installed (compiled here into <build-dir>/peers/)
+  2. elementwise c = a*b + a on 10M float32, effective GB/s (12 B / element)
+       zkynet  build/tools/bench/bench_elementwise
+       peer    shared/peers/elementwise.py (torch_expr, torch_out2, torch_addcmul_out)
+  plus, as context, the machine's STREAM bandwidth (shared/peers/stream.c, compiled here)
+  unless --no-stream.
+
+Every program runs in the same environment: the caller's, with OMP_NUM_THREADS set to
+--threads (default 2) for all of them; the torch scripts also get --threads.
+Prints a table (zkynet, PyTorch, zkynet's speed-up, the issue's target) and writes every
+program's raw JSON line, the commands, the environment and the table to --out.
+
+usage: /usr/bin/python3 tools/bench/run.py [--build-dir build] [--out FILE] [--threads 2]
+                                           [--samples 200] [--reps 1] [--no-stream]
+Build first:  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release &&
+              ninja -C build bench_graph_overhead bench_elementwise
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+DEFAULT_PEERS = os.path.abspath(os.path.join(ROOT, "..", "shared", "peers"))
+PY = "/usr/bin/python3"  # Debian's python: has torch and numpy
+LIBTORCH_INCLUDE = "/usr/include/torch/csrc/api/include"
+
+# The issue's targets.
+TARGET_US_PER_OP = 1.0  # per-operator fwd+bwd overhead, at most
+TARGET_GBPS = 40.0  # elementwise effective bandwidth, at least
+
+
+def proc_stat():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return {"total": sum(v[:8]), "idle": v[3] + v[4], "steal": v[7]}
+
+
+def run_json(name, cmd, env, cwd, timeout):
+    """Runs cmd, returns a record with the JSON line it printed (the last line starting '{')."""
+    t0 = time.time()
+    load0 = os.getloadavg()
+    rec = {"name": name, "cmd": cmd, "cwd": cwd}
+    try:
+        p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        rec.update(rc=None, error=f"timed out after {timeout} s", wall_s=round(time.time() - t0, 2))
+        return rec
+    rec.update(rc=p.returncode, wall_s=round(time.time() - t0, 2),
+               loadavg_start=[round(x, 2) for x in load0],
+               loadavg_end=[round(x, 2) for x in os.getloadavg()])
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not lines:
+        rec["error"] = (p.stderr.strip() or p.stdout.strip() or f"exit status {p.returncode}")[-2000:]
+        return rec
+    try:
+        rec["result"] = json.loads(lines[-1])
+    except json.JSONDecodeError as e:
+        rec["error"] = f"bad JSON: {e}: {lines[-1][:500]}"
+    if p.stderr.strip():
+        rec["stderr"] = p.stderr.strip()[-2000:]
+    return rec
+
+
+def git_state():
+    """The commit and the locally modified files of framework/ and ops/ (what the binaries measure)."""
+    def git(*a):
+        try:
+            p = subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True)
+        except OSError:
+            return None
+        return p.stdout.rstrip("\n") if p.returncode == 0 else None
+    dirty = git("status", "--porcelain", "--", "framework", "ops")
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "modified": [ln[3:] for ln in dirty.splitlines() if ln.strip()] if dirty else []}
+
+
+def compile_peer(src, out, cmd_tail, env):
+    """Compiles a C/C++ peer program into out (skipped when up to date); returns an error or None."""
+    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
+        return None
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    cmd = cmd_tail(src, out)
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        return f"{' '.join(cmd)}: {p.stderr.strip()[-1500:]}"
+    return None
+
+
+def figures(recs, key, field):
+    out = []
+    for rec in recs or []:
+        try:
+            out.append(float(rec["result"]["results"][key][field]))
+        except (KeyError, TypeError):
+            pass
+    return out
+
+
+def median(recs, key):
+    """Figure `key`: the median over runs (reps) of each run's median, or None."""
+    v = figures(recs, key, "median")
+    return statistics.median(v) if v else None
+
+
+def best(recs, key, lower_better):
+    """Figure `key`: the best sample of all runs (min time, max rate), or None."""
+    v = figures(recs, key, "min" if lower_better else "max")
+    return (min(v) if lower_better else max(v)) if v else None
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "n/a"
+    return f"{x:.3g}{unit}" if abs(x) < 100 else f"{x:.0f}{unit}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build-dir", default="build", help="CMake build dir (relative to the repo root)")
+    ap.add_argument("--out", default=None, help="raw JSON output (default <build-dir>/bench_results.json)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=200, help="samples of the per-op chain (after 20 warm-ups)")
+    ap.add_argument("--el-samples", type=int, default=21, help="samples of the elementwise calls (after 3)")
+    ap.add_argument("--peers", default=DEFAULT_PEERS, help="folder of the PyTorch peer scripts")
+    ap.add_argument("--no-stream", action="store_true", help="skip the STREAM bandwidth context row")
+    ap.add_argument("--reps", type=int, default=1, help="runs of each program, interleaved (median of medians)")
+    ap.add_argument("--timeout", type=int, default=240, help="seconds per program")
+    args = ap.parse_args()
+
+    build = args.build_dir if os.path.isabs(args.build_dir) else os.path.join(ROOT, args.build_dir)
+    out_path = args.out or os.path.join(build, "bench_results.json")
+    bench_dir = os.path.join(build, "tools", "bench")
+    ours = {b: os.path.join(bench_dir, b) for b in ("bench_graph_overhead", "bench_elementwise")}
+    missing = [p for p in ours.values() if not os.access(p, os.X_OK)]
+    if missing:
+        sys.exit(f"run.py: not built: {', '.join(missing)}\n  build with: cmake -S . -B {args.build_dir} -G Ninja "
+                 f"-DCMAKE_BUILD_TYPE=Release && ninja -C {args.build_dir} bench_graph_overhead bench_elementwise")
+    if not os.access(PY, os.X_OK):
+        sys.exit(f"run.py: {PY} not found (the peers need Debian's python3-torch)")
+
+    # One environment for every program.
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(args.threads)
+    t = str(args.threads)
+    peers = args.peers
+    notes = []
+    jobs = []  # (name, cmd, cwd)
+
+    # ---- 1. per-operator overhead -----------------------------------------------------------
+    jobs.append(("zkynet_graph_overhead",
+                 [ours["bench_graph_overhead"], "--samples", str(args.samples), "--warmup", "20"], ROOT))
+    jobs.append(("torch_graph_overhead_py",
+                 [PY, os.path.join(peers, "graph_overhead.py"), "--threads", t, "--samples", str(args.samples)],
+                 peers))
+    cpp_src = os.path.join(peers, "graph_overhead.cpp")
+    if os.path.isdir(LIBTORCH_INCLUDE) and shutil.which("g++"):
+        exe = os.path.join(build, "peers", "graph_overhead_cpp")
+        err = compile_peer(cpp_src, exe, lambda s, o: [
+            "g++", "-O2", "-std=c++17", "-DNDEBUG", s, "-o", o, f"-I{LIBTORCH_INCLUDE}",
+            "-ltorch", "-ltorch_cpu", "-lc10"], env)
+        if err:
+            notes.append(f"libtorch C++ peer not built: {err}")
+        else:
+            jobs.append(("torch_graph_overhead_cpp", [exe, str(args.samples), t], peers))
+    else:
+        notes.append("libtorch C++ per-op figure skipped: libtorch-dev headers are not installed "
+                     f"({LIBTORCH_INCLUDE} missing); PyTorch figure is the Python one only")
+
+    # ---- 2. elementwise c = a*b + a --------------------------------------------------------
+    jobs.append(("zkynet_elementwise",
+                 [ours["bench_elementwise"], "--samples", str(args.el_samples), "--warmup", "3"], ROOT))
+    jobs.append(("torch_elementwise_py",
+                 [PY, os.path.join(peers, "elementwise.py"), "--threads", t, "--samples", str(args.el_samples)],
+                 peers))
+
+    # ---- context: the machine's bandwidth ----------------------------------------------------
+    if not args.no_stream:
+        exe = os.path.join(build, "peers", "stream_c")
+        err = compile_peer(os.path.join(peers, "stream.c"), exe, lambda s, o: [
+            "gcc", "-O3", "-march=native", "-fopenmp", s, "-o", o], env)
+        if err:
+            notes.append(f"STREAM context skipped: {err}")
+        else:
+            # 8M float64 per array (64 MiB): 3 arrays, like the 10M-float32 workload's 120 MB.
+            jobs.append(("stream_c", [exe, str(8 * 1024 * 1024)], peers))
+
+    # Repetitions interleave (rep 1 of everything, then rep 2...), so that a noisy spell on
+    # the shared machine does not hit every rep of one program.
+    runs = []
+    stat0, load0, t_start = proc_stat(), os.getloadavg(), time.time()
+    for rep in range(args.reps):
+        for name, cmd, cwd in jobs:
+            rec = run_json(name, cmd, env, cwd, args.timeout)
+            rec["rep"] = rep + 1
+            runs.append(rec)
+
+    stat1 = proc_stat()
+    dt = max(1, stat1["total"] - stat0["total"])
+    by = {}
+    for r in runs:
+        by.setdefault(r["name"], []).append(r)
+    for r in runs:
+        if "error" in r:
+            notes.append(f"{r['name']} FAILED (rc={r.get('rc')}): {r['error']}")
+
+    # ---- the table -----------------------------------------------------------------------------
+    zo, po, co = by.get("zkynet_graph_overhead"), by.get("torch_graph_overhead_py"), by.get("torch_graph_overhead_cpp")
+    ze, pe = by.get("zkynet_elementwise"), by.get("torch_elementwise_py")
+    rows = []
+
+    def row(workload, unit, ours_rk, peer_label, peer_rk, lower_better, target=None):
+        """ours_rk / peer_rk: (run record, result key) or None."""
+        ours_v = median(*ours_rk) if ours_rk else None
+        peer_v = median(*peer_rk) if peer_rk else None
+        ours_b = best(*ours_rk, lower_better) if ours_rk else None
+        peer_b = best(*peer_rk, lower_better) if peer_rk else None
+        ratio = None
+        if ours_v and peer_v:
+            ratio = peer_v / ours_v if lower_better else ours_v / peer_v
+        met = None
+        if target is not None and ours_v is not None:
+            met = ours_v <= target if lower_better else ours_v >= target
+        rows.append({"workload": workload, "unit": unit, "zkynet": ours_v, "zkynet_best": ours_b,
+                     "peer": peer_label, "peer_value": peer_v, "peer_best": peer_b, "zkynet_speedup": ratio,
+                     "target": None if target is None else (("<= " if lower_better else ">= ") + f"{target:g}"),
+                     "meets_target": met})
+
+    for key, label, target in [("fwdbwd_us_per_op", "per-op fwd+bwd", TARGET_US_PER_OP),
+                               ("fwd_grad_us_per_op", "per-op fwd (recording)", None),
+                               ("bwd_us_per_op", "per-op bwd", None),
+                               ("fwd_nograd_us_per_op", "per-op fwd no-grad", None)]:
+        row(label, "us/op", (zo, key), "torch python", (po, key), True, target)
+        if co is not None:
+            row(label, "us/op", (zo, key), "libtorch C++", (co, key), True, target)
+    row("per-op fwd+bwd, hoisted f32 consts", "us/op", (zo, "fwdbwd_us_per_op_hoisted"),
+        "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_US_PER_OP)
+    row("per-op fwd+bwd+graph teardown", "us/op", (zo, "fwdbwd_teardown_us_per_op"),
+        "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_US_PER_OP)
+
+    for peer_key in ("torch_expr", "torch_out2", "torch_addcmul_out"):
+        row("elementwise a*b+a, 2 ops (op::add(op::mult))", "GB/s", (ze, "zkynet_expr_GBps_eff"), peer_key,
+            (pe, f"{peer_key}_GBps_eff"), False, TARGET_GBPS)
+    for peer_key in ("torch_addcmul_out", "torch_expr"):
+        row("elementwise fused op::elementwise(Fma)", "GB/s", (ze, "zkynet_fused_GBps_eff"), peer_key,
+            (pe, f"{peer_key}_GBps_eff"), False, TARGET_GBPS)
+    row("elementwise reference: parallel_for, preallocated", "GB/s", (ze, "parallel_for_prealloc_GBps_eff"),
+        "numpy_out2 (1 thread)", (pe, "numpy_out2_GBps_eff"), False)
+    st = by.get("stream_c")
+    if st:
+        for k in ("copy", "triad"):
+            row(f"machine: STREAM {k} (C+OpenMP, 3x64 MiB f64)", "GB/s", None, "C", (st, f"{k}_GBps"), False)
+
+    header = ["workload", "unit", "zkynet", "(best)", "PyTorch", "", "(best)", "zkynet speed-up", "target", "met"]
+    table = [header]
+    for r in rows:
+        table.append([r["workload"], r["unit"], fmt(r["zkynet"]), fmt(r["zkynet_best"]), r["peer"],
+                      fmt(r["peer_value"]), fmt(r["peer_best"]),
+                      "n/a" if r["zkynet_speedup"] is None else f"{r['zkynet_speedup']:.2f}x",
+                      r["target"] or "", "" if r["meets_target"] is None else ("yes" if r["meets_target"] else "NO")])
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    print()
+    for i, line in enumerate(table):
+        print("  ".join(c.ljust(w) if j in (0, 1, 4, 8, 9) else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print()
+    print(f"medians ({args.reps} run(s) of each program; with several, the median of their medians),"
+          " (best) = fastest sample; speed-up = PyTorch median time / zkynet median time (us/op)"
+          " or zkynet median GB/s / PyTorch median GB/s; met: zkynet's median against the target;"
+          f" {args.threads} threads (OMP_NUM_THREADS={args.threads}, torch --threads {args.threads})")
+    busy = round(1 - (stat1["idle"] - stat0["idle"]) / dt, 3)
+    steal = round((stat1["steal"] - stat0["steal"]) / dt, 4)
+    print(f"machine: {os.cpu_count()} CPUs, loadavg at start {[round(x, 2) for x in load0]}, "
+          f"busy {busy:.0%} of all CPUs during the run, steal {steal:.1%}; wall {time.time() - t_start:.0f} s")
+    for r in runs:
+        if "result" in r:
+            print(f"  {r['name']} (rep {r['rep']}): {r['wall_s']} s, "
+                  f"loadavg {r['loadavg_start'][0]} -> {r['loadavg_end'][0]}")
+    zmeta = ((zo or [{}])[0]).get("result", {}).get("meta", {})
+    if zmeta:
+        print(f"zkynet graph: {zmeta.get('graph_nodes')} nodes per chain; per op (fwd+bwd) "
+              f"{zmeta.get('heap_allocs_per_op_fwdbwd')} heap allocations, "
+              f"{zmeta.get('tensor_buffers_per_op_fwdbwd')} tensor buffers; grad check {zmeta.get('grad_check')}")
+    gs = git_state()
+    print(f"zkynet tree: commit {gs['commit']}"
+          + (f", modified in framework/ops: {', '.join(gs['modified'])}" if gs["modified"] else ", framework/ops clean"))
+    for n in notes:
+        print("note: " + n)
+
+    record = {
+        "runner": {
+            "argv": sys.argv, "python": sys.executable, "platform": platform.platform(),
+            "host_cpus": os.cpu_count(), "threads": args.threads,
+            "env": {k: env[k] for k in sorted(env)
+                    if k.startswith(("OPENBLAS", "OMP", "MKL", "GOMP", "KMP", "GLIBC_TUNABLES", "MALLOC"))},
+            "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "busy_frac_all_cpus": busy, "steal_frac": steal, "wall_s": round(time.time() - t_start, 1),
+            "git": gs,
+            "targets": {"us_per_op_max": TARGET_US_PER_OP, "elementwise_GBps_min": TARGET_GBPS},
+            "notes": notes,
+        },
+        "runs": runs,
+        "table": rows,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(out_path, "w") as f:
+        json.dump(record, f, indent=1, sort_keys=False)
+        f.write("\n")
+    print(f"raw JSON: {out_path}")
+    return 1 if any("error" in r for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
