@@ -360,6 +360,10 @@ Tensor Tensor::to(DType dtype) const {
     using To = decltype(to_zero);
     dispatch_dtype(dtype_, [&](auto from_zero) {
       using From = decltype(from_zero);
+      if (is_contiguous()) {
+        std::transform(data<From>(), data<From>() + numel_, out.data<To>(), [](From v) { return static_cast<To>(v); });
+        return;
+      }
       auto dst = xview<To>(out);
       xt::noalias(dst) = xt::cast<To>(xview<From>(*this));
     });

@@ -25,6 +25,7 @@
 #include <zkynet/ops/strided.h>
 
 #include <array>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -45,19 +46,10 @@ constexpr std::array<std::string_view, N> input_names() {
   }
 }
 
-// The floating dtype of an N-operand result, by the binary rule: operands that are not 0-d
-// scalars share one dtype, which 0-d scalars take (each checked against the first such operand).
+// The floating dtype of an N-operand result (kernels::result_dtype's rule over n operands).
 template <std::size_t N>
 DType jacobian_result_dtype(const std::array<const Tensor*, N>& in, std::string_view name) {
-  const Tensor* ref = in[0];
-  for (const Tensor* t : in) {
-    if (t->dim() > 0) {
-      ref = t;
-      break;
-    }
-  }
-  DType dtype = ref->dtype();
-  for (const Tensor* t : in) dtype = kernels::result_dtype(*ref, *t, name);
+  const DType dtype = kernels::result_dtype(std::span<const Tensor* const>(in), name);
   if (!is_floating(dtype)) throw TypeError(std::string(name) + ": needs floating-point operands, got int64");
   return dtype;
 }

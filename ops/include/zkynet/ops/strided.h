@@ -63,10 +63,13 @@ Tensor map(const std::array<Tensor, N>& inputs, F&& f, std::string_view op) {
   Shape shape = inputs[0].shape();
   for (std::size_t k = 1; k < N; ++k) shape = broadcast_shapes(shape, inputs[k].shape(), op);
   std::array<Tensor, N> in;
-  bool flat = true;
+  bool flat = true;     // every operand is contiguous with the output's shape...
+  bool scalars = true;  // ...or a single element, read once
   for (std::size_t k = 0; k < N; ++k) {
-    in[k] = inputs[k].to(dtype_of<T>());
-    flat = flat && in[k].shape() == shape && in[k].is_contiguous();
+    in[k] = inputs[k].dtype() == dtype_of<T>() ? inputs[k] : inputs[k].to(dtype_of<T>());
+    const bool full = in[k].shape() == shape && in[k].is_contiguous();
+    flat = flat && full;
+    scalars = scalars && (full || in[k].numel() == 1);
   }
   Tensor out = Tensor::empty(shape, dtype_of<T>());
   T* o = out.data<T>();
@@ -77,6 +80,18 @@ Tensor map(const std::array<Tensor, N>& inputs, F&& f, std::string_view op) {
       for (std::int64_t i = begin; i < end; ++i) {
         o[i] = [&]<std::size_t... I>(std::index_sequence<I...>) { return static_cast<T>(f(p[I][i]...)); }(
             std::make_index_sequence<N>{});
+      }
+    });
+    return out;
+  }
+  if (scalars) {
+    std::array<std::int64_t, N> step;
+    for (std::size_t k = 0; k < N; ++k) step[k] = in[k].numel() == 1 && out.numel() != 1 ? 0 : 1;
+    parallel_for(out.numel(), [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        o[i] = [&]<std::size_t... I>(std::index_sequence<I...>) {
+          return static_cast<T>(f(p[I][i * step[I]]...));
+        }(std::make_index_sequence<N>{});
       }
     });
     return out;
