@@ -189,7 +189,8 @@ void ModuleGraph::back(const Tensor& seed) {
     throw ShapeError("back: seed of shape " + shape_str(seed.shape()) + " for a root of shape " +
                      shape_str(root.value().shape()));
   }
-  auto grads = backward_pass(t, root, seed.to(root.value().dtype()));
+  // A copy: pass-through VJPs (add, reshape) would otherwise hand out views of the caller's seed.
+  auto grads = backward_pass(t, root, seed.to(root.value().dtype()).clone());
   accumulate_parameter_grads(t, grads);
   grads_ = std::make_shared<std::vector<Tensor>>(std::move(grads));
   jacobian_mode_ = false;

@@ -146,3 +146,12 @@ TEST_CASE("variables can opt out of differentiation") {
   CHECK(g.grad(s.param("w")).item() == 15.0);
   CHECK(g.grad(s.input("label")).item() == 0.0);
 }
+
+TEST_CASE("back(seed) copies the seed: later changes to it do not reach the gradients") {
+  Lambda f({"a"}, [](std::span<const NodeRef> x) { return op::add(x[0], 1.0); });
+  ModuleGraph g = f(Tensor{1.0, 2.0});
+  Tensor seed{3.0, 4.0};
+  g.back(seed);
+  seed.fill_(7.0);
+  CHECK(allclose(g.grad(f.input("a")), Tensor{3.0, 4.0}));
+}
