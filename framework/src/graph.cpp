@@ -111,12 +111,68 @@ Node* node_on(Tape& tape, const NodeRef& operand) {
   return tape.make<InputNode>(operand.value(), NodeKind::Constant, nullptr, false);
 }
 
+namespace {
+
+class DynamicNode final : public OperatorNode {
+ public:
+  DynamicNode(Tape& tape, Tensor value, std::vector<Node*> parents, std::shared_ptr<const DynamicOperator> op)
+      : OperatorNode(tape, std::move(value), std::move(parents)), op_(std::move(op)) {}
+
+  std::string_view op_name() const override { return op_->name; }
+
+  void backward(const Tensor& grad_out, std::span<Tensor> grad_in) const override {
+    const auto ps = parents();
+    std::vector<Tensor> inputs;
+    const auto needs = std::make_unique<bool[]>(ps.size());  // NOTE: std::vector<bool> has no span
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      inputs.push_back(ps[i]->value());
+      needs[i] = ps[i]->requires_grad();
+    }
+    auto grads = op_->vjp(grad_out, value(), inputs, std::span<const bool>(needs.get(), ps.size()));
+    if (grads.size() != ps.size()) {
+      throw UsageError(op_->name + ": backward returned " + std::to_string(grads.size()) + " gradients for " +
+                       std::to_string(ps.size()) + " inputs");
+    }
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      if (!needs[i] || !grads[i].defined()) continue;
+      if (grads[i].shape() != inputs[i].shape()) throw_vjp_shape(op_->name, i, grads[i].shape(), inputs[i].shape());
+      grad_in[i] = std::move(grads[i]);
+    }
+  }
+
+ private:
+  std::shared_ptr<const DynamicOperator> op_;
+};
+
+}  // namespace
+
 void throw_vjp_shape(std::string_view op_name, std::size_t input, const Shape& got, const Shape& want) {
   throw ShapeError(std::string(op_name) + ": backward produced a gradient of shape " + shape_str(got) +
                    " for input " + std::to_string(input) + " of shape " + shape_str(want) + " (operator bug)");
 }
 
 }  // namespace detail
+
+NodeRef apply_dynamic(const std::shared_ptr<const DynamicOperator>& op, std::span<const NodeRef> operands) {
+  if (operands.size() != op->arity) {
+    throw UsageError(op->name + ": expected " + std::to_string(op->arity) + " operand(s), got " +
+                     std::to_string(operands.size()));
+  }
+  std::vector<Tensor> values;
+  values.reserve(operands.size());
+  for (const auto& operand : operands) values.push_back(operand.value());
+  Tensor out = op->forward(values);
+  if (!out.defined()) throw UsageError(op->name + ": forward returned no value");
+  if (!CallSessionManager::current().grad_enabled()) return NodeRef(std::move(out));
+  std::vector<const NodeRef*> refs;
+  for (const auto& operand : operands) refs.push_back(&operand);
+  std::shared_ptr<Tape> tape = detail::common_tape(refs, op->name);
+  if (!tape) return NodeRef(std::move(out));
+  std::vector<Node*> parents;
+  for (const auto& operand : operands) parents.push_back(detail::node_on(*tape, operand));
+  Node* node = tape->make<detail::DynamicNode>(std::move(out), std::move(parents), op);
+  return NodeRef(std::move(tape), node);
+}
 
 // ---- reverse mode -------------------------------------------------------------------------
 

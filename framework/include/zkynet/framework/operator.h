@@ -25,6 +25,9 @@
 #include <zkynet/framework/session.h>
 
 #include <array>
+#include <functional>
+#include <memory>
+#include <vector>
 #include <span>
 #include <string>
 #include <string_view>
@@ -113,6 +116,21 @@ NodeRef apply(Def def, const Operands&... operands) {
   Node* node = tape->make<detail::DefNode<Def>>(std::move(out), std::move(parents), std::move(def));
   return NodeRef(std::move(tape), node);
 }
+
+// An operator defined at run time, e.g. from Python: forward and VJP as callables.
+struct DynamicOperator {
+  using Forward = std::function<Tensor(std::span<const Tensor>)>;
+  // Returns one gradient per input (undefined where needs[i] is false).
+  using Vjp = std::function<std::vector<Tensor>(const Tensor& grad, const Tensor& output,
+                                                std::span<const Tensor> inputs, std::span<const bool> needs)>;
+  std::string name;
+  std::size_t arity = 0;
+  Forward forward;
+  Vjp vjp;
+};
+
+// apply() for a DynamicOperator: same recording rules, arity checked at run time.
+NodeRef apply_dynamic(const std::shared_ptr<const DynamicOperator>& op, std::span<const NodeRef> operands);
 
 // An operator definition as a Function with named inputs, callable like a module:
 //   Operator<ops::AddDef> add_op;  ModuleGraph g = add_op(2.0, 3.0);  g.back();  g.grad(add_op.input("a"));

@@ -1,0 +1,127 @@
+#include "convert.h"
+
+#include <zkynet/framework/error.h>
+#include <zkynet/framework/graph.h>
+
+#include <dlpack/dlpack.h>
+
+namespace zkynet::python {
+namespace {
+
+// Drops a Python reference with the GIL held: tensors may die on threads that do not hold it.
+void release_python(PyObject* obj) {
+  if (!Py_IsInitialized()) return;
+  py::gil_scoped_acquire gil;
+  Py_DECREF(obj);
+}
+
+Tensor over_memory(void* data, const Shape& shape, const Shape& strides, DType dtype, std::size_t span_bytes,
+                   std::function<void(void*)> release) {
+  auto storage = std::make_shared<Storage>(data, span_bytes, Device::cpu(), std::move(release));
+  return Tensor::view_of(std::move(storage), shape, strides, 0, dtype);
+}
+
+std::optional<DType> numpy_dtype(const py::dtype& dt) {
+  if (dt.is(py::dtype::of<float>())) return DType::Float32;
+  if (dt.is(py::dtype::of<double>())) return DType::Float64;
+  if (dt.is(py::dtype::of<std::int64_t>())) return DType::Int64;
+  if (dt.kind() == 'f' && dt.itemsize() == 4) return DType::Float32;
+  if (dt.kind() == 'f' && dt.itemsize() == 8) return DType::Float64;
+  if (dt.kind() == 'i' && dt.itemsize() == 8) return DType::Int64;
+  return std::nullopt;
+}
+
+Tensor from_numpy(py::array array) {
+  auto dtype = numpy_dtype(array.dtype());
+  if (!dtype) {
+    // bool, int32, float16 ...: converted once to the nearest zkynet dtype.
+    const char kind = array.dtype().kind();
+    array = py::array(array.attr("astype")(kind == 'f' || kind == 'c' ? "float64" : "int64"));
+    dtype = numpy_dtype(array.dtype());
+  }
+  const auto itemsize = static_cast<std::int64_t>(array.itemsize());
+  bool usable = array.dtype().attr("isnative").cast<bool>();
+  Shape shape, strides;
+  for (py::ssize_t i = 0; i < array.ndim(); ++i) {
+    shape.push_back(array.shape(i));
+    const auto stride = static_cast<std::int64_t>(array.strides(i));
+    usable = usable && stride >= 0 && stride % itemsize == 0;
+    strides.push_back(stride / itemsize);
+  }
+  if (!usable) return from_numpy(py::array(py::module_::import("numpy").attr("ascontiguousarray")(array)));
+  PyObject* owner = array.ptr();
+  Py_INCREF(owner);
+  return over_memory(array.mutable_data(), shape, strides, *dtype, static_cast<std::size_t>(array.nbytes()),
+                     [owner](void*) { release_python(owner); });
+}
+
+std::optional<DType> dlpack_dtype(const DLDataType& t) {
+  if (t.lanes != 1) return std::nullopt;
+  if (t.code == kDLFloat && t.bits == 32) return DType::Float32;
+  if (t.code == kDLFloat && t.bits == 64) return DType::Float64;
+  if (t.code == kDLInt && t.bits == 64) return DType::Int64;
+  return std::nullopt;
+}
+
+Tensor from_dlpack(py::handle obj) {
+  py::capsule capsule = obj.attr("__dlpack__")();
+  if (std::string(capsule.name()) != "dltensor") throw TypeError("__dlpack__ returned a capsule already consumed");
+  auto* managed = capsule.get_pointer<DLManagedTensor>();
+  const DLTensor& t = managed->dl_tensor;
+  if (t.device.device_type != kDLCPU) {
+    throw TypeError("zkynet: a DLPack tensor on device type " + std::to_string(t.device.device_type) +
+                    " cannot be used by this CPU-only build; copy it to the CPU first");
+  }
+  const auto dtype = dlpack_dtype(t.dtype);
+  if (!dtype) {
+    throw TypeError("zkynet: DLPack dtype (code " + std::to_string(t.dtype.code) + ", " +
+                    std::to_string(t.dtype.bits) + " bits) is not float32, float64 or int64");
+  }
+  Shape shape(t.shape, t.shape + t.ndim);
+  Shape strides = t.strides ? Shape(t.strides, t.strides + t.ndim) : contiguous_strides(shape);
+  void* data = static_cast<char*>(t.data) + t.byte_offset;
+  PyCapsule_SetName(capsule.ptr(), "used_dltensor");
+  const std::size_t bytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(*dtype);
+  return over_memory(data, shape, strides, *dtype, bytes, [managed](void*) {
+    if (managed->deleter) managed->deleter(managed);
+  });
+}
+
+}  // namespace
+
+Tensor tensor_from_python(py::handle obj) {
+  if (py::isinstance<py::bool_>(obj)) return Tensor::scalar(obj.cast<bool>() ? 1.0 : 0.0, DType::Int64);
+  if (py::isinstance<py::int_>(obj) || py::isinstance<py::float_>(obj)) return Tensor(obj.cast<double>());
+  if (py::isinstance<py::array>(obj)) return from_numpy(py::reinterpret_borrow<py::array>(obj));
+  if (py::hasattr(obj, "__dlpack__") && !py::isinstance<py::array>(obj)) return from_dlpack(obj);
+  if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj) || py::hasattr(obj, "__array__")) {
+    py::object array = py::module_::import("numpy").attr("asarray")(obj);
+    return from_numpy(py::reinterpret_borrow<py::array>(array));
+  }
+  throw TypeError("zkynet: cannot use a value of type '" + std::string(py::str(obj.get_type().attr("__name__"))) +
+                  "' as a tensor (expected a number, list, numpy array or an object with __dlpack__)");
+}
+
+py::array tensor_to_numpy(const Tensor& t) {
+  const py::dtype dtype = t.dtype() == DType::Float32   ? py::dtype::of<float>()
+                          : t.dtype() == DType::Float64 ? py::dtype::of<double>()
+                                                        : py::dtype::of<std::int64_t>();
+  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+  std::vector<py::ssize_t> strides;
+  for (auto s : t.strides()) strides.push_back(static_cast<py::ssize_t>(s * static_cast<std::int64_t>(dtype_size(t.dtype()))));
+  auto* keep = new Tensor(t);
+  py::capsule owner(keep, [](void* p) { delete static_cast<Tensor*>(p); });
+  py::array array(dtype, shape, strides, t.raw_data(), owner);
+  // NOTE: graph values are shared with the graph; writing through them would corrupt it.
+  py::detail::array_proxy(array.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return array;
+}
+
+NodeRef noderef_from_python(py::handle obj) {
+  if (py::isinstance<NodeRef>(obj)) return obj.cast<NodeRef>();
+  if (py::isinstance<ModuleGraph>(obj)) return obj.cast<ModuleGraph&>().root();
+  if (py::isinstance<Input>(obj)) return NodeRef(obj.cast<const Input&>());
+  return NodeRef(tensor_from_python(obj));
+}
+
+}  // namespace zkynet::python

@@ -1,0 +1,23 @@
+// Conversions between Python objects and zkynet values, shared by the binding files.
+#pragma once
+
+#include <zkynet/framework/node.h>
+#include <zkynet/framework/tensor.h>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+namespace zkynet::python {
+
+namespace py = pybind11;
+
+// A tensor over the object's memory when possible (numpy arrays of float32, float64 and
+// int64, anything with __dlpack__ on the CPU); other numbers and lists are converted.
+// Python ints and floats become float64 scalars, as in C++.
+Tensor tensor_from_python(py::handle obj);
+// A read-only numpy array sharing the tensor's memory (it keeps the storage alive).
+py::array tensor_to_numpy(const Tensor& t);
+// Nodes, graphs (their root), inputs and parameters, or constants from any value above.
+NodeRef noderef_from_python(py::handle obj);
+
+}  // namespace zkynet::python

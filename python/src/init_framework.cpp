@@ -1,0 +1,238 @@
+// framework/: inputs, parameters, nodes, graphs, modules and Python-defined operators.
+#include "convert.h"
+
+#include <zkynet/framework/error.h>
+#include <zkynet/framework/gradcheck.h>
+#include <zkynet/framework/graph.h>
+#include <zkynet/framework/module.h>
+#include <zkynet/framework/operator.h>
+#include <zkynet/framework/session.h>
+
+#include <pybind11/functional.h>
+#include <pybind11/stl.h>
+
+namespace zkynet::python {
+namespace {
+
+// A module whose call() is a Python method.
+class PyModule : public ModuleBase {
+ public:
+  PyModule(std::vector<Variable> inputs, std::vector<Parameter> params, std::string functional_name)
+      : ModuleBase(std::move(functional_name), std::move(inputs), std::move(params)) {}
+
+ protected:
+  NodeRef call_nodes(std::span<const NodeRef> in) override {
+    py::gil_scoped_acquire gil;
+    py::function call = py::get_override(static_cast<const PyModule*>(this), "call");
+    if (!call) throw UsageError(functional_name() + ": a Module subclass must define call(self, ...)");
+    py::tuple args(in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) args[i] = py::cast(in[i]);
+    return noderef_from_python(call(*args));
+  }
+};
+
+// A Python object released with the GIL held, whatever thread drops the last reference.
+struct GilObject {
+  py::object object;
+  explicit GilObject(py::object o) : object(std::move(o)) {}
+  GilObject(const GilObject&) = delete;
+  GilObject& operator=(const GilObject&) = delete;
+  ~GilObject() {
+    if (!Py_IsInitialized()) {
+      object.release();
+      return;
+    }
+    py::gil_scoped_acquire gil;
+    object = py::object();
+  }
+};
+
+// An operator whose forward (_op_impl) and VJP (_vjp_dispatch) are Python methods.
+class PyOperator : public Function {
+ public:
+  PyOperator(std::vector<Variable> inputs, std::string functional_name)
+      : Function(std::move(functional_name), std::move(inputs), {}) {}
+
+  // Records one node inside a call; at top level, grounds a graph of its own.
+  py::object apply(py::object self, const py::args& args) {
+    std::vector<NodeRef> operands;
+    bool in_graph = static_cast<bool>(CallSessionManager::current().active_tape());
+    for (auto a : args) {
+      operands.push_back(noderef_from_python(a));
+      in_graph = in_graph || operands.back().in_graph();
+    }
+    auto op = definition(std::move(self));
+    if (in_graph) return py::cast(apply_dynamic(op, operands));
+    return py::cast(detail::ground_call(*this, operands, [op](std::span<const NodeRef> in) {
+      return apply_dynamic(op, in);
+    }));
+  }
+
+ private:
+  std::shared_ptr<const DynamicOperator> definition(py::object self) {
+    auto holder = std::make_shared<GilObject>(std::move(self));
+    auto def = std::make_shared<DynamicOperator>();
+    def->name = functional_name();
+    def->arity = inputs().size();
+    def->forward = [holder, name = def->name](std::span<const Tensor> values) {
+      py::gil_scoped_acquire gil;
+      py::tuple args(values.size());
+      for (std::size_t i = 0; i < values.size(); ++i) args[i] = tensor_to_numpy(values[i]);
+      py::object out = holder->object.attr("_op_impl")(*args);
+      // A copy: the result must not change if Python code later writes into its array.
+      return tensor_from_python(py::module_::import("numpy").attr("array")(out)).contiguous();
+    };
+    def->vjp = [holder](const Tensor& grad, const Tensor& output, std::span<const Tensor> inputs,
+                        std::span<const bool> needs) {
+      py::gil_scoped_acquire gil;
+      py::list in, need;
+      for (std::size_t i = 0; i < inputs.size(); ++i) {
+        in.append(tensor_to_numpy(inputs[i]));
+        need.append(needs[i]);
+      }
+      py::object result = holder->object.attr("_vjp_dispatch")(tensor_to_numpy(grad), tensor_to_numpy(output), in, need);
+      std::vector<Tensor> grads;
+      for (auto g : result) {
+        grads.push_back(g.is_none() ? Tensor()
+                                    : tensor_from_python(py::module_::import("numpy").attr("array")(g)).to(inputs[grads.size()].dtype()));
+      }
+      return grads;
+    };
+    return def;
+  }
+};
+
+py::object grad_of(const ModuleGraph& g, py::handle what) {
+  if (py::isinstance<Input>(what)) return tensor_to_numpy(g.grad(what.cast<const Input&>()));
+  if (py::isinstance<NodeRef>(what)) return tensor_to_numpy(g.grad(what.cast<NodeRef>()));
+  if (py::isinstance<ModuleGraph>(what)) return tensor_to_numpy(g.grad(what.cast<ModuleGraph&>().root()));
+  throw TypeError("grad(): expected an input, a parameter or a node, got '" +
+                  std::string(py::str(what.get_type().attr("__name__"))) + "'");
+}
+
+std::vector<NodeRef> operands_of(const py::args& args) {
+  std::vector<NodeRef> refs;
+  for (auto a : args) refs.push_back(noderef_from_python(a));
+  return refs;
+}
+
+}  // namespace
+
+void init_framework(py::module_& m) {
+  py::class_<Input>(m, "Input")
+      .def_property_readonly("name", &Input::name)
+      .def_property_readonly("functional_name", &Input::functional_name)
+      .def_property_readonly("uid", &Input::uid)
+      .def("__eq__", [](const Input& a, const Input& b) { return a.uid() == b.uid(); })
+      .def("__hash__", [](const Input& a) { return std::hash<std::uint64_t>()(a.uid()); })
+      .def("__repr__", [](const Input& a) {
+        return std::string(a.is_parameter() ? "Parameter" : "Variable") + "('" + a.functional_name() + "')";
+      });
+
+  py::class_<Variable, Input>(m, "Variable")
+      .def(py::init<std::string>(), py::arg("name"))
+      .def("requires_grad", &Variable::requires_grad, py::arg("on"), py::return_value_policy::reference_internal);
+
+  py::class_<Parameter, Input>(m, "Parameter")
+      .def(py::init([](std::string name, py::handle value) {
+             // Parameters own their value: copied, so later edits of the source array do not leak in.
+             return Parameter(std::move(name), tensor_from_python(value).clone());
+           }),
+           py::arg("name"), py::arg("value"))
+      .def_property(
+          "value", [](const Parameter& p) { return tensor_to_numpy(p.value()); },
+          [](Parameter& p, py::handle v) { p.set_value(tensor_from_python(v).clone()); })
+      .def_property_readonly("grad",
+                             [](const Parameter& p) -> py::object {
+                               if (!p.grad().defined()) return py::none();
+                               return tensor_to_numpy(p.grad());
+                             })
+      .def_property_readonly("shape", [](const Parameter& p) { return py::tuple(py::cast(std::vector<std::int64_t>(p.value().shape().begin(), p.value().shape().end()))); })
+      .def("zero_grad", &Parameter::zero_grad)
+      .def("_add_", [](Parameter& p, py::handle delta) {
+        // value += delta in place, keeping the buffer: the update step of optimizers written in Python.
+        Tensor value = p.value();
+        value.add_(tensor_from_python(delta).to(value.dtype()).reshape(value.shape()));
+      }, py::arg("delta"));
+
+  py::class_<NodeRef>(m, "Node")
+      .def_property_readonly("value", [](const NodeRef& n) { return tensor_to_numpy(n.value()); })
+      .def_property_readonly("shape", [](const NodeRef& n) { return py::tuple(py::cast(std::vector<std::int64_t>(n.shape().begin(), n.shape().end()))); })
+      .def_property_readonly("dtype", [](const NodeRef& n) { return std::string(dtype_name(n.dtype())); })
+      .def_property_readonly("call_id", [](const NodeRef& n) -> std::uint64_t { return n.in_graph() ? n.tape()->call_id() : 0; })
+      .def_property_readonly("label", [](const NodeRef& n) { return n.in_graph() ? n.node()->label() : std::string("const"); })
+      .def_property_readonly("in_graph", &NodeRef::in_graph)
+      .def("__eq__", [](const NodeRef& a, py::handle b) {
+        return py::isinstance<NodeRef>(b) && a == b.cast<NodeRef>();
+      })
+      .def("__hash__", [](const NodeRef& n) { return std::hash<const void*>()(n.node()); })
+      .def("__repr__", [](const NodeRef& n) {
+        return "Node(" + (n.in_graph() ? n.node()->label() + ", call #" + std::to_string(n.tape()->call_id()) : std::string("const")) +
+               ", shape=" + shape_str(n.shape()) + ")";
+      });
+
+  py::class_<ModuleGraph>(m, "ModuleGraph")
+      .def_property_readonly("value", [](const ModuleGraph& g) { return tensor_to_numpy(g.value()); })
+      .def_property_readonly("root", &ModuleGraph::root)
+      .def_property_readonly("call_id", &ModuleGraph::call_id)
+      .def_property_readonly("num_nodes", [](const ModuleGraph& g) { return g.nodes().size(); })
+      .def("back", [](ModuleGraph& g, py::object seed) {
+             if (seed.is_none()) {
+               g.back();
+             } else {
+               g.back(tensor_from_python(seed));
+             }
+           },
+           py::arg("seed") = py::none())
+      .def("grad", &grad_of, py::arg("of"))
+      .def("__eq__", [](const ModuleGraph& a, py::handle b) {
+        return py::isinstance<ModuleGraph>(b) && a == b.cast<ModuleGraph&>();
+      })
+      .def("__hash__", [](const ModuleGraph& g) { return std::hash<const void*>()(g.root().node()); })
+      .def("__repr__", [](const ModuleGraph& g) {
+        return "ModuleGraph(call #" + std::to_string(g.call_id()) + ", " + std::to_string(g.nodes().size()) +
+               " nodes, value shape " + shape_str(g.value().shape()) + ")";
+      });
+
+  py::class_<Function>(m, "Function")
+      .def_property("name", &Function::name, &Function::set_name)
+      .def_property_readonly("functional_name", &Function::functional_name)
+      .def("input", py::overload_cast<std::string_view>(&Function::input), py::arg("name"))
+      .def("param", py::overload_cast<std::string_view>(&Function::param), py::arg("name"))
+      .def_property_readonly("inputs", &Function::inputs);
+
+  py::class_<ModuleBase, Function>(m, "ModuleBase");
+  py::class_<PyModule, ModuleBase>(m, "_Module")
+      .def(py::init<std::vector<Variable>, std::vector<Parameter>, std::string>())
+      .def("__call__", [](ModuleBase& self, const py::args& args) { return self.invoke(operands_of(args)); })
+      .def("register_parameter", [](ModuleBase& self, std::string name, py::handle value) {
+             return self.register_parameter(std::move(name), tensor_from_python(value).clone());
+           })
+      .def("_register_module", [](ModuleBase& self, std::string name, ModuleBase& child) { self.register_module(std::move(name), child); },
+           py::keep_alive<1, 3>())
+      .def("parameters", &ModuleBase::parameters)
+      .def("named_parameters", &ModuleBase::named_parameters)
+      .def("zero_grad", &ModuleBase::zero_grad);
+
+  py::class_<PyOperator, Function>(m, "_Operator")
+      .def(py::init<std::vector<Variable>, std::string>())
+      .def("__call__", [](py::object self, const py::args& args) { return self.cast<PyOperator&>().apply(self, args); });
+
+  py::class_<NoGradGuard>(m, "_NoGradGuard").def(py::init<>());
+
+  m.def("gradcheck",
+        [](py::function f, py::list inputs, double eps, double rtol, double atol) {
+          std::vector<Tensor> values;
+          for (auto v : inputs) values.push_back(tensor_from_python(v));
+          auto body = [f](std::span<const NodeRef> xs) {
+            py::tuple args(xs.size());
+            for (std::size_t i = 0; i < xs.size(); ++i) args[i] = py::cast(xs[i]);
+            return noderef_from_python(f(*args));
+          };
+          const auto r = gradcheck(body, values, {eps, rtol, atol});
+          return py::make_tuple(r.ok, r.message);
+        },
+        py::arg("f"), py::arg("inputs"), py::arg("eps") = 1e-6, py::arg("rtol") = 1e-5, py::arg("atol") = 1e-7);
+}
+
+}  // namespace zkynet::python

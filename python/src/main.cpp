@@ -1,0 +1,39 @@
+// The compiled core of the `zkynet` Python package: one init_<area> per C++ folder.
+#include <zkynet/framework/error.h>
+#include <zkynet/framework/parallel.h>
+
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace zkynet::python {
+void init_framework(py::module_& m);
+void init_ops(py::module_& m);
+void init_visual(py::module_& m);
+}  // namespace zkynet::python
+
+PYBIND11_MODULE(_zkynet, m) {
+  m.doc() = "zkynet: per-call computational graphs with checked derivatives";
+  // zkynet errors arrive as the Python exception a Python user expects, message unchanged.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const zkynet::ShapeError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const zkynet::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const zkynet::IndexError& e) {
+      PyErr_SetString(PyExc_IndexError, e.what());
+    } catch (const zkynet::Error& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+  auto framework = m.def_submodule("framework", "graphs, modules, operators");
+  auto ops = m.def_submodule("ops", "operators");
+  auto visual = m.def_submodule("visual", "Graphviz export");
+  zkynet::python::init_framework(framework);
+  zkynet::python::init_ops(ops);
+  zkynet::python::init_visual(visual);
+  m.def("set_num_threads", &zkynet::set_num_threads);
+  m.def("num_threads", &zkynet::num_threads);
+}

@@ -1,0 +1,31 @@
+"""Operators on graph values: inside a Module's call() they record nodes in the call's graph;
+on plain values they just compute.
+
+    a = op.add(x, self.param("w"))
+    c = op.mult(a, op.square(x))
+"""
+from .._zkynet import ops as _ops
+
+add = _ops.add
+sub = _ops.sub
+mult = _ops.mult
+div = _ops.div
+pow = _ops.pow  # noqa: A001
+matmul = _ops.matmul
+dot = _ops.dot
+neg = _ops.neg
+square = _ops.square
+exp = _ops.exp
+log = _ops.log
+sqrt = _ops.sqrt
+tanh = _ops.tanh
+relu = _ops.relu
+abs = _ops.abs  # noqa: A001
+sigmoid = _ops.sigmoid
+sum = _ops.sum  # noqa: A001
+mean = _ops.mean
+reshape = _ops.reshape
+transpose = _ops.transpose
+
+__all__ = ["add", "sub", "mult", "div", "pow", "matmul", "dot", "neg", "square", "exp", "log", "sqrt",
+           "tanh", "relu", "abs", "sigmoid", "sum", "mean", "reshape", "transpose"]
