@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j "$(nproc)" --target simple_model
+cmake --build build -j "$(nproc)"
+bash tools/python_env.sh build
 ./build/examples/simple_model zkynet-graphs

@@ -15,8 +15,10 @@ fi
 bash tools/setup.sh
 jobs=$(nproc)
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZKYNET_SANITIZE=$sanitize \
-      -DZKYNET_BUILD_BENCHMARKS=$([ $sanitize = ON ] && echo OFF || echo ON)
+      -DZKYNET_BUILD_BENCHMARKS=$([ $sanitize = ON ] && echo OFF || echo ON) \
+      -DZKYNET_BUILD_PYTHON=$([ $sanitize = ON ] && echo OFF || echo ON)
 cmake --build "$build_dir" -j "$jobs"
+[ $sanitize = ON ] || bash tools/python_env.sh "$build_dir"
 
 export OMP_NUM_THREADS=2
 if [ $sanitize = ON ]; then
