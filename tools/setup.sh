@@ -7,7 +7,8 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev
   catch2 graphviz
-  python3 python3-dev python3-venv python3-numpy python3-pytest python3-torch pybind11-dev libdlpack-dev
+  python3 python3-dev python3-venv python3-numpy python3-pytest python3-torch python3-sklearn
+  pybind11-dev libdlpack-dev
 )
 
 missing=()

@@ -44,14 +44,14 @@ Lanes lanes_along(const Tensor& x, std::int64_t axis, std::string_view op) {
   return l;
 }
 
-// Calls body(start) for every lane, lanes split across the thread pool.
+// Calls body(start, k) for every lane k, lanes split across the thread pool.
 template <class Body>
 void for_each_lane(const Lanes& l, Body&& body) {
   const std::int64_t grain = std::max<std::int64_t>(1, kParallelGrain / std::max<std::int64_t>(l.n, 1));
   parallel_for(
       l.outer * l.inner,
       [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t k = begin; k < end; ++k) body((k / l.inner) * l.n * l.inner + k % l.inner);
+        for (std::int64_t k = begin; k < end; ++k) body((k / l.inner) * l.n * l.inner + k % l.inner, k);
       },
       grain);
 }
@@ -87,7 +87,7 @@ struct SoftmaxDef {
       using T = decltype(zero);
       const T* p = in.data<T>();
       T* y = out.data<T>();
-      for_each_lane(l, [&](std::int64_t start) {
+      for_each_lane(l, [&](std::int64_t start, std::int64_t) {
         const T shift = lane_shift(p + start, l.n, l.inner);
         double total = 0.0;
         for (std::int64_t j = 0; j < l.n; ++j) {
@@ -116,7 +116,7 @@ struct SoftmaxDef {
       const T* gp = g.data<T>();
       const T* yp = y.data<T>();
       T* d = dx.data<T>();
-      for_each_lane(l, [&](std::int64_t start) {
+      for_each_lane(l, [&](std::int64_t start, std::int64_t) {
         double dot = 0.0;
         for (std::int64_t j = 0; j < l.n; ++j) {
           const std::int64_t i = start + j * l.inner;
@@ -147,7 +147,7 @@ struct LogSoftmaxDef {
       using T = decltype(zero);
       const T* p = in.data<T>();
       T* y = out.data<T>();
-      for_each_lane(l, [&](std::int64_t start) {
+      for_each_lane(l, [&](std::int64_t start, std::int64_t) {
         const T shift = lane_shift(p + start, l.n, l.inner);
         const double log_total = std::log(lane_sum_exp(p + start, l.n, l.inner, shift));
         for (std::int64_t j = 0; j < l.n; ++j) {
@@ -170,7 +170,7 @@ struct LogSoftmaxDef {
       const T* gp = g.data<T>();
       const T* yp = y.data<T>();
       T* d = dx.data<T>();
-      for_each_lane(l, [&](std::int64_t start) {
+      for_each_lane(l, [&](std::int64_t start, std::int64_t) {
         double total = 0.0;
         for (std::int64_t j = 0; j < l.n; ++j) total += static_cast<double>(gp[start + j * l.inner]);
         for (std::int64_t j = 0; j < l.n; ++j) {
@@ -232,9 +232,9 @@ struct LogsumexpDef {
       const T* p = in.data<T>();
       T* o = out.data<T>();
       const Lanes l{outer, n, 1};
-      for_each_lane(l, [&](std::int64_t start) {
+      for_each_lane(l, [&](std::int64_t start, std::int64_t k) {
         const T shift = lane_shift(p + start, n, 1);
-        o[start / std::max<std::int64_t>(n, 1)] =
+        o[k] =
             static_cast<T>(static_cast<double>(shift) + std::log(lane_sum_exp(p + start, n, 1, shift)));
       });
     });

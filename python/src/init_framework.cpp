@@ -194,16 +194,14 @@ void init_framework(py::module_& m) {
                " nodes, value shape " + shape_str(g.value().shape()) + ")";
       });
 
-  py::class_<Function>(m, "Function")
+  py::class_<Function, std::shared_ptr<Function>>(m, "Function")
       .def_property("name", &Function::name, &Function::set_name)
       .def_property_readonly("functional_name", &Function::functional_name)
       .def("input", py::overload_cast<std::string_view>(&Function::input), py::arg("name"))
       .def("param", py::overload_cast<std::string_view>(&Function::param), py::arg("name"))
       .def_property_readonly("inputs", &Function::inputs);
 
-  py::class_<ModuleBase, Function>(m, "ModuleBase");
-  py::class_<PyModule, ModuleBase>(m, "_Module")
-      .def(py::init<std::vector<Variable>, std::vector<Parameter>, std::string>())
+  py::class_<ModuleBase, Function, std::shared_ptr<ModuleBase>>(m, "ModuleBase")
       .def("__call__", [](ModuleBase& self, const py::args& args) { return self.invoke(operands_of(args)); })
       .def("register_parameter", [](ModuleBase& self, std::string name, py::handle value) {
              return self.register_parameter(std::move(name), tensor_from_python(value).clone());
@@ -213,8 +211,10 @@ void init_framework(py::module_& m) {
       .def("parameters", &ModuleBase::parameters)
       .def("named_parameters", &ModuleBase::named_parameters)
       .def("zero_grad", &ModuleBase::zero_grad);
+  py::class_<PyModule, ModuleBase, std::shared_ptr<PyModule>>(m, "_Module")
+      .def(py::init<std::vector<Variable>, std::vector<Parameter>, std::string>());
 
-  py::class_<PyOperator, Function>(m, "_Operator")
+  py::class_<PyOperator, Function, std::shared_ptr<PyOperator>>(m, "_Operator")
       .def(py::init<std::vector<Variable>, std::string>())
       .def("__call__", [](py::object self, const py::args& args) { return self.cast<PyOperator&>().apply(self, args); });
 

@@ -10,6 +10,7 @@ namespace zkynet::python {
 void init_framework(py::module_& m);
 void init_ops(py::module_& m);
 void init_visual(py::module_& m);
+void init_nn(py::module_& nn, py::module_& optim, py::module_& ops);
 }  // namespace zkynet::python
 
 PYBIND11_MODULE(_zkynet, m) {
@@ -34,6 +35,9 @@ PYBIND11_MODULE(_zkynet, m) {
   zkynet::python::init_framework(framework);
   zkynet::python::init_ops(ops);
   zkynet::python::init_visual(visual);
+  auto nn = m.def_submodule("nn", "layers");
+  auto optim = m.def_submodule("optim", "optimizers");
+  zkynet::python::init_nn(nn, optim, ops);
   m.def("set_num_threads", &zkynet::set_num_threads);
   m.def("num_threads", &zkynet::num_threads);
 }

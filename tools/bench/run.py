@@ -1,27 +1,32 @@
 #!/usr/bin/python3
 """Runs zkynet's core benchmarks side by side with the PyTorch peers, in one run.
 
-Workloads (the core issue's two benchmarks):
+Workloads (the core issue's benchmarks):
   1. per-operator overhead: a 1000-operator scalar chain, forward + backward, us per op
-       zkynet  build/tools/bench/bench_graph_overhead
+       zkynet  build/tools/bench/bench_graph_overhead (C++)
        peer    shared/peers/graph_overhead.py (PyTorch eager + autograd, Python)
                shared/peers/graph_overhead.cpp (libtorch C++), only where libtorch-dev's
                headers are installed (compiled here into <build-dir>/peers/)
   2. elementwise c = a*b + a on 10M float32, effective GB/s (12 B / element)
        zkynet  build/tools/bench/bench_elementwise
        peer    shared/peers/elementwise.py (torch_expr, torch_out2, torch_addcmul_out)
+  3. per-operator overhead from Python: the same chain driven through zkynet's Python
+     bindings (a cg.Module's call(), ModuleGraph.back()), us per op
+       zkynet  tools/bench/bench_python_overhead.py (imports <build-dir>/python/zkynet)
+       peer    shared/peers/graph_overhead.py's figures (already run for workload 1)
   plus, as context, the machine's STREAM bandwidth (shared/peers/stream.c, compiled here)
   unless --no-stream.
 
 Every program runs in the same environment: the caller's, with OMP_NUM_THREADS set to
 --threads (default 2) for all of them; the torch scripts also get --threads.
-Prints a table (zkynet, PyTorch, zkynet's speed-up, the issue's target) and writes every
-program's raw JSON line, the commands, the environment and the table to --out.
+Prints a table (zkynet, PyTorch, zkynet's speed-up, the issue's target: per-op fwd+bwd
+<= 1 us from C++, <= 2 us from Python; elementwise >= 40 GB/s) and writes every program's raw
+JSON line, the commands, the environment and the table to --out.
 
 usage: /usr/bin/python3 tools/bench/run.py [--build-dir build] [--out FILE] [--threads 2]
                                            [--samples 200] [--reps 1] [--no-stream]
 Build first:  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release &&
-              ninja -C build bench_graph_overhead bench_elementwise
+              ninja -C build bench_graph_overhead bench_elementwise _zkynet
 """
 import argparse
 import json
@@ -40,7 +45,8 @@ PY = "/usr/bin/python3"  # Debian's python: has torch and numpy
 LIBTORCH_INCLUDE = "/usr/include/torch/csrc/api/include"
 
 # The issue's targets.
-TARGET_US_PER_OP = 1.0  # per-operator fwd+bwd overhead, at most
+TARGET_US_PER_OP = 1.0  # per-operator fwd+bwd overhead from C++, at most
+TARGET_PY_US_PER_OP = 2.0  # per-operator fwd+bwd overhead driven from Python, at most
 TARGET_GBPS = 40.0  # elementwise effective bandwidth, at least
 
 
@@ -77,14 +83,14 @@ def run_json(name, cmd, env, cwd, timeout):
 
 
 def git_state():
-    """The commit and the locally modified files of framework/ and ops/ (what the binaries measure)."""
+    """The commit and the locally modified files of framework/, ops/ and python/ (what the programs measure)."""
     def git(*a):
         try:
             p = subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True)
         except OSError:
             return None
         return p.stdout.rstrip("\n") if p.returncode == 0 else None
-    dirty = git("status", "--porcelain", "--", "framework", "ops")
+    dirty = git("status", "--porcelain", "--", "framework", "ops", "python")
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "modified": [ln[3:] for ln in dirty.splitlines() if ln.strip()] if dirty else []}
 
@@ -146,10 +152,13 @@ def main():
     out_path = args.out or os.path.join(build, "bench_results.json")
     bench_dir = os.path.join(build, "tools", "bench")
     ours = {b: os.path.join(bench_dir, b) for b in ("bench_graph_overhead", "bench_elementwise")}
+    py_bench = os.path.join(HERE, "bench_python_overhead.py")
     missing = [p for p in ours.values() if not os.access(p, os.X_OK)]
+    if not os.path.isdir(os.path.join(build, "python", "zkynet")):
+        missing.append(os.path.join(build, "python", "zkynet"))
     if missing:
         sys.exit(f"run.py: not built: {', '.join(missing)}\n  build with: cmake -S . -B {args.build_dir} -G Ninja "
-                 f"-DCMAKE_BUILD_TYPE=Release && ninja -C {args.build_dir} bench_graph_overhead bench_elementwise")
+                 f"-DCMAKE_BUILD_TYPE=Release && ninja -C {args.build_dir} bench_graph_overhead bench_elementwise _zkynet")
     if not os.access(PY, os.X_OK):
         sys.exit(f"run.py: {PY} not found (the peers need Debian's python3-torch)")
 
@@ -180,6 +189,10 @@ def main():
     else:
         notes.append("libtorch C++ per-op figure skipped: libtorch-dev headers are not installed "
                      f"({LIBTORCH_INCLUDE} missing); PyTorch figure is the Python one only")
+
+    # ---- 3. per-operator overhead from Python (run here, next to its peer graph_overhead.py) -
+    jobs.append(("zkynet_python_overhead",
+                 [PY, py_bench, "--build-dir", build, "--samples", str(args.samples), "--warmup", "20"], ROOT))
 
     # ---- 2. elementwise c = a*b + a --------------------------------------------------------
     jobs.append(("zkynet_elementwise",
@@ -221,6 +234,7 @@ def main():
     # ---- the table -----------------------------------------------------------------------------
     zo, po, co = by.get("zkynet_graph_overhead"), by.get("torch_graph_overhead_py"), by.get("torch_graph_overhead_cpp")
     ze, pe = by.get("zkynet_elementwise"), by.get("torch_elementwise_py")
+    zp = by.get("zkynet_python_overhead")
     rows = []
 
     def row(workload, unit, ours_rk, peer_label, peer_rk, lower_better, target=None):
@@ -252,6 +266,16 @@ def main():
     row("per-op fwd+bwd+graph teardown", "us/op", (zo, "fwdbwd_teardown_us_per_op"),
         "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_US_PER_OP)
 
+    for key, label, target in [("fwdbwd_us_per_op", "from Python: per-op fwd+bwd", TARGET_PY_US_PER_OP),
+                               ("fwd_grad_us_per_op", "from Python: per-op fwd (recording)", None),
+                               ("bwd_us_per_op", "from Python: per-op bwd", None),
+                               ("fwd_nograd_us_per_op", "from Python: per-op fwd no-grad", None)]:
+        row(label, "us/op", (zp, key), "torch python", (po, key), True, target)
+    row("from Python: per-op fwd+bwd, hoisted f32 const nodes", "us/op", (zp, "fwdbwd_us_per_op_hoisted"),
+        "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
+    row("from Python: per-op fwd+bwd+graph teardown", "us/op", (zp, "fwdbwd_teardown_us_per_op"),
+        "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
+
     for peer_key in ("torch_expr", "torch_out2", "torch_addcmul_out"):
         row("elementwise a*b+a, 2 ops (op::add(op::mult))", "GB/s", (ze, "zkynet_expr_GBps_eff"), peer_key,
             (pe, f"{peer_key}_GBps_eff"), False, TARGET_GBPS)
@@ -282,6 +306,8 @@ def main():
     print(f"medians ({args.reps} run(s) of each program; with several, the median of their medians),"
           " (best) = fastest sample; speed-up = PyTorch median time / zkynet median time (us/op)"
           " or zkynet median GB/s / PyTorch median GB/s; met: zkynet's median against the target;"
+          " 'from Python' rows: the chain driven through zkynet's Python bindings"
+          " (bench_python_overhead.py) against the same PyTorch-from-Python figures;"
           f" {args.threads} threads (OMP_NUM_THREADS={args.threads}, torch --threads {args.threads})")
     busy = round(1 - (stat1["idle"] - stat0["idle"]) / dt, 3)
     steal = round((stat1["steal"] - stat0["steal"]) / dt, 4)
@@ -291,14 +317,19 @@ def main():
         if "result" in r:
             print(f"  {r['name']} (rep {r['rep']}): {r['wall_s']} s, "
                   f"loadavg {r['loadavg_start'][0]} -> {r['loadavg_end'][0]}")
+    pmeta = ((zp or [{}])[0]).get("result", {}).get("meta", {})
     zmeta = ((zo or [{}])[0]).get("result", {}).get("meta", {})
     if zmeta:
         print(f"zkynet graph: {zmeta.get('graph_nodes')} nodes per chain; per op (fwd+bwd) "
               f"{zmeta.get('heap_allocs_per_op_fwdbwd')} heap allocations, "
               f"{zmeta.get('tensor_buffers_per_op_fwdbwd')} tensor buffers; grad check {zmeta.get('grad_check')}")
+    if pmeta:
+        print(f"zkynet from Python: {pmeta.get('graph_nodes')} nodes per chain; grad check {pmeta.get('grad_check')};"
+              f" package {pmeta.get('zkynet_package')}")
     gs = git_state()
     print(f"zkynet tree: commit {gs['commit']}"
-          + (f", modified in framework/ops: {', '.join(gs['modified'])}" if gs["modified"] else ", framework/ops clean"))
+          + (f", modified in framework/ops/python: {', '.join(gs['modified'])}" if gs["modified"]
+             else ", framework/ops/python clean"))
     for n in notes:
         print("note: " + n)
 
@@ -311,7 +342,8 @@ def main():
             "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "busy_frac_all_cpus": busy, "steal_frac": steal, "wall_s": round(time.time() - t_start, 1),
             "git": gs,
-            "targets": {"us_per_op_max": TARGET_US_PER_OP, "elementwise_GBps_min": TARGET_GBPS},
+            "targets": {"us_per_op_max": TARGET_US_PER_OP, "python_us_per_op_max": TARGET_PY_US_PER_OP,
+                        "elementwise_GBps_min": TARGET_GBPS},
             "notes": notes,
         },
         "runs": runs,

@@ -26,6 +26,15 @@ sum = _ops.sum  # noqa: A001
 mean = _ops.mean
 reshape = _ops.reshape
 transpose = _ops.transpose
+softmax = _ops.softmax
+log_softmax = _ops.log_softmax
+logsumexp = _ops.logsumexp
+cross_entropy = _ops.cross_entropy
+nll_loss = _ops.nll_loss
+mse_loss = _ops.mse_loss
+binary_cross_entropy_with_logits = _ops.binary_cross_entropy_with_logits
 
 __all__ = ["add", "sub", "mult", "div", "pow", "matmul", "dot", "neg", "square", "exp", "log", "sqrt",
-           "tanh", "relu", "abs", "sigmoid", "sum", "mean", "reshape", "transpose"]
+           "tanh", "relu", "abs", "sigmoid", "sum", "mean", "reshape", "transpose",
+           "softmax", "log_softmax", "logsumexp", "cross_entropy", "nll_loss", "mse_loss",
+           "binary_cross_entropy_with_logits"]

@@ -1,0 +1,103 @@
+// nn/: layers and optimizers, and the loss operators (torch.nn / torch.optim names).
+#include "convert.h"
+
+#include <zkynet/framework/error.h>
+#include <zkynet/nn/activation.h>
+#include <zkynet/nn/init.h>
+#include <zkynet/nn/linear.h>
+#include <zkynet/nn/sequential.h>
+#include <zkynet/ops/loss.h>
+#include <zkynet/optim/sgd.h>
+
+#include <pybind11/stl.h>
+
+namespace zkynet::python {
+namespace {
+
+DType dtype_from(const std::string& name) {
+  if (name == "float32") return DType::Float32;
+  if (name == "float64") return DType::Float64;
+  throw TypeError("expected dtype 'float32' or 'float64', got '" + name + "'");
+}
+
+op::Reduction reduction_from(const std::string& name) {
+  if (name == "mean") return op::Reduction::Mean;
+  if (name == "sum") return op::Reduction::Sum;
+  if (name == "none") return op::Reduction::None;
+  throw ShapeError("reduction must be 'mean', 'sum' or 'none', got '" + name + "'");
+}
+
+template <class M>
+py::class_<M, ModuleBase, std::shared_ptr<M>> layer(py::module_& m, const char* name) {
+  return py::class_<M, ModuleBase, std::shared_ptr<M>>(m, name);
+}
+
+using Loss = NodeRef (*)(const NodeRef&, const NodeRef&, op::Reduction);
+
+template <Loss F>
+void loss(py::module_& m, const char* name, const char* doc) {
+  m.def(name, [](py::handle input, py::handle target, const std::string& reduction) {
+          return F(noderef_from_python(input), noderef_from_python(target), reduction_from(reduction));
+        }, py::arg("input"), py::arg("target"), py::arg("reduction") = "mean", doc);
+}
+
+}  // namespace
+
+void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
+  // Module types need shared_ptr holders here so Sequential can share ownership of its layers.
+  nn.def("manual_seed", &nn::manual_seed, py::arg("seed"));
+  layer<nn::Linear>(nn, "Linear")
+      .def(py::init([](std::int64_t in, std::int64_t out, bool bias, const std::string& dtype) {
+             return std::make_shared<nn::Linear>(in, out, nn::LinearOptions{bias, dtype_from(dtype), nullptr});
+           }),
+           py::arg("in_features"), py::arg("out_features"), py::arg("bias") = true, py::arg("dtype") = "float32")
+      .def_property_readonly("in_features", &nn::Linear::in_features)
+      .def_property_readonly("out_features", &nn::Linear::out_features)
+      .def_property_readonly("weight", [](nn::Linear& l) { return l.param("weight"); })
+      .def_property_readonly("bias", [](nn::Linear& l) -> py::object {
+        return l.has_bias() ? py::cast(l.param("bias")) : py::none();
+      });
+  layer<nn::ReLU>(nn, "ReLU").def(py::init<>());
+  layer<nn::Tanh>(nn, "Tanh").def(py::init<>());
+  layer<nn::Sigmoid>(nn, "Sigmoid").def(py::init<>());
+  layer<nn::Sequential>(nn, "Sequential")
+      .def(py::init([](const py::args& modules) {
+        auto seq = std::make_shared<nn::Sequential>();
+        for (auto m : modules) {
+          // NOTE: a Python-defined module lives in a Python object; keep that object alive too.
+          py::object owner = py::reinterpret_borrow<py::object>(m);
+          auto* module = owner.cast<ModuleBase*>();
+          seq->append(std::shared_ptr<ModuleBase>(module, [owner](ModuleBase*) mutable {
+            py::gil_scoped_acquire gil;
+            owner = py::object();
+          }));
+        }
+        return seq;
+      }))
+      .def("__len__", &nn::Sequential::size);
+
+  py::class_<optim::SGD>(optim, "SGD")
+      .def(py::init([](std::vector<Parameter> params, double lr, double momentum, double dampening,
+                       double weight_decay, bool nesterov) {
+             return optim::SGD(std::move(params), {lr, momentum, dampening, weight_decay, nesterov});
+           }),
+           py::arg("params"), py::arg("lr") = 0.01, py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
+           py::arg("weight_decay") = 0.0, py::arg("nesterov") = false)
+      .def("step", &optim::SGD::step, py::call_guard<py::gil_scoped_release>())
+      .def("zero_grad", &optim::SGD::zero_grad)
+      .def_property("lr", [](optim::SGD& o) { return o.options().lr; }, [](optim::SGD& o, double lr) { o.options().lr = lr; });
+
+  ops.def("softmax", [](py::handle x, std::int64_t axis) { return op::softmax(noderef_from_python(x), axis); },
+          py::arg("x"), py::arg("dim") = -1);
+  ops.def("log_softmax", [](py::handle x, std::int64_t axis) { return op::log_softmax(noderef_from_python(x), axis); },
+          py::arg("x"), py::arg("dim") = -1);
+  ops.def("logsumexp", [](py::handle x, std::vector<std::int64_t> axes, bool keepdim) {
+            return op::logsumexp(noderef_from_python(x), Shape(axes.begin(), axes.end()), keepdim);
+          }, py::arg("x"), py::arg("dim"), py::arg("keepdim") = false);
+  loss<op::cross_entropy>(ops, "cross_entropy", "cross entropy of logits (N, C) and int64 class labels (N,)");
+  loss<op::nll_loss>(ops, "nll_loss", "negative log likelihood of log-probabilities and int64 labels");
+  loss<op::mse_loss>(ops, "mse_loss", "mean squared error");
+  loss<op::binary_cross_entropy_with_logits>(ops, "binary_cross_entropy_with_logits", "stable BCE on logits");
+}
+
+}  // namespace zkynet::python

@@ -1,0 +1,20 @@
+"""zkynet.nn: layers named after torch.nn, usable as attributes of cg.Module subclasses.
+
+    class MLP(cg.Module):
+        def __init__(self):
+            super().__init__(inputs=(cg.Variable("x"),))
+            self.l1 = nn.Linear(64, 32)
+            self.l2 = nn.Linear(32, 10)
+        def call(self, x):
+            return self.l2(op.relu(self.l1(x)))
+"""
+from ._zkynet import nn as _nn
+
+Linear = _nn.Linear
+ReLU = _nn.ReLU
+Tanh = _nn.Tanh
+Sigmoid = _nn.Sigmoid
+Sequential = _nn.Sequential
+manual_seed = _nn.manual_seed
+
+__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Sequential", "manual_seed"]
