@@ -161,6 +161,33 @@ std::vector<Parameter> ModuleBase::parameters() const {
   return out;
 }
 
+Tensor& ModuleBase::register_buffer(std::string name, Tensor value) {
+  for (const auto& [existing, t] : buffers_) {
+    if (existing == name) throw UsageError(functional_name() + ": buffer '" + name + "' registered twice");
+  }
+  return buffers_.emplace_back(std::move(name), std::move(value)).second;
+}
+
+Tensor& ModuleBase::buffer(std::string_view name) {
+  for (auto& [existing, t] : buffers_) {
+    if (existing == name) return t;
+  }
+  throw IndexError(functional_name() + ": no buffer named '" + std::string(name) + "'");
+}
+
+std::vector<std::pair<std::string, Tensor>> ModuleBase::named_buffers() const {
+  std::vector<std::pair<std::string, Tensor>> out(buffers_.begin(), buffers_.end());
+  for (const auto& [prefix, child] : children_) {
+    for (auto& [name, t] : child->named_buffers()) out.emplace_back(prefix + "." + name, t);
+  }
+  return out;
+}
+
+void ModuleBase::train(bool on) {
+  training_ = on;
+  for (auto& [name, child] : children_) child->train(on);
+}
+
 void ModuleBase::zero_grad() {
   for (auto& p : parameters()) p.zero_grad();
 }

@@ -82,3 +82,28 @@ TEST_CASE("a module keeps the functional name of its type and a settable name") 
   CHECK(m.name() == "encoder");
   CHECK(m.param("w").functional_name() == "SimpleModel.w");
 }
+
+TEST_CASE("buffers are registered by name, shared in place and listed recursively") {
+  zkynet::testing::TwoLayer net;
+  Tensor& count = net.first.register_buffer("count", Tensor::zeros({2}));
+  net.register_buffer("steps", Tensor(0.0));
+  count.fill_(3.0);
+  const auto named = net.named_buffers();
+  REQUIRE(named.size() == 2);
+  CHECK(named[0].first == "steps");
+  CHECK(named[1].first == "first.count");
+  CHECK(named[1].second.at({1}) == 3.0);
+  CHECK(net.first.buffer("count").shares_storage_with(count));
+  CHECK_THROWS_AS(net.buffer("nope"), IndexError);
+  CHECK_THROWS_AS(net.register_buffer("steps", Tensor(1.0)), UsageError);
+}
+
+TEST_CASE("train() and eval() switch a module and its submodules") {
+  zkynet::testing::TwoLayer net;
+  CHECK(net.is_training());
+  net.eval();
+  CHECK_FALSE(net.is_training());
+  CHECK_FALSE(net.first.is_training());
+  net.train();
+  CHECK(net.second.is_training());
+}

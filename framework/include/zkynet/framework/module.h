@@ -44,6 +44,17 @@ class ModuleBase : public Function {
   const std::vector<std::pair<std::string, ModuleBase*>>& children() const { return children_; }
   void zero_grad();
 
+  // Buffers: state that is saved and loaded with the parameters but not trained (running
+  // statistics). The tensor is shared: layers update it in place.
+  Tensor& register_buffer(std::string name, Tensor value);
+  Tensor& buffer(std::string_view name);
+  std::vector<std::pair<std::string, Tensor>> named_buffers() const;
+
+  // Training mode (the default) or evaluation mode, for this module and its submodules.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
   // Calls the module on values or nodes, as operator() does for typed modules.
   ModuleGraph invoke(std::span<const NodeRef> args);
 
@@ -55,6 +66,8 @@ class ModuleBase : public Function {
   void named_parameters_into(const std::string& prefix, std::vector<std::pair<std::string, Parameter>>& out) const;
   std::vector<std::pair<std::string, ModuleBase*>> children_;
   std::deque<Parameter> registered_;  // NOTE: a deque, so references from register_parameter stay valid
+  std::deque<std::pair<std::string, Tensor>> buffers_;
+  bool training_ = true;
 };
 
 namespace detail {
