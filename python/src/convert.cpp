@@ -34,9 +34,14 @@ std::optional<DType> numpy_dtype(const py::dtype& dt) {
 Tensor from_numpy(py::array array) {
   auto dtype = numpy_dtype(array.dtype());
   if (!dtype) {
-    // bool, int32, float16 ...: converted once to the nearest zkynet dtype.
+    // bool, int32, float16 ...: converted once to the nearest zkynet dtype. Complex numbers
+    // (their imaginary part would be dropped), strings and objects are refused.
     const char kind = array.dtype().kind();
-    array = py::array(array.attr("astype")(kind == 'f' || kind == 'c' ? "float64" : "int64"));
+    if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f') {
+      throw TypeError("zkynet: cannot use a numpy array of dtype " + std::string(py::str(array.dtype())) +
+                      " as a tensor (expected float32, float64 or int64, or bool/int/float to convert)");
+    }
+    array = py::array(array.attr("astype")(kind == 'f' ? "float64" : "int64"));
     dtype = numpy_dtype(array.dtype());
   }
   const auto itemsize = static_cast<std::int64_t>(array.itemsize());
@@ -51,7 +56,9 @@ Tensor from_numpy(py::array array) {
   if (!usable) return from_numpy(py::array(py::module_::import("numpy").attr("ascontiguousarray")(array)));
   PyObject* owner = array.ptr();
   Py_INCREF(owner);
-  return over_memory(array.mutable_data(), shape, strides, *dtype, static_cast<std::size_t>(array.nbytes()),
+  // Read-only arrays (zkynet's own values, np.broadcast_to views) are used in place too:
+  // zkynet never writes into the tensors of its inputs.
+  return over_memory(const_cast<void*>(array.data()), shape, strides, *dtype, static_cast<std::size_t>(array.nbytes()),
                      [owner](void*) { release_python(owner); });
 }
 
@@ -102,6 +109,85 @@ Tensor tensor_from_python(py::handle obj) {
                   "' as a tensor (expected a number, list, numpy array or an object with __dlpack__)");
 }
 
+namespace {
+
+// The ndarray subclass values are returned as (cg.ValueArray, registered by the package).
+PyObject* value_array_type = nullptr;
+
+// A numpy array exported through DLPack: the DLManagedTensor, its shape and strides, and a
+// reference to the array that keeps the memory alive until the consumer calls the deleter.
+struct ExportedArray {
+  DLManagedTensor managed{};
+  std::vector<std::int64_t> shape, strides;
+  PyObject* owner = nullptr;
+};
+
+void delete_exported(DLManagedTensor* managed) {
+  auto* exported = static_cast<ExportedArray*>(managed->manager_ctx);
+  release_python(exported->owner);
+  delete exported;
+}
+
+// Frees a capsule's tensor unless a consumer took it (and renamed the capsule "used_dltensor").
+void dlpack_capsule_destructor(PyObject* capsule) {
+  if (!PyCapsule_IsValid(capsule, "dltensor")) return;
+  auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
+  if (managed != nullptr && managed->deleter != nullptr) managed->deleter(managed);
+}
+
+}  // namespace
+
+void set_value_array_type(py::handle type) {
+  PyObject* next = type.is_none() ? nullptr : type.ptr();  // None: plain numpy arrays
+  Py_XINCREF(next);
+  Py_XDECREF(value_array_type);
+  value_array_type = next;
+}
+
+py::capsule numpy_to_dlpack(py::array array) {
+  const py::dtype dt = array.dtype();
+  DLDataType dl{};
+  dl.bits = static_cast<std::uint8_t>(dt.itemsize() * 8);
+  dl.lanes = 1;
+  switch (dt.kind()) {
+    case 'f': dl.code = kDLFloat; break;
+    case 'i': dl.code = kDLInt; break;
+    case 'u': dl.code = kDLUInt; break;
+    case 'c': dl.code = kDLComplex; break;
+    default: throw py::buffer_error("zkynet: cannot export an array of dtype " + std::string(py::str(py::handle(dt))) + " through DLPack");
+  }
+  if (!dt.attr("isnative").cast<bool>()) throw py::buffer_error("zkynet: cannot export a byte-swapped array through DLPack");
+  auto exported = std::make_unique<ExportedArray>();
+  for (py::ssize_t i = 0; i < array.ndim(); ++i) {
+    const auto stride = static_cast<std::int64_t>(array.strides(i));
+    if (stride < 0 || stride % dt.itemsize() != 0) {
+      throw py::buffer_error("zkynet: cannot export an array with negative or unaligned strides through DLPack; "
+                             "export a copy() of it");
+    }
+    exported->shape.push_back(array.shape(i));
+    exported->strides.push_back(stride / dt.itemsize());
+  }
+  DLTensor& t = exported->managed.dl_tensor;
+  t.data = const_cast<void*>(array.data());
+  t.device = {kDLCPU, 0};
+  t.ndim = static_cast<std::int32_t>(array.ndim());
+  t.dtype = dl;
+  t.shape = exported->shape.data();
+  t.strides = exported->strides.data();
+  t.byte_offset = 0;
+  exported->owner = array.ptr();
+  Py_INCREF(exported->owner);
+  exported->managed.manager_ctx = exported.get();
+  exported->managed.deleter = delete_exported;
+  PyObject* capsule = PyCapsule_New(&exported->managed, "dltensor", dlpack_capsule_destructor);
+  if (capsule == nullptr) {
+    Py_DECREF(exported->owner);
+    throw py::error_already_set();
+  }
+  exported.release();
+  return py::reinterpret_steal<py::capsule>(capsule);
+}
+
 py::array tensor_to_numpy(const Tensor& t) {
   const py::dtype dtype = t.dtype() == DType::Float32   ? py::dtype::of<float>()
                           : t.dtype() == DType::Float64 ? py::dtype::of<double>()
@@ -114,6 +200,9 @@ py::array tensor_to_numpy(const Tensor& t) {
   py::array array(dtype, shape, strides, t.raw_data(), owner);
   // NOTE: graph values are shared with the graph; writing through them would corrupt it.
   py::detail::array_proxy(array.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  // As cg.ValueArray: still read-only, and exportable through __dlpack__ (numpy's own refuses
+  // read-only arrays).
+  if (value_array_type != nullptr) return py::reinterpret_borrow<py::array>(array.attr("view")(py::handle(value_array_type)));
   return array;
 }
 

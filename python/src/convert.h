@@ -17,6 +17,12 @@ namespace py = pybind11;
 Tensor tensor_from_python(py::handle obj);
 // A read-only numpy array sharing the tensor's memory (it keeps the storage alive).
 py::array tensor_to_numpy(const Tensor& t);
+// Makes tensor_to_numpy return its arrays as views of this ndarray subclass (cg.ValueArray;
+// None: plain read-only ndarrays).
+void set_value_array_type(py::handle type);
+// A DLPack capsule ("dltensor") over a CPU numpy array's memory, read-only arrays included;
+// the capsule (then its consumer) keeps the array alive.
+py::capsule numpy_to_dlpack(py::array array);
 // Nodes, graphs (their root), inputs and parameters, or constants from any value above.
 NodeRef noderef_from_python(py::handle obj);
 

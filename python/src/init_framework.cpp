@@ -27,7 +27,13 @@ class PyModule : public ModuleBase {
     if (!call) throw UsageError(functional_name() + ": a Module subclass must define call(self, ...)");
     py::tuple args(in.size());
     for (std::size_t i = 0; i < in.size(); ++i) args[i] = py::cast(in[i]);
-    return noderef_from_python(call(*args));
+    py::object result = call(*args);
+    if (result.is_none() || py::isinstance<py::str>(result) || py::isinstance<py::bytes>(result) ||
+        py::isinstance<py::dict>(result)) {
+      throw TypeError("call() returned a '" + std::string(py::str(result.get_type().attr("__name__"))) +
+                      "'; it must return a node (the result of an operator or a module), a number or an array");
+    }
+    return noderef_from_python(result);
   }
 };
 
@@ -101,6 +107,15 @@ class PyOperator : public Function {
     return def;
   }
 };
+
+// Whether `target` is `root` or one of its submodules, at any depth.
+bool contains_module(const ModuleBase& root, const ModuleBase& target) {
+  if (&root == &target) return true;
+  for (const auto& [name, child] : root.children()) {
+    if (contains_module(*child, target)) return true;
+  }
+  return false;
+}
 
 py::object grad_of(const ModuleGraph& g, py::handle what) {
   if (py::isinstance<Input>(what)) return tensor_to_numpy(g.grad(what.cast<const Input&>()));
@@ -206,7 +221,14 @@ void init_framework(py::module_& m) {
       .def("register_parameter", [](ModuleBase& self, std::string name, py::handle value) {
              return self.register_parameter(std::move(name), tensor_from_python(value).clone());
            })
-      .def("_register_module", [](ModuleBase& self, std::string name, ModuleBase& child) { self.register_module(std::move(name), child); },
+      .def("_register_module", [](ModuleBase& self, std::string name, ModuleBase& child) {
+             // A cycle would make parameters() recurse forever; ModuleBase refuses only child == self.
+             if (&child != &self && contains_module(child, self)) {
+               throw UsageError(self.functional_name() + ": cannot register '" + name + "' (" + child.functional_name() +
+                                "): it already contains this module, which would make a cycle");
+             }
+             self.register_module(std::move(name), child);
+           },
            py::keep_alive<1, 3>())
       .def("parameters", &ModuleBase::parameters)
       .def("named_parameters", &ModuleBase::named_parameters)
@@ -219,6 +241,9 @@ void init_framework(py::module_& m) {
       .def("__call__", [](py::object self, const py::args& args) { return self.cast<PyOperator&>().apply(self, args); });
 
   py::class_<NoGradGuard>(m, "_NoGradGuard").def(py::init<>());
+
+  m.def("_set_value_array_type", &set_value_array_type, py::arg("type"));
+  m.def("_to_dlpack", &numpy_to_dlpack, py::arg("array"));
 
   m.def("gradcheck",
         [](py::function f, py::list inputs, double eps, double rtol, double atol) {

@@ -30,6 +30,33 @@ Function = _fw.Function
 gradcheck = _fw.gradcheck
 
 
+class ValueArray(np.ndarray):
+    """The numpy array zkynet returns values and gradients as: a read-only view of zkynet's memory.
+
+    It is read-only because the graph shares it (writing would corrupt the graph; take a copy()
+    to modify). It exports itself through DLPack without a copy, which numpy's own `__dlpack__`
+    refuses for read-only arrays: `torch.from_dlpack(result.value)` shares the memory (do not
+    write through the tensor either). numpy functions on it give plain arrays.
+    """
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        inputs = tuple(x.view(np.ndarray) if isinstance(x, ValueArray) else x for x in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(x.view(np.ndarray) if isinstance(x, ValueArray) else x for x in kwargs["out"])
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        if copy:
+            return np.array(self).__dlpack__()
+        return _fw._to_dlpack(self)
+
+    def __dlpack_device__(self):
+        return (1, 0)  # kDLCPU
+
+
+_fw._set_value_array_type(ValueArray)
+
+
 class Module(_fw._Module):
     """A user-defined function: subclass it and define `call(self, *inputs)`.
 
@@ -59,7 +86,8 @@ class Operator(_fw._Operator):
     `_op_impl` to be real-analytic in its inputs and to accept complex arrays: numpy's
     arithmetic, exp, log, sin, tanh, sqrt, dot, sum ... qualify; abs, maximum, sign, comparisons,
     rounding and anything that drops the imaginary part do not, and are detected and refused
-    with a clear error (define `vjp` yourself for those).
+    with a TypeError (define `vjp` yourself for those): during the complex step, `_op_impl`
+    sees arrays that accept only the analytic numpy ufuncs (see `_ANALYTIC_UFUNCS`).
 
     An operator may also define its own vector-Jacobian product:
         def vjp(self, grad, output, *inputs): return (grad_a, grad_b, ...)
@@ -112,7 +140,10 @@ class Operator(_fw._Operator):
     def _evaluate(self, args, output):
         name = type(self).__name__
         try:
-            out = np.asarray(self._op_impl(*args))
+            out = np.asarray(self._op_impl(*[np.asarray(a).view(_ComplexProbe) for a in args]))
+        except _NonAnalytic as error:
+            raise TypeError(f"{name}: _op_impl uses numpy.{error.ufunc}, which is not analytic, so its derivative "
+                            "cannot be derived by the complex step; define vjp(self, grad, output, *inputs)") from None
         except TypeError as error:
             raise TypeError(f"{name}: _op_impl does not accept complex inputs, so its derivative cannot be "
                             f"derived by the complex step ({error}); define vjp(self, grad, output, *inputs)") from error
@@ -121,10 +152,41 @@ class Operator(_fw._Operator):
                             "function such as abs, maximum, sign or a comparison?); its derivative cannot be "
                             "derived by the complex step: define vjp(self, grad, output, *inputs)")
         real = np.real(out)
-        if real.shape != np.shape(output) or not np.allclose(real, output, rtol=1e-9, atol=1e-12, equal_nan=True):
+        # The forward ran in the output's precision, the complex step in float64.
+        rtol, atol = (1e-9, 1e-12) if np.asarray(output).dtype != np.float32 else (1e-5, 1e-6)
+        if real.shape != np.shape(output) or not np.allclose(real, output, rtol=rtol, atol=atol, equal_nan=True):
             raise TypeError(f"{name}: _op_impl gives different values on complex inputs (a non-analytic "
                             "function?); define vjp(self, grad, output, *inputs)")
         return out
+
+
+# numpy ufuncs that are analytic (holomorphic where defined): the complex step differentiates
+# them exactly. Others (absolute, maximum, sign, comparisons, floor, conjugate ...) are refused.
+_ANALYTIC_UFUNCS = frozenset({
+    "add", "subtract", "multiply", "divide", "true_divide", "negative", "positive", "reciprocal",
+    "power", "float_power", "square", "sqrt", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p",
+    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh", "arccosh",
+    "arctanh", "matmul", "deg2rad", "rad2deg", "degrees", "radians",
+})
+
+
+class _NonAnalytic(TypeError):
+    def __init__(self, ufunc):
+        super().__init__(f"numpy.{ufunc} is not analytic")
+        self.ufunc = ufunc
+
+
+class _ComplexProbe(np.ndarray):
+    """The complex inputs `_op_impl` sees during the complex step: they refuse non-analytic ufuncs."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc.__name__ not in _ANALYTIC_UFUNCS:
+            raise _NonAnalytic(ufunc.__name__)
+        inputs = tuple(x.view(np.ndarray) if isinstance(x, _ComplexProbe) else x for x in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(x.view(np.ndarray) if isinstance(x, _ComplexProbe) else x for x in kwargs["out"])
+        result = getattr(ufunc, method)(*inputs, **kwargs)
+        return np.asarray(result).view(_ComplexProbe) if isinstance(result, (np.ndarray, np.generic)) else result
 
 
 def _sum_to(x, shape):
