@@ -5,7 +5,7 @@
 //   opt.zero_grad();  loss.back();  opt.step();
 #pragma once
 
-#include <zkynet/framework/function.h>
+#include <zkynet/optim/optimizer.h>
 
 #include <vector>
 
@@ -19,20 +19,17 @@ struct SGDOptions {
   bool nesterov = false;
 };
 
-class SGD {
+class SGD : public Optimizer {
  public:
   SGD(std::vector<Parameter> params, SGDOptions options);
 
-  // One update of every parameter that has a gradient; values change in place.
-  void step();
-  // Refills gradients with zeros, keeping their buffers.
-  void zero_grad();
+  void step() override;
+  double lr() const override { return options_.lr; }
+  void set_lr(double lr) override;
   SGDOptions& options() { return options_; }
-  const std::vector<Parameter>& parameters() const { return params_; }
 
  private:
-  std::vector<Parameter> params_;
-  std::vector<Tensor> momentum_;  // per parameter, allocated at the first step
+  std::vector<Tensor> momentum_;  // per parameter, allocated at its first step
   SGDOptions options_;
 };
 

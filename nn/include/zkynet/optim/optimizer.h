@@ -1,0 +1,52 @@
+// The base of zkynet's optimizers (torch.optim.Optimizer with one parameter group).
+//
+//   optim::Adam adam(model.parameters(), {.lr = 1e-3});
+//   optim::Optimizer& opt = adam;            // schedules and training loops take the base
+//   opt.zero_grad();  loss.back();  opt.step();
+//   opt.set_lr(opt.lr() * 0.5);
+#pragma once
+
+#include <zkynet/framework/function.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace zkynet::optim {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+
+  // One update of every parameter that has a gradient; values change in place.
+  virtual void step() = 0;
+  // Refills gradients with zeros, keeping their buffers (no reallocation in the training loop).
+  void zero_grad();
+
+  // The learning rate lives in each optimizer's options struct; these reach it through the base
+  // so that schedules work with any optimizer.
+  virtual double lr() const = 0;
+  virtual void set_lr(double lr) = 0;
+
+  const std::vector<Parameter>& parameters() const { return params_; }
+
+ protected:
+  explicit Optimizer(std::vector<Parameter> params) : params_(std::move(params)) {}
+  Optimizer(const Optimizer&) = default;
+  Optimizer(Optimizer&&) = default;
+  Optimizer& operator=(const Optimizer&) = default;
+  Optimizer& operator=(Optimizer&&) = default;
+
+  // The gradient of `p` as a contiguous tensor of the value's dtype, or an undefined tensor when
+  // `p` takes no update (no gradient yet, or frozen). Throws when the value cannot be updated in place.
+  static Tensor gradient_for_step(const Parameter& p, std::string_view optimizer);
+  // Allocates per-parameter state (zeros like the value) on first use; a value whose shape or
+  // dtype changed since (Parameter::set_value) is refused rather than read out of bounds.
+  static void ensure_state(Tensor& state, const Parameter& p, std::string_view optimizer);
+  // torch.optim's argument checks: UsageError naming the optimizer and the option.
+  static void check_non_negative(double value, std::string_view optimizer, std::string_view option);
+
+  std::vector<Parameter> params_;
+};
+
+}  // namespace zkynet::optim

@@ -1,0 +1,149 @@
+#include <zkynet/framework/error.h>
+#include <zkynet/nn/state.h>
+
+#include <map>
+#include <set>
+
+namespace zkynet::nn {
+
+namespace {
+
+DType common_dtype(const std::vector<Parameter>& params) {
+  if (params.empty()) return DType::Float64;
+  const DType first = params.front().value().dtype();
+  for (const auto& p : params) {
+    if (p.value().dtype() != first) return DType::Float64;
+  }
+  return first;
+}
+
+std::int64_t total_numel(const std::vector<Parameter>& params) {
+  std::int64_t n = 0;
+  for (const auto& p : params) n += p.value().numel();
+  return n;
+}
+
+// Concatenates `part(p)` (each of p's value shape) into one 1-d tensor.
+template <class Part>
+Tensor concatenate(const std::vector<Parameter>& params, Part part) {
+  Tensor out = Tensor::empty({total_numel(params)}, common_dtype(params));
+  std::int64_t offset = 0;
+  for (const auto& p : params) {
+    const std::int64_t n = p.value().numel();
+    out.slice(0, offset, offset + n).copy_(part(p).reshape({n}));
+    offset += n;
+  }
+  return out;
+}
+
+std::string quoted_list(const std::vector<std::string>& keys) {
+  std::string out;
+  for (const auto& k : keys) out += (out.empty() ? "'" : ", '") + k + "'";
+  return out;
+}
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+Tensor parameters_to_vector(const std::vector<Parameter>& params) {
+  return concatenate(params, [](const Parameter& p) { return p.value(); });
+}
+
+Tensor gradients_to_vector(const std::vector<Parameter>& params) {
+  return concatenate(params, [](const Parameter& p) {
+    const Tensor& g = p.grad();
+    if (!g.defined()) return Tensor::zeros(p.value().shape(), p.value().dtype());
+    if (g.shape() != p.value().shape()) {
+      throw ShapeError("gradients_to_vector: parameter '" + p.functional_name() + "' has a gradient of shape " +
+                       shape_str(g.shape()) + " for a value of shape " + shape_str(p.value().shape()));
+    }
+    return g;
+  });
+}
+
+void vector_to_parameters(const Tensor& vec, const std::vector<Parameter>& params) {
+  if (vec.dim() != 1) {
+    throw ShapeError("vector_to_parameters: expected a 1-d vector, got shape " + shape_str(vec.shape()));
+  }
+  const std::int64_t expected = total_numel(params);
+  if (vec.numel() != expected) {
+    throw ShapeError("vector_to_parameters: a vector of length " + std::to_string(vec.numel()) + " for " +
+                     std::to_string(params.size()) + " parameters with " + std::to_string(expected) +
+                     " elements in all");
+  }
+  std::int64_t offset = 0;
+  for (const auto& p : params) {
+    Tensor value = p.value();  // shares the parameter's storage
+    const std::int64_t n = value.numel();
+    value.copy_(vec.slice(0, offset, offset + n).reshape(value.shape()));
+    offset += n;
+  }
+}
+
+StateDict state_dict(const ModuleBase& module) {
+  StateDict out;
+  for (const auto& [name, p] : module.named_parameters()) out.emplace_back(name, p.value().clone());
+  for (const auto& [name, t] : module.named_buffers()) out.emplace_back(name, t.defined() ? t.clone() : Tensor());
+  return out;
+}
+
+LoadStateResult load_state_dict(ModuleBase& module, const StateDict& dict, bool strict) {
+  const std::string where = "load_state_dict (" + module.functional_name() + "): ";
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [key, value] : dict) {
+    if (!given.emplace(key, &value).second) throw UsageError(where + "key '" + key + "' appears twice in the state dict");
+  }
+
+  // The module's tensors share storage with its parameters and buffers: copy_ writes through.
+  StateDict targets;
+  for (const auto& [name, p] : module.named_parameters()) targets.emplace_back(name, p.value());
+  for (auto& entry : module.named_buffers()) targets.push_back(std::move(entry));
+
+  LoadStateResult result;
+  std::vector<std::pair<Tensor, const Tensor*>> copies;
+  std::set<std::string> known;
+  for (const auto& [name, target] : targets) {
+    known.insert(name);
+    const auto it = given.find(name);
+    if (it == given.end()) {
+      result.missing_keys.push_back(name);
+      continue;
+    }
+    const Tensor& source = *it->second;
+    if (!source.defined() || !target.defined()) {
+      throw UsageError(where + "'" + name + "' is undefined in the " + (source.defined() ? "module" : "state dict"));
+    }
+    if (source.shape() != target.shape()) {
+      throw ShapeError(where + "'" + name + "' has shape " + shape_str(source.shape()) + " in the state dict but " +
+                       shape_str(target.shape()) + " in the module");
+    }
+    copies.emplace_back(target, &source);
+  }
+  for (const auto& [key, value] : dict) {
+    if (!known.contains(key)) result.unexpected_keys.push_back(key);
+  }
+  if (strict && (!result.missing_keys.empty() || !result.unexpected_keys.empty())) {
+    std::string message = where;
+    if (!result.missing_keys.empty()) message += "missing key(s) " + quoted_list(result.missing_keys);
+    if (!result.unexpected_keys.empty()) {
+      if (!result.missing_keys.empty()) message += "; ";
+      message += "unexpected key(s) " + quoted_list(result.unexpected_keys);
+    }
+    throw IndexError(message + " (pass strict = false to load the matching keys only)");
+  }
+  for (auto& [target, source] : copies) target.copy_(*source);
+  return result;
+}
+
+std::vector<Parameter> weights(const ModuleBase& module) {
+  std::vector<Parameter> out;
+  for (const auto& [name, p] : module.named_parameters()) {
+    if (!ends_with(name, "bias")) out.push_back(p);
+  }
+  return out;
+}
+
+}  // namespace zkynet::nn
