@@ -131,9 +131,25 @@ Parameter& ModuleBase::register_parameter(std::string name, Tensor value) {
   return registered_.emplace_back(std::move(p));
 }
 
+bool ModuleBase::contains(const ModuleBase& module) const {
+  for (const auto& [name, child] : children_) {
+    if (child == &module || child->contains(module)) return true;
+  }
+  return false;
+}
+
 ModuleBase& ModuleBase::register_module(std::string name, ModuleBase& child) {
-  if (&child == this) throw UsageError(functional_name() + ": a module cannot contain itself");
+  if (&child == this || child.contains(*this)) {
+    throw UsageError(functional_name() + ": registering '" + name + "' (" + child.functional_name() +
+                     ") would make a module contain itself");
+  }
   child.set_name(name);
+  for (auto& [existing, module] : children_) {
+    if (existing == name) {  // re-assigning an attribute replaces the submodule, as in PyTorch
+      module = &child;
+      return child;
+    }
+  }
   children_.emplace_back(std::move(name), &child);
   return child;
 }

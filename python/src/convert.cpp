@@ -98,7 +98,9 @@ Tensor from_dlpack(py::handle obj) {
 
 Tensor tensor_from_python(py::handle obj) {
   if (py::isinstance<py::bool_>(obj)) return Tensor::scalar(obj.cast<bool>() ? 1.0 : 0.0, DType::Int64);
-  if (py::isinstance<py::int_>(obj) || py::isinstance<py::float_>(obj)) return Tensor(obj.cast<double>());
+  // Python ints are int64 and floats float64, as in PyTorch; mixed with floats, ints promote.
+  if (py::isinstance<py::int_>(obj)) return Tensor::scalar(static_cast<double>(obj.cast<std::int64_t>()), DType::Int64);
+  if (py::isinstance<py::float_>(obj)) return Tensor(obj.cast<double>());
   if (py::isinstance<py::array>(obj)) return from_numpy(py::reinterpret_borrow<py::array>(obj));
   if (py::hasattr(obj, "__dlpack__") && !py::isinstance<py::array>(obj)) return from_dlpack(obj);
   if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj) || py::hasattr(obj, "__array__")) {

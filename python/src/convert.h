@@ -13,7 +13,7 @@ namespace py = pybind11;
 
 // A tensor over the object's memory when possible (numpy arrays of float32, float64 and
 // int64, anything with __dlpack__ on the CPU); other numbers and lists are converted.
-// Python ints and floats become float64 scalars, as in C++.
+// Python ints become int64 scalars and floats float64 scalars, as in PyTorch.
 Tensor tensor_from_python(py::handle obj);
 // A read-only numpy array sharing the tensor's memory (it keeps the storage alive).
 py::array tensor_to_numpy(const Tensor& t);

@@ -1,5 +1,6 @@
 // framework/: inputs, parameters, nodes, graphs, modules and Python-defined operators.
 #include "convert.h"
+#include "errors.h"
 
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/gradcheck.h>
@@ -27,7 +28,13 @@ class PyModule : public ModuleBase {
     if (!call) throw UsageError(functional_name() + ": a Module subclass must define call(self, ...)");
     py::tuple args(in.size());
     for (std::size_t i = 0; i < in.size(); ++i) args[i] = py::cast(in[i]);
-    py::object result = call(*args);
+    py::object result;
+    try {
+      result = call(*args);
+    } catch (py::error_already_set& error) {
+      rethrow_unlocated(error);
+      throw;
+    }
     if (result.is_none() || py::isinstance<py::str>(result) || py::isinstance<py::bytes>(result) ||
         py::isinstance<py::dict>(result)) {
       throw TypeError("call() returned a '" + std::string(py::str(result.get_type().attr("__name__"))) +
@@ -108,14 +115,6 @@ class PyOperator : public Function {
   }
 };
 
-// Whether `target` is `root` or one of its submodules, at any depth.
-bool contains_module(const ModuleBase& root, const ModuleBase& target) {
-  if (&root == &target) return true;
-  for (const auto& [name, child] : root.children()) {
-    if (contains_module(*child, target)) return true;
-  }
-  return false;
-}
 
 py::object grad_of(const ModuleGraph& g, py::handle what) {
   if (py::isinstance<Input>(what)) return tensor_to_numpy(g.grad(what.cast<const Input&>()));
@@ -151,7 +150,9 @@ void init_framework(py::module_& m) {
   py::class_<Parameter, Input>(m, "Parameter")
       .def(py::init([](std::string name, py::handle value) {
              // Parameters own their value: copied, so later edits of the source array do not leak in.
-             return Parameter(std::move(name), tensor_from_python(value).clone());
+             // Integer values (Parameter("w", 1)) become float64: parameters are differentiated.
+             Tensor t = tensor_from_python(value);
+             return Parameter(std::move(name), is_floating(t.dtype()) ? t.clone() : t.to(DType::Float64));
            }),
            py::arg("name"), py::arg("value"))
       .def_property(
@@ -222,11 +223,6 @@ void init_framework(py::module_& m) {
              return self.register_parameter(std::move(name), tensor_from_python(value).clone());
            })
       .def("_register_module", [](ModuleBase& self, std::string name, ModuleBase& child) {
-             // A cycle would make parameters() recurse forever; ModuleBase refuses only child == self.
-             if (&child != &self && contains_module(child, self)) {
-               throw UsageError(self.functional_name() + ": cannot register '" + name + "' (" + child.functional_name() +
-                                "): it already contains this module, which would make a cycle");
-             }
              self.register_module(std::move(name), child);
            },
            py::keep_alive<1, 3>())

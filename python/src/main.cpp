@@ -1,5 +1,6 @@
 // The compiled core of the `zkynet` Python package: one init_<area> per C++ folder.
-#include <zkynet/framework/error.h>
+#include "errors.h"
+
 #include <zkynet/framework/parallel.h>
 
 #include <pybind11/pybind11.h>
@@ -15,20 +16,8 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops);
 
 PYBIND11_MODULE(_zkynet, m) {
   m.doc() = "zkynet: per-call computational graphs with checked derivatives";
-  // zkynet errors arrive as the Python exception a Python user expects, message unchanged.
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const zkynet::ShapeError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
-    } catch (const zkynet::TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
-    } catch (const zkynet::IndexError& e) {
-      PyErr_SetString(PyExc_IndexError, e.what());
-    } catch (const zkynet::Error& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-  });
+  // zkynet errors arrive as the Python exceptions a Python user expects, message unchanged.
+  zkynet::python::init_errors(m);
   auto framework = m.def_submodule("framework", "graphs, modules, operators");
   auto ops = m.def_submodule("ops", "operators");
   auto visual = m.def_submodule("visual", "Graphviz export");

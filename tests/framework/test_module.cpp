@@ -107,3 +107,21 @@ TEST_CASE("train() and eval() switch a module and its submodules") {
   net.train();
   CHECK(net.second.is_training());
 }
+
+TEST_CASE("registering a submodule under an existing name replaces it") {
+  zkynet::testing::TwoLayer net;
+  SimpleModel replacement(5.0);
+  net.register_module("first", replacement);
+  const auto named = net.named_parameters();
+  REQUIRE(named.size() == 3);
+  CHECK(named[1].first == "first.w");
+  CHECK(named[1].second.value().item() == 5.0);
+}
+
+TEST_CASE("module cycles are refused") {
+  zkynet::testing::TwoLayer outer;
+  zkynet::testing::TwoLayer inner;
+  outer.register_module("inner", inner);
+  CHECK_THROWS_AS(inner.register_module("outer", outer), UsageError);
+  CHECK_THROWS_AS(outer.register_module("self", outer), UsageError);
+}

@@ -41,9 +41,18 @@ def data_address(array):
 
 # ---- what goes in ------------------------------------------------------------------------------
 
-def test_python_int_is_a_float64_scalar():
+def test_python_int_is_an_int64_scalar_as_in_pytorch():
     value = op.add(3, 4).value
-    assert value.shape == () and value.dtype == np.float64 and value == 7
+    assert value.shape == () and value.dtype == np.int64 and value == 7
+
+
+def test_python_int_with_a_python_float_is_a_float64_scalar():
+    value = op.add(3, 0.5).value
+    assert value.dtype == np.float64 and value == 3.5
+
+
+def test_integer_parameter_values_become_float64():
+    assert cg.Parameter("w", 1).value.dtype == np.float64
 
 
 def test_python_float_is_a_float64_scalar():
@@ -308,7 +317,5 @@ def test_value_outlives_its_graph_and_module():
     np.testing.assert_array_equal(value, [36., 80.])
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: result_dtype gives an int64 tensor and a float scalar the int64 "
-                                       "dtype (ops/src/kernels/elementwise.cpp), truncating 1.5 to 1")
 def test_int64_array_plus_a_float_scalar_is_not_truncated():
     np.testing.assert_array_equal(op.add(np.array([3, 4, 5]), 1.5).value, [4.5, 5.5, 6.5])

@@ -2,7 +2,9 @@
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/strided.h>
 
+#include <array>
 #include <cmath>
+#include <optional>
 #include <string>
 
 namespace zkynet::kernels {
@@ -23,24 +25,40 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op) {
   return out;
 }
 
-DType result_dtype(const Tensor& a, const Tensor& b, std::string_view op) {
-  if (a.dtype() == b.dtype()) return a.dtype();
-  // A 0-d operand (a Python or C++ number) takes the other operand's type, as in PyTorch.
-  if (b.dim() == 0 && (a.dim() > 0 || is_floating(a.dtype()))) return a.dtype();
-  if (a.dim() == 0) return b.dtype();
-  throw TypeError(std::string(op) + " " + shape_str(a.shape()) + " " + std::string(dtype_name(a.dtype())) + " and " +
-                  shape_str(b.shape()) + " " + std::string(dtype_name(b.dtype())) +
-                  ": dtypes differ (convert one with .to())");
+namespace {
+
+[[noreturn]] void throw_dtypes(std::span<const Tensor* const> operands, std::string_view op) {
+  std::string what;
+  for (const Tensor* t : operands) {
+    what += (what.empty() ? "" : " and ") + shape_str(t->shape()) + " " + std::string(dtype_name(t->dtype()));
+  }
+  throw TypeError(std::string(op) + " " + what + ": dtypes differ (convert one with .to())");
 }
 
+}  // namespace
+
+// Integers meeting floats become floats (3 + 0.5 is 3.5), as in numpy and PyTorch. Among
+// floats, 0-d operands (numbers) take the type of the tensors, or widen among themselves;
+// tensors of different float types are refused rather than silently widened.
 DType result_dtype(std::span<const Tensor* const> operands, std::string_view op) {
-  const Tensor* dominant = operands.front();
-  for (const Tensor* t : operands.subspan(1)) {
-    result_dtype(*dominant, *t, op);  // throws when the pair does not combine
-    if (dominant->dim() == 0 && (t->dim() > 0 || t->dtype() == result_dtype(*dominant, *t, op))) dominant = t;
+  std::optional<DType> tensor_float, scalar_float;
+  for (const Tensor* t : operands) {
+    if (!is_floating(t->dtype())) continue;
+    if (t->dim() == 0) {
+      scalar_float = scalar_float == DType::Float64 ? DType::Float64 : t->dtype();  // numbers widen
+      continue;
+    }
+    if (tensor_float && *tensor_float != t->dtype()) throw_dtypes(operands, op);
+    tensor_float = t->dtype();
   }
-  for (const Tensor* t : operands) result_dtype(*dominant, *t, op);
-  return dominant->dtype();
+  if (tensor_float) return *tensor_float;
+  if (scalar_float) return *scalar_float;
+  return DType::Int64;
+}
+
+DType result_dtype(const Tensor& a, const Tensor& b, std::string_view op) {
+  const std::array<const Tensor*, 2> operands{&a, &b};
+  return result_dtype(operands, op);
 }
 
 namespace {

@@ -35,7 +35,8 @@ class ModuleBase : public Function {
 
   // Registers a parameter by name (PyTorch style); the reference stays valid for the module's life.
   Parameter& register_parameter(std::string name, Tensor value);
-  // Registers `child` (owned by the caller, usually a member) under `name`.
+  // Registers `child` (owned by the caller, usually a member) under `name`; a second
+  // registration under the same name replaces the first.
   ModuleBase& register_module(std::string name, ModuleBase& child);
 
   // Own parameters first, then each registered submodule's, depth first; shared ones once.
@@ -63,6 +64,7 @@ class ModuleBase : public Function {
   virtual NodeRef call_nodes(std::span<const NodeRef> inputs) = 0;
 
  private:
+  bool contains(const ModuleBase& module) const;  // anywhere among the submodules
   void named_parameters_into(const std::string& prefix, std::vector<std::pair<std::string, Parameter>>& out) const;
   std::vector<std::pair<std::string, ModuleBase*>> children_;
   std::deque<Parameter> registered_;  // NOTE: a deque, so references from register_parameter stay valid
