@@ -7,9 +7,16 @@
 #include <zkynet/nn/linear.h>
 #include <zkynet/nn/sequential.h>
 #include <zkynet/ops/loss.h>
+#include <zkynet/nn/state.h>
+#include <zkynet/optim/adam.h>
+#include <zkynet/optim/clip.h>
+#include <zkynet/optim/rmsprop.h>
+#include <zkynet/optim/schedule.h>
 #include <zkynet/optim/sgd.h>
 
 #include <pybind11/stl.h>
+
+#include <optional>
 
 namespace zkynet::python {
 namespace {
@@ -76,16 +83,70 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
       }))
       .def("__len__", &nn::Sequential::size);
 
-  py::class_<optim::SGD>(optim, "SGD")
+  py::class_<optim::Optimizer, std::shared_ptr<optim::Optimizer>>(optim, "Optimizer")
+      .def("step", &optim::Optimizer::step, py::call_guard<py::gil_scoped_release>())
+      .def("zero_grad", &optim::Optimizer::zero_grad)
+      .def_property("lr", &optim::Optimizer::lr, &optim::Optimizer::set_lr)
+      .def("parameters", &optim::Optimizer::parameters);
+  py::class_<optim::SGD, optim::Optimizer, std::shared_ptr<optim::SGD>>(optim, "SGD")
       .def(py::init([](std::vector<Parameter> params, double lr, double momentum, double dampening,
                        double weight_decay, bool nesterov) {
-             return optim::SGD(std::move(params), {lr, momentum, dampening, weight_decay, nesterov});
+             return std::make_shared<optim::SGD>(std::move(params),
+                                                 optim::SGDOptions{lr, momentum, dampening, weight_decay, nesterov});
            }),
            py::arg("params"), py::arg("lr") = 0.01, py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
-           py::arg("weight_decay") = 0.0, py::arg("nesterov") = false)
-      .def("step", &optim::SGD::step, py::call_guard<py::gil_scoped_release>())
-      .def("zero_grad", &optim::SGD::zero_grad)
-      .def_property("lr", [](optim::SGD& o) { return o.options().lr; }, [](optim::SGD& o, double lr) { o.options().lr = lr; });
+           py::arg("weight_decay") = 0.0, py::arg("nesterov") = false);
+  py::class_<optim::Adam, optim::Optimizer, std::shared_ptr<optim::Adam>>(optim, "Adam")
+      .def(py::init([](std::vector<Parameter> params, double lr, std::pair<double, double> betas, double eps,
+                       double weight_decay, bool amsgrad) {
+             return std::make_shared<optim::Adam>(std::move(params), optim::AdamOptions{lr, betas, eps, weight_decay, amsgrad});
+           }),
+           py::arg("params"), py::arg("lr") = 1e-3, py::arg("betas") = std::pair<double, double>{0.9, 0.999},
+           py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0, py::arg("amsgrad") = false);
+  py::class_<optim::AdamW, optim::Optimizer, std::shared_ptr<optim::AdamW>>(optim, "AdamW")
+      .def(py::init([](std::vector<Parameter> params, double lr, std::pair<double, double> betas, double eps,
+                       double weight_decay, bool amsgrad) {
+             return std::make_shared<optim::AdamW>(std::move(params), optim::AdamWOptions{lr, betas, eps, weight_decay, amsgrad});
+           }),
+           py::arg("params"), py::arg("lr") = 1e-3, py::arg("betas") = std::pair<double, double>{0.9, 0.999},
+           py::arg("eps") = 1e-8, py::arg("weight_decay") = 1e-2, py::arg("amsgrad") = false);
+  py::class_<optim::RMSprop, optim::Optimizer, std::shared_ptr<optim::RMSprop>>(optim, "RMSprop")
+      .def(py::init([](std::vector<Parameter> params, double lr, double alpha, double eps, double weight_decay,
+                       double momentum, bool centered) {
+             return std::make_shared<optim::RMSprop>(std::move(params),
+                                                     optim::RMSpropOptions{lr, alpha, eps, weight_decay, momentum, centered});
+           }),
+           py::arg("params"), py::arg("lr") = 1e-2, py::arg("alpha") = 0.99, py::arg("eps") = 1e-8,
+           py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0, py::arg("centered") = false);
+  py::class_<optim::LRScheduler>(optim, "LRScheduler")
+      .def("step", &optim::LRScheduler::step)
+      .def("get_last_lr", &optim::LRScheduler::get_last_lr);
+  py::class_<optim::StepLR, optim::LRScheduler>(optim, "StepLR")
+      .def(py::init<optim::Optimizer&, std::int64_t, double>(), py::arg("optimizer"), py::arg("step_size"),
+           py::arg("gamma") = 0.1, py::keep_alive<1, 2>());
+  py::class_<optim::CosineAnnealingLR, optim::LRScheduler>(optim, "CosineAnnealingLR")
+      .def(py::init<optim::Optimizer&, std::int64_t, double>(), py::arg("optimizer"), py::arg("T_max"),
+           py::arg("eta_min") = 0.0, py::keep_alive<1, 2>());
+  optim.def("clip_grad_norm", &optim::clip_grad_norm, py::arg("parameters"), py::arg("max_norm"),
+            py::arg("norm_type") = 2.0, py::arg("error_if_nonfinite") = false);
+
+  nn.def("parameters_to_vector", [](const std::vector<Parameter>& ps) { return tensor_to_numpy(nn::parameters_to_vector(ps)); });
+  nn.def("vector_to_parameters", [](py::handle vec, const std::vector<Parameter>& ps) {
+    nn::vector_to_parameters(tensor_from_python(vec), ps);
+  });
+  nn.def("gradients_to_vector", [](const std::vector<Parameter>& ps) { return tensor_to_numpy(nn::gradients_to_vector(ps)); });
+  nn.def("weights", &nn::weights);
+  nn.def("state_dict", [](const ModuleBase& m) {
+    py::dict out;
+    for (auto& [name, t] : nn::state_dict(m)) out[py::str(name)] = tensor_to_numpy(t);
+    return out;
+  });
+  nn.def("load_state_dict", [](ModuleBase& m, py::dict dict, bool strict) {
+    nn::StateDict state;
+    for (auto [k, v] : dict) state.emplace_back(k.cast<std::string>(), tensor_from_python(v).clone());
+    const auto r = nn::load_state_dict(m, state, strict);
+    return py::make_tuple(r.missing_keys, r.unexpected_keys);
+  }, py::arg("module"), py::arg("state_dict"), py::arg("strict") = true);
 
   ops.def("softmax", [](py::handle x, std::int64_t axis) { return op::softmax(noderef_from_python(x), axis); },
           py::arg("x"), py::arg("dim") = -1);

@@ -1,9 +1,13 @@
 // ops/: zkynet's operators on Python values (nodes, parameters, numbers, arrays).
 #include "convert.h"
 
+#include <zkynet/ops/indexing.h>
 #include <zkynet/ops/ops.h>
+#include <zkynet/ops/select.h>
 
 #include <pybind11/stl.h>
+
+#include <optional>
 
 namespace zkynet::python {
 namespace {
@@ -40,9 +44,58 @@ Shape axes_of(py::handle axes) {
   return out;
 }
 
+std::vector<NodeRef> refs_of(const py::sequence& xs) {
+  std::vector<NodeRef> out;
+  for (auto x : xs) out.push_back(noderef_from_python(x));
+  return out;
+}
+
+// Indexing and selection operators (torch names: cat, stack, split, ...).
+void init_indexing_ops(py::module_& m) {
+  m.def("cat", [](const py::sequence& xs, std::int64_t dim) { return op::concat(refs_of(xs), dim); },
+        py::arg("tensors"), py::arg("dim") = 0);
+  m.def("stack", [](const py::sequence& xs, std::int64_t dim) { return op::stack(refs_of(xs), dim); },
+        py::arg("tensors"), py::arg("dim") = 0);
+  m.def("split", [](py::handle x, py::handle size, std::int64_t dim) {
+          if (py::isinstance<py::int_>(size)) return op::split(noderef_from_python(x), size.cast<std::int64_t>(), dim);
+          return op::split(noderef_from_python(x), size.cast<std::vector<std::int64_t>>(), dim);
+        }, py::arg("x"), py::arg("split_size_or_sections"), py::arg("dim") = 0);
+  m.def("slice", [](py::handle x, std::int64_t dim, std::int64_t start, std::int64_t stop, std::int64_t step) {
+          return op::slice(noderef_from_python(x), dim, start, stop, step);
+        }, py::arg("x"), py::arg("dim"), py::arg("start"), py::arg("stop"), py::arg("step") = 1);
+  m.def("index_select", [](py::handle x, std::int64_t dim, py::handle index) {
+          return op::index_select(noderef_from_python(x), dim, noderef_from_python(index));
+        }, py::arg("x"), py::arg("dim"), py::arg("index"));
+  m.def("gather", [](py::handle x, std::int64_t dim, py::handle index) {
+          return op::gather(noderef_from_python(x), dim, noderef_from_python(index));
+        }, py::arg("x"), py::arg("dim"), py::arg("index"));
+  m.def("embedding", [](py::handle indices, py::handle weight) {
+          return op::embedding(noderef_from_python(indices), noderef_from_python(weight));
+        }, py::arg("input"), py::arg("weight"));
+  m.def("where", [](py::handle c, py::handle a, py::handle b) {
+          return op::where(noderef_from_python(c), noderef_from_python(a), noderef_from_python(b));
+        }, py::arg("condition"), py::arg("x"), py::arg("y"));
+  m.def("clamp", [](py::handle x, std::optional<double> lo, std::optional<double> hi) {
+          return op::clamp(noderef_from_python(x), lo, hi);
+        }, py::arg("x"), py::arg("min") = py::none(), py::arg("max") = py::none());
+  binary<op::maximum>(m, "maximum", "a", "b", "elementwise maximum (ties split the gradient)");
+  binary<op::minimum>(m, "minimum", "a", "b", "elementwise minimum (ties split the gradient)");
+  m.def("max", [](py::handle x, std::int64_t dim, bool keepdim) { return op::max(noderef_from_python(x), dim, keepdim); },
+        py::arg("x"), py::arg("dim"), py::arg("keepdim") = false);
+  m.def("argmax", [](py::handle x, std::int64_t dim, bool keepdim) { return op::argmax(noderef_from_python(x), dim, keepdim); },
+        py::arg("x"), py::arg("dim"), py::arg("keepdim") = false);
+  m.def("var", [](py::handle x, py::handle dim, bool unbiased, bool keepdim) {
+          return op::var(noderef_from_python(x), axes_of(dim), unbiased, keepdim);
+        }, py::arg("x"), py::arg("dim") = py::none(), py::arg("unbiased") = true, py::arg("keepdim") = false);
+  m.def("std", [](py::handle x, py::handle dim, bool unbiased, bool keepdim) {
+          return op::std(noderef_from_python(x), axes_of(dim), unbiased, keepdim);
+        }, py::arg("x"), py::arg("dim") = py::none(), py::arg("unbiased") = true, py::arg("keepdim") = false);
+}
+
 }  // namespace
 
 void init_ops(py::module_& m) {
+  init_indexing_ops(m);
   binary<op::add>(m, "add", "a", "b", "a + b, broadcasting");
   binary<op::sub>(m, "sub", "a", "b", "a - b, broadcasting");
   binary<op::mult>(m, "mult", "a", "b", "a * b elementwise, broadcasting");

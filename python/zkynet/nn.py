@@ -16,5 +16,12 @@ Tanh = _nn.Tanh
 Sigmoid = _nn.Sigmoid
 Sequential = _nn.Sequential
 manual_seed = _nn.manual_seed
+state_dict = _nn.state_dict
+load_state_dict = _nn.load_state_dict
+parameters_to_vector = _nn.parameters_to_vector
+vector_to_parameters = _nn.vector_to_parameters
+gradients_to_vector = _nn.gradients_to_vector
+weights = _nn.weights
 
-__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Sequential", "manual_seed"]
+__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Sequential", "manual_seed", "state_dict", "load_state_dict",
+           "parameters_to_vector", "vector_to_parameters", "gradients_to_vector", "weights"]

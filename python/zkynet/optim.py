@@ -5,6 +5,13 @@
 """
 from ._zkynet import optim as _optim
 
+Optimizer = _optim.Optimizer
 SGD = _optim.SGD
+Adam = _optim.Adam
+AdamW = _optim.AdamW
+RMSprop = _optim.RMSprop
+StepLR = _optim.StepLR
+CosineAnnealingLR = _optim.CosineAnnealingLR
+clip_grad_norm = _optim.clip_grad_norm
 
-__all__ = ["SGD"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "StepLR", "CosineAnnealingLR", "clip_grad_norm"]

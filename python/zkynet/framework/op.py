@@ -33,8 +33,24 @@ cross_entropy = _ops.cross_entropy
 nll_loss = _ops.nll_loss
 mse_loss = _ops.mse_loss
 binary_cross_entropy_with_logits = _ops.binary_cross_entropy_with_logits
+cat = _ops.cat
+stack = _ops.stack
+split = _ops.split
+slice = _ops.slice  # noqa: A001
+index_select = _ops.index_select
+gather = _ops.gather
+embedding = _ops.embedding
+where = _ops.where
+clamp = _ops.clamp
+maximum = _ops.maximum
+minimum = _ops.minimum
+max = _ops.max  # noqa: A001
+argmax = _ops.argmax
+var = _ops.var
+std = _ops.std
 
 __all__ = ["add", "sub", "mult", "div", "pow", "matmul", "dot", "neg", "square", "exp", "log", "sqrt",
            "tanh", "relu", "abs", "sigmoid", "sum", "mean", "reshape", "transpose",
            "softmax", "log_softmax", "logsumexp", "cross_entropy", "nll_loss", "mse_loss",
-           "binary_cross_entropy_with_logits"]
+           "binary_cross_entropy_with_logits", "cat", "stack", "split", "slice", "index_select", "gather",
+           "embedding", "where", "clamp", "maximum", "minimum", "max", "argmax", "var", "std"]
