@@ -209,6 +209,14 @@ py::array tensor_to_numpy(const Tensor& t) {
 }
 
 NodeRef noderef_from_python(py::handle obj) {
+  // Hot path (every operand of every operator): exact type checks before pybind11's
+  // isinstance, which looks the type up by name and goes through __instancecheck__.
+  static PyTypeObject* const node_type = reinterpret_cast<PyTypeObject*>(py::type::of<NodeRef>().ptr());
+  PyObject* raw = obj.ptr();
+  if (Py_TYPE(raw) == node_type) {
+    return *reinterpret_cast<py::detail::instance*>(raw)->get_value_and_holder().value_ptr<NodeRef>();
+  }
+  if (PyFloat_CheckExact(raw)) return NodeRef(PyFloat_AS_DOUBLE(raw));
   if (py::isinstance<NodeRef>(obj)) return obj.cast<NodeRef>();
   if (py::isinstance<ModuleGraph>(obj)) return obj.cast<ModuleGraph&>().root();
   if (py::isinstance<Input>(obj)) return NodeRef(obj.cast<const Input&>());

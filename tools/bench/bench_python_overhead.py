@@ -72,8 +72,11 @@ def import_zkynet(build_dir):
         fail(f"{pkg}/zkynet not found; build it with: ninja -C {build_dir} _zkynet")
     sys.path.insert(0, pkg)
     import numpy as np
-    import zkynet
-    from zkynet.framework import cg, op
+    try:
+        import zkynet
+        from zkynet.framework import cg, op
+    except ImportError as e:
+        fail(f"cannot import zkynet from {pkg} (rebuild: ninja -C {build_dir} _zkynet): {e}")
     return np, zkynet, cg, op
 
 
