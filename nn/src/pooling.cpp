@@ -1,0 +1,37 @@
+#include <zkynet/framework/error.h>
+#include <zkynet/nn/pooling.h>
+
+#include <string>
+
+namespace zkynet::nn {
+
+namespace {
+
+void check_kernel(const char* layer, IntPair kernel) {
+  if (kernel.h <= 0 || kernel.w <= 0) {
+    throw ShapeError(std::string(layer) + "(" + std::to_string(kernel.h) + ", " + std::to_string(kernel.w) +
+                     "): the kernel size must be positive");
+  }
+}
+
+}  // namespace
+
+MaxPool2d::MaxPool2d(IntPair kernel_size, MaxPool2dOptions options)
+    : Module({Variable("x")}),
+      kernel_(kernel_size),
+      options_{options.stride.array(), options.padding.array(), options.dilation.array()} {
+  check_kernel("MaxPool2d", kernel_);
+}
+
+NodeRef MaxPool2d::call(const NodeRef& x) { return op::max_pool2d(x, kernel_.array(), options_); }
+
+AvgPool2d::AvgPool2d(IntPair kernel_size, AvgPool2dOptions options)
+    : Module({Variable("x")}),
+      kernel_(kernel_size),
+      options_{options.stride.array(), options.padding.array(), options.count_include_pad} {
+  check_kernel("AvgPool2d", kernel_);
+}
+
+NodeRef AvgPool2d::call(const NodeRef& x) { return op::avg_pool2d(x, kernel_.array(), options_); }
+
+}  // namespace zkynet::nn
