@@ -1,4 +1,4 @@
-// The one CPU thread pool kernels share (OpenMP underneath, kept out of headers).
+// The one CPU thread pool kernels share (blocking workers, sized by OMP_NUM_THREADS or the core count).
 //
 //   zkynet::parallel_for(n, [&](std::int64_t begin, std::int64_t end) { ... });
 #pragma once
