@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the machine, builds zkynet and runs the main examples: SimpleModel's values,
-# gradients and Jacobians (C++), then the digits MLP trained from Python. Their graphs are
-# written as DOT and PNG to zkynet-graphs/.
+# gradients and Jacobians (C++); the digits MLP trained from Python; the digits MLP and CNN and
+# the sunspots LSTM forecaster trained from C++. Graphs and summaries go to zkynet-graphs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -11,4 +11,7 @@ bash tools/python_env.sh build
 export OMP_NUM_THREADS=2
 ./build/examples/simple_model zkynet-graphs
 .venv/bin/python examples/python/train_digits.py --graphs zkynet-graphs
+./build/examples/digits_mlp zkynet-graphs
+./build/examples/digits_cnn zkynet-graphs
+./build/examples/sunspots_lstm zkynet-graphs
 echo "graphs: $(pwd)/zkynet-graphs/"
