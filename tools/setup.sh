@@ -9,6 +9,8 @@ packages=(
   catch2 graphviz
   python3 python3-dev python3-venv python3-numpy python3-pytest python3-torch python3-sklearn
   pybind11-dev libdlpack-dev
+  libhdf5-dev python3-h5py
+  zlib1g-dev python3-statsmodels
 )
 
 missing=()

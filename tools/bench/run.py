@@ -16,17 +16,33 @@ Workloads (the core issue's benchmarks):
        peer    shared/peers/graph_overhead.py's figures (already run for workload 1)
   plus, as context, the machine's STREAM bandwidth (shared/peers/stream.c, compiled here)
   unless --no-stream.
+Training workloads (--suite training or all), ms per step, float32, 2 threads:
+  4. MLP 784-512-512-10, batch 128, cross-entropy + SGD train step
+       zkynet  build/tools/bench/bench_mlp
+       peer    shared/peers/mlp.py, twice: "default" and "tuned" PyTorch configurations
+  5. CNN Conv(1,16,3)-ReLU-MaxPool(2)-Conv(16,32,3)-ReLU-MaxPool(2)-Flatten-Linear(800,10),
+     batch 64, train step
+       zkynet  build/tools/bench/bench_cnn          peer  shared/peers/cnn.py (default, tuned)
+  6. LSTM(10->64), T 50, batch 32, forward + backward
+       zkynet  build/tools/bench/bench_lstm         peer  shared/peers/lstm.py (default, tuned)
+       ("not available" when bench_lstm is not built: nn::LSTM missing)
+  "tuned" = the caller's environment plus TUNED_ENV below (glibc malloc keeps freed memory,
+  libgomp threads sleep instead of spinning): the fastest PyTorch configuration on the VM.
 
 Every program runs in the same environment: the caller's, with OMP_NUM_THREADS set to
---threads (default 2) for all of them; the torch scripts also get --threads.
+--threads (default 2) for all of them (the tuned PyTorch runs add TUNED_ENV, nothing else);
+the torch scripts also get --threads.
 Prints a table (zkynet, PyTorch, zkynet's speed-up, the issue's target: per-op fwd+bwd
-<= 1 us from C++, <= 2 us from Python; elementwise >= 40 GB/s) and writes every program's raw
-JSON line, the commands, the environment and the table to --out.
+<= 1 us from C++, <= 2 us from Python; elementwise >= 40 GB/s; MLP <= 3.0 ms, CNN <= 4.2 ms,
+LSTM <= 6.1 ms) and writes every program's raw JSON line, the commands, the environment and
+the table to --out.
 
 usage: /usr/bin/python3 tools/bench/run.py [--build-dir build] [--out FILE] [--threads 2]
-                                           [--samples 200] [--reps 1] [--no-stream]
+                                           [--suite all|core|training] [--samples 200]
+                                           [--train-steps 100] [--reps 1] [--no-stream]
 Build first:  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release &&
-              ninja -C build bench_graph_overhead bench_elementwise _zkynet
+              ninja -C build bench_graph_overhead bench_elementwise _zkynet \
+                             bench_mlp bench_cnn bench_lstm
 """
 import argparse
 import json
@@ -48,6 +64,19 @@ LIBTORCH_INCLUDE = "/usr/include/torch/csrc/api/include"
 TARGET_US_PER_OP = 1.0  # per-operator fwd+bwd overhead from C++, at most
 TARGET_PY_US_PER_OP = 2.0  # per-operator fwd+bwd overhead driven from Python, at most
 TARGET_GBPS = 40.0  # elementwise effective bandwidth, at least
+# Training workloads: (zkynet program, peer script, result key of the step, target ms at most,
+# the issue's PyTorch figures in ms (default, tuned), label).
+TRAINING = [
+    ("mlp", "bench_mlp", "mlp.py", "train_step_ms", 3.0, (12.6, 3.7),
+     "MLP 784-512-512-10 b128 train step (CE+SGD)"),
+    ("cnn", "bench_cnn", "cnn.py", "train_step_ms", 4.2, (16.3, 4.2),
+     "CNN conv-pool x2 + linear b64 train step (CE+SGD)"),
+    ("lstm", "bench_lstm", "lstm.py", "fwdbwd_step_ms", 6.1, (22.8, 9.3),
+     "LSTM(10->64) T50 b32 fwd+bwd"),
+]
+# The "tuned" PyTorch configuration (shared/peers/run_all.py's malloc_passive).
+TUNED_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967295",
+             "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def proc_stat():
@@ -56,11 +85,15 @@ def proc_stat():
     return {"total": sum(v[:8]), "idle": v[3] + v[4], "steal": v[7]}
 
 
-def run_json(name, cmd, env, cwd, timeout):
-    """Runs cmd, returns a record with the JSON line it printed (the last line starting '{')."""
+def run_json(name, cmd, env, cwd, timeout, env_extra=None):
+    """Runs cmd, returns a record with the JSON line it printed (the last line starting '{').
+    env_extra: variables added to env for this program only (recorded)."""
     t0 = time.time()
     load0 = os.getloadavg()
     rec = {"name": name, "cmd": cmd, "cwd": cwd}
+    if env_extra:
+        env = dict(env, **env_extra)
+        rec["env_extra"] = dict(env_extra)
     try:
         p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -83,14 +116,14 @@ def run_json(name, cmd, env, cwd, timeout):
 
 
 def git_state():
-    """The commit and the locally modified files of framework/, ops/ and python/ (what the programs measure)."""
+    """The commit and the locally modified files of framework/, ops/, nn/ and python/ (what the programs measure)."""
     def git(*a):
         try:
             p = subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True)
         except OSError:
             return None
         return p.stdout.rstrip("\n") if p.returncode == 0 else None
-    dirty = git("status", "--porcelain", "--", "framework", "ops", "python")
+    dirty = git("status", "--porcelain", "--", "framework", "ops", "nn", "python")
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "modified": [ln[3:] for ln in dirty.splitlines() if ln.strip()] if dirty else []}
 
@@ -146,19 +179,28 @@ def main():
     ap.add_argument("--no-stream", action="store_true", help="skip the STREAM bandwidth context row")
     ap.add_argument("--reps", type=int, default=1, help="runs of each program, interleaved (median of medians)")
     ap.add_argument("--timeout", type=int, default=240, help="seconds per program")
+    ap.add_argument("--suite", choices=("all", "core", "training"), default="all",
+                    help="core: per-op overhead and elementwise; training: MLP, CNN, LSTM steps; all: both")
+    ap.add_argument("--train-steps", type=int, default=100, help="timed steps of the training workloads (after 10)")
+    ap.add_argument("--zkynet-tuned", action="store_true",
+                    help="also run the zkynet training programs under the tuned environment (context rows)")
     args = ap.parse_args()
+    core = args.suite in ("all", "core")
+    training = args.suite in ("all", "training")
 
     build = args.build_dir if os.path.isabs(args.build_dir) else os.path.join(ROOT, args.build_dir)
     out_path = args.out or os.path.join(build, "bench_results.json")
     bench_dir = os.path.join(build, "tools", "bench")
-    ours = {b: os.path.join(bench_dir, b) for b in ("bench_graph_overhead", "bench_elementwise")}
+    ours = {b: os.path.join(bench_dir, b)
+            for b in ("bench_graph_overhead", "bench_elementwise", "bench_mlp", "bench_cnn", "bench_lstm")}
     py_bench = os.path.join(HERE, "bench_python_overhead.py")
-    missing = [p for p in ours.values() if not os.access(p, os.X_OK)]
-    if not os.path.isdir(os.path.join(build, "python", "zkynet")):
-        missing.append(os.path.join(build, "python", "zkynet"))
+    required = (["bench_graph_overhead", "bench_elementwise"] if core else []) + \
+        (["bench_mlp", "bench_cnn"] if training else [])
+    missing = [ours[b] for b in required if not os.access(ours[b], os.X_OK)]
     if missing:
         sys.exit(f"run.py: not built: {', '.join(missing)}\n  build with: cmake -S . -B {args.build_dir} -G Ninja "
-                 f"-DCMAKE_BUILD_TYPE=Release && ninja -C {args.build_dir} bench_graph_overhead bench_elementwise _zkynet")
+                 f"-DCMAKE_BUILD_TYPE=Release && ninja -C {args.build_dir} {' '.join(os.path.basename(m) for m in missing)}")
+    have_py_pkg = os.path.isdir(os.path.join(build, "python", "zkynet"))
     if not os.access(PY, os.X_OK):
         sys.exit(f"run.py: {PY} not found (the peers need Debian's python3-torch)")
 
@@ -168,8 +210,17 @@ def main():
     t = str(args.threads)
     peers = args.peers
     notes = []
-    jobs = []  # (name, cmd, cwd)
+    jobs = []  # (name, cmd, cwd[, env_extra])
+    if core:
+        add_core_jobs(jobs, notes, args, ours, py_bench, build, env, have_py_pkg)
+    if training:
+        add_training_jobs(jobs, notes, args, ours)
+    return run_and_report(jobs, notes, args, env, build, out_path)
 
+
+def add_core_jobs(jobs, notes, args, ours, py_bench, build, env, have_py_pkg):
+    t = str(args.threads)
+    peers = args.peers
     # ---- 1. per-operator overhead -----------------------------------------------------------
     jobs.append(("zkynet_graph_overhead",
                  [ours["bench_graph_overhead"], "--samples", str(args.samples), "--warmup", "20"], ROOT))
@@ -191,8 +242,12 @@ def main():
                      f"({LIBTORCH_INCLUDE} missing); PyTorch figure is the Python one only")
 
     # ---- 3. per-operator overhead from Python (run here, next to its peer graph_overhead.py) -
-    jobs.append(("zkynet_python_overhead",
-                 [PY, py_bench, "--build-dir", build, "--samples", str(args.samples), "--warmup", "20"], ROOT))
+    if have_py_pkg:
+        jobs.append(("zkynet_python_overhead",
+                     [PY, py_bench, "--build-dir", build, "--samples", str(args.samples), "--warmup", "20"], ROOT))
+    else:
+        notes.append(f"from-Python rows skipped: the bindings are not built ({os.path.join(build, 'python', 'zkynet')} "
+                     "missing; build the _zkynet target)")
 
     # ---- 2. elementwise c = a*b + a --------------------------------------------------------
     jobs.append(("zkynet_elementwise",
@@ -212,13 +267,32 @@ def main():
             # 8M float64 per array (64 MiB): 3 arrays, like the 10M-float32 workload's 120 MB.
             jobs.append(("stream_c", [exe, str(8 * 1024 * 1024)], peers))
 
+
+def add_training_jobs(jobs, notes, args, ours):
+    """zkynet's program, then the PyTorch peer in the default and the tuned configuration."""
+    t = str(args.threads)
+    steps = ["--steps", str(args.train_steps), "--warmup", "10"]
+    for key, prog, script, _, _, _, label in TRAINING:
+        if os.access(ours[prog], os.X_OK):
+            jobs.append((f"zkynet_{key}", [ours[prog], *steps], ROOT))
+            if args.zkynet_tuned:
+                jobs.append((f"zkynet_{key}_tuned_env", [ours[prog], *steps], ROOT, TUNED_ENV))
+        else:
+            notes.append(f"{label}: zkynet figure not available ({prog} not built"
+                         + ("; nn::LSTM (nn/include/zkynet/nn/recurrent.h) missing)" if key == "lstm" else ")"))
+        peer_cmd = [PY, os.path.join(args.peers, script), "--threads", t, *steps]
+        jobs.append((f"torch_{key}_default", peer_cmd, args.peers))
+        jobs.append((f"torch_{key}_tuned", peer_cmd, args.peers, TUNED_ENV))
+
+
+def run_and_report(jobs, notes, args, env, build, out_path):
     # Repetitions interleave (rep 1 of everything, then rep 2...), so that a noisy spell on
     # the shared machine does not hit every rep of one program.
     runs = []
     stat0, load0, t_start = proc_stat(), os.getloadavg(), time.time()
     for rep in range(args.reps):
-        for name, cmd, cwd in jobs:
-            rec = run_json(name, cmd, env, cwd, args.timeout)
+        for name, cmd, cwd, *extra in jobs:
+            rec = run_json(name, cmd, env, cwd, args.timeout, extra[0] if extra else None)
             rec["rep"] = rep + 1
             runs.append(rec)
 
@@ -237,8 +311,8 @@ def main():
     zp = by.get("zkynet_python_overhead")
     rows = []
 
-    def row(workload, unit, ours_rk, peer_label, peer_rk, lower_better, target=None):
-        """ours_rk / peer_rk: (run record, result key) or None."""
+    def row(workload, unit, ours_rk, peer_label, peer_rk, lower_better, target=None, issue=None):
+        """ours_rk / peer_rk: (run record, result key) or None; issue: the issue's peer figure."""
         ours_v = median(*ours_rk) if ours_rk else None
         peer_v = median(*peer_rk) if peer_rk else None
         ours_b = best(*ours_rk, lower_better) if ours_rk else None
@@ -252,54 +326,75 @@ def main():
         rows.append({"workload": workload, "unit": unit, "zkynet": ours_v, "zkynet_best": ours_b,
                      "peer": peer_label, "peer_value": peer_v, "peer_best": peer_b, "zkynet_speedup": ratio,
                      "target": None if target is None else (("<= " if lower_better else ">= ") + f"{target:g}"),
-                     "meets_target": met})
+                     "meets_target": met, "issue_peer_value": issue})
 
-    for key, label, target in [("fwdbwd_us_per_op", "per-op fwd+bwd", TARGET_US_PER_OP),
-                               ("fwd_grad_us_per_op", "per-op fwd (recording)", None),
-                               ("bwd_us_per_op", "per-op bwd", None),
-                               ("fwd_nograd_us_per_op", "per-op fwd no-grad", None)]:
-        row(label, "us/op", (zo, key), "torch python", (po, key), True, target)
-        if co is not None:
-            row(label, "us/op", (zo, key), "libtorch C++", (co, key), True, target)
-    row("per-op fwd+bwd, hoisted f32 consts", "us/op", (zo, "fwdbwd_us_per_op_hoisted"),
-        "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_US_PER_OP)
-    row("per-op fwd+bwd+graph teardown", "us/op", (zo, "fwdbwd_teardown_us_per_op"),
-        "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_US_PER_OP)
+    core = args.suite in ("all", "core")
+    training = args.suite in ("all", "training")
+    if core:
+        for key, label, target in [("fwdbwd_us_per_op", "per-op fwd+bwd", TARGET_US_PER_OP),
+                                   ("fwd_grad_us_per_op", "per-op fwd (recording)", None),
+                                   ("bwd_us_per_op", "per-op bwd", None),
+                                   ("fwd_nograd_us_per_op", "per-op fwd no-grad", None)]:
+            row(label, "us/op", (zo, key), "torch python", (po, key), True, target)
+            if co is not None:
+                row(label, "us/op", (zo, key), "libtorch C++", (co, key), True, target)
+        row("per-op fwd+bwd, hoisted f32 consts", "us/op", (zo, "fwdbwd_us_per_op_hoisted"),
+            "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_US_PER_OP)
+        row("per-op fwd+bwd+graph teardown", "us/op", (zo, "fwdbwd_teardown_us_per_op"),
+            "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_US_PER_OP)
 
-    for key, label, target in [("fwdbwd_us_per_op", "from Python: per-op fwd+bwd", TARGET_PY_US_PER_OP),
-                               ("fwd_grad_us_per_op", "from Python: per-op fwd (recording)", None),
-                               ("bwd_us_per_op", "from Python: per-op bwd", None),
-                               ("fwd_nograd_us_per_op", "from Python: per-op fwd no-grad", None)]:
-        row(label, "us/op", (zp, key), "torch python", (po, key), True, target)
-    row("from Python: per-op fwd+bwd, hoisted f32 const nodes", "us/op", (zp, "fwdbwd_us_per_op_hoisted"),
-        "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
-    row("from Python: per-op fwd+bwd+graph teardown", "us/op", (zp, "fwdbwd_teardown_us_per_op"),
-        "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
+        for key, label, target in [("fwdbwd_us_per_op", "from Python: per-op fwd+bwd", TARGET_PY_US_PER_OP),
+                                   ("fwd_grad_us_per_op", "from Python: per-op fwd (recording)", None),
+                                   ("bwd_us_per_op", "from Python: per-op bwd", None),
+                                   ("fwd_nograd_us_per_op", "from Python: per-op fwd no-grad", None)]:
+            row(label, "us/op", (zp, key), "torch python", (po, key), True, target)
+        row("from Python: per-op fwd+bwd, hoisted f32 const nodes", "us/op", (zp, "fwdbwd_us_per_op_hoisted"),
+            "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
+        row("from Python: per-op fwd+bwd+graph teardown", "us/op", (zp, "fwdbwd_teardown_us_per_op"),
+            "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
 
-    for peer_key in ("torch_expr", "torch_out2", "torch_addcmul_out"):
-        row("elementwise a*b+a, 2 ops (op::add(op::mult))", "GB/s", (ze, "zkynet_expr_GBps_eff"), peer_key,
-            (pe, f"{peer_key}_GBps_eff"), False, TARGET_GBPS)
-    for peer_key in ("torch_addcmul_out", "torch_expr"):
-        row("elementwise fused op::elementwise(Fma)", "GB/s", (ze, "zkynet_fused_GBps_eff"), peer_key,
-            (pe, f"{peer_key}_GBps_eff"), False, TARGET_GBPS)
-    row("elementwise reference: parallel_for, preallocated", "GB/s", (ze, "parallel_for_prealloc_GBps_eff"),
-        "numpy_out2 (1 thread)", (pe, "numpy_out2_GBps_eff"), False)
-    st = by.get("stream_c")
-    if st:
-        for k in ("copy", "triad"):
-            row(f"machine: STREAM {k} (C+OpenMP, 3x64 MiB f64)", "GB/s", None, "C", (st, f"{k}_GBps"), False)
+        for peer_key in ("torch_expr", "torch_out2", "torch_addcmul_out"):
+            row("elementwise a*b+a, 2 ops (op::add(op::mult))", "GB/s", (ze, "zkynet_expr_GBps_eff"), peer_key,
+                (pe, f"{peer_key}_GBps_eff"), False, TARGET_GBPS)
+        for peer_key in ("torch_addcmul_out", "torch_expr"):
+            row("elementwise fused op::elementwise(Fma)", "GB/s", (ze, "zkynet_fused_GBps_eff"), peer_key,
+                (pe, f"{peer_key}_GBps_eff"), False, TARGET_GBPS)
+        row("elementwise reference: parallel_for, preallocated", "GB/s", (ze, "parallel_for_prealloc_GBps_eff"),
+            "numpy_out2 (1 thread)", (pe, "numpy_out2_GBps_eff"), False)
+        st = by.get("stream_c")
+        if st:
+            for k in ("copy", "triad"):
+                row(f"machine: STREAM {k} (C+OpenMP, 3x64 MiB f64)", "GB/s", None, "C", (st, f"{k}_GBps"), False)
 
-    header = ["workload", "unit", "zkynet", "(best)", "PyTorch", "", "(best)", "zkynet speed-up", "target", "met"]
+    if training:
+        for key, prog, script, step_key, target, issue, label in TRAINING:
+            zr = by.get(f"zkynet_{key}")
+            for cfg, i in (("default", 0), ("tuned", 1)):
+                row(label, "ms", (zr, step_key) if zr else None, f"torch {cfg}", (by.get(f"torch_{key}_{cfg}"), step_key),
+                    True, target, issue[i])
+            for cfg in ("default", "tuned"):
+                row(label.split(" train step")[0].split(" fwd+bwd")[0] + " inference (no-grad fwd)", "ms",
+                    (zr, "infer_nograd_ms") if zr else None, f"torch {cfg}",
+                    (by.get(f"torch_{key}_{cfg}"), "infer_nograd_ms"), True)
+            zt = by.get(f"zkynet_{key}_tuned_env")
+            if zt:
+                row(label + ", zkynet in the tuned env", "ms", (zt, step_key), "torch tuned",
+                    (by.get(f"torch_{key}_tuned"), step_key), True, target, issue[1])
+
+    header = ["workload", "unit", "zkynet", "(best)", "PyTorch", "", "(best)", "(issue)", "zkynet speed-up",
+              "target", "met"]
     table = [header]
     for r in rows:
-        table.append([r["workload"], r["unit"], fmt(r["zkynet"]), fmt(r["zkynet_best"]), r["peer"],
-                      fmt(r["peer_value"]), fmt(r["peer_best"]),
+        table.append([r["workload"], r["unit"],
+                      "not available" if r["zkynet"] is None and r["unit"] == "ms" else fmt(r["zkynet"]),
+                      fmt(r["zkynet_best"]), r["peer"], fmt(r["peer_value"]), fmt(r["peer_best"]),
+                      "" if r["issue_peer_value"] is None else fmt(r["issue_peer_value"]),
                       "n/a" if r["zkynet_speedup"] is None else f"{r['zkynet_speedup']:.2f}x",
                       r["target"] or "", "" if r["meets_target"] is None else ("yes" if r["meets_target"] else "NO")])
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     print()
     for i, line in enumerate(table):
-        print("  ".join(c.ljust(w) if j in (0, 1, 4, 8, 9) else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths))))
+        print("  ".join(c.ljust(w) if j in (0, 1, 4, 9, 10) else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths))))
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print()
@@ -308,6 +403,8 @@ def main():
           " or zkynet median GB/s / PyTorch median GB/s; met: zkynet's median against the target;"
           " 'from Python' rows: the chain driven through zkynet's Python bindings"
           " (bench_python_overhead.py) against the same PyTorch-from-Python figures;"
+          " ms rows: time per training step (or inference call), (issue) = the PyTorch figure quoted in the issue,"
+          " torch tuned = + " + " ".join(f"{k}={v}" for k, v in TUNED_ENV.items()) + ";"
           f" {args.threads} threads (OMP_NUM_THREADS={args.threads}, torch --threads {args.threads})")
     busy = round(1 - (stat1["idle"] - stat0["idle"]) / dt, 3)
     steal = round((stat1["steal"] - stat0["steal"]) / dt, 4)
@@ -326,10 +423,23 @@ def main():
     if pmeta:
         print(f"zkynet from Python: {pmeta.get('graph_nodes')} nodes per chain; grad check {pmeta.get('grad_check')};"
               f" package {pmeta.get('zkynet_package')}")
+    if training:
+        print("zkynet training steps, phase breakdown (medians of a separate run of the same steps, ms):")
+        for key, *_ in TRAINING:
+            for r in by.get(f"zkynet_{key}") or []:
+                res, meta = r.get("result", {}).get("results", {}), r.get("result", {}).get("meta", {})
+                if not res:
+                    continue
+                ph = " ".join(f"{p}={fmt(res.get(f'phase_{p}_ms', {}).get('median'))}"
+                              for p in ("zero_grad", "forward", "backward", "update", "graph_teardown"))
+                print(f"  {key} (rep {r['rep']}): {ph}; loss {meta.get('first_loss')} -> {meta.get('final_loss')}; "
+                      f"{meta.get('graph_nodes_per_step')} graph nodes, {meta.get('heap_allocs_per_step')} heap "
+                      f"allocations, {meta.get('tensor_buffers_per_step')} tensor buffers per step; "
+                      f"allocator misses while timing {meta.get('allocator_misses_while_timing_train')}")
     gs = git_state()
     print(f"zkynet tree: commit {gs['commit']}"
-          + (f", modified in framework/ops/python: {', '.join(gs['modified'])}" if gs["modified"]
-             else ", framework/ops/python clean"))
+          + (f", modified in framework/ops/nn/python: {', '.join(gs['modified'])}" if gs["modified"]
+             else ", framework/ops/nn/python clean"))
     for n in notes:
         print("note: " + n)
 
@@ -342,8 +452,11 @@ def main():
             "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "busy_frac_all_cpus": busy, "steal_frac": steal, "wall_s": round(time.time() - t_start, 1),
             "git": gs,
+            "suite": args.suite, "tuned_env": TUNED_ENV,
             "targets": {"us_per_op_max": TARGET_US_PER_OP, "python_us_per_op_max": TARGET_PY_US_PER_OP,
-                        "elementwise_GBps_min": TARGET_GBPS},
+                        "elementwise_GBps_min": TARGET_GBPS,
+                        **{f"{key}_ms_max": target for key, _, _, _, target, _, _ in TRAINING}},
+            "issue_peer_ms": {key: {"default": issue[0], "tuned": issue[1]} for key, *_, issue, _ in TRAINING},
             "notes": notes,
         },
         "runs": runs,

@@ -1,0 +1,296 @@
+#include <zkynet/framework/error.h>
+#include <zkynet/nn/checkpoint.h>
+
+#include "hdf5_common.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+
+namespace zkynet {
+
+namespace {
+
+std::function<void(std::string_view)>& fault_hook() {
+  static std::function<void(std::string_view)> hook;
+  return hook;
+}
+
+void fault_point(std::string_view stage) {
+  if (fault_hook()) fault_hook()(stage);
+}
+
+// Automatic chunks hold about this many bytes: HDF5 advises 10 KiB to 1 MiB, and small
+// chunks keep a random row's read small.
+constexpr std::uint64_t kAutoChunkBytes = 64 * 1024;
+// HDF5 refuses chunks of 4 GiB or more; larger tensors are split into chunks of at most 1 GiB.
+constexpr std::uint64_t kMaxChunkBytes = std::uint64_t{1} << 30;
+// See write_file_atomically.
+constexpr unsigned kMaxCompactKeys = 8192;
+
+std::string errno_text() { return std::strerror(errno); }
+
+// The temporary file of one save: created exclusively next to the target (a rename is only
+// atomic within one filesystem), removed again unless the save commits.
+class TempFile {
+ public:
+  TempFile(const std::string& target, const std::string& where) {
+    static std::atomic<unsigned> counter{0};
+    for (int attempt = 0;; ++attempt) {
+      path_ = target + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+      // 0666 and the umask give the file the mode any newly created file would get.
+      fd_ = ::open(path_.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+      if (fd_ >= 0) return;
+      if (errno != EEXIST || attempt > 100) {
+        throw UsageError(where + ": cannot create a file next to '" + target + "': " + errno_text());
+      }
+    }
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(path_.c_str());
+  }
+
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_; }
+  void commit() { committed_ = true; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// Flushes the directory entry of a rename to disk. Best effort: some filesystems refuse
+// fsync on directories, and by now the new file is complete and in place.
+void sync_directory(const std::string& file) {
+  std::filesystem::path dir = std::filesystem::path(file).parent_path();
+  if (dir.empty()) dir = ".";
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+void check_keys(const std::vector<std::pair<std::string, Tensor>>& tensors, const std::string& where) {
+  std::set<std::string> seen;
+  for (const auto& [key, value] : tensors) {
+    if (key.empty()) throw UsageError(where + ": an empty key cannot name a dataset");
+    if (key.find('/') != std::string::npos || key == ".") {
+      throw UsageError(where + ": key '" + key + "' cannot name a root dataset ('/' separates HDF5 groups)");
+    }
+    if (!seen.insert(key).second) throw UsageError(where + ": key '" + key + "' appears twice");
+    if (!value.defined()) throw UsageError(where + ": '" + key + "' is an undefined tensor");
+    if (value.device() != Device::cpu()) {
+      throw TypeError(where + ": '" + key + "' is on " + value.device().str() + "; only CPU tensors can be saved");
+    }
+  }
+}
+
+void write_dataset(hid_t file, const std::string& key, const Tensor& value, std::int64_t chunk_rows,
+                   const std::string& where, const std::string& path) {
+  const auto fail = [&](const std::string& what) {
+    throw UsageError(where + ": cannot " + what + " '" + key + "' in '" + path + "': " + h5::last_error());
+  };
+  const Tensor data = value.contiguous();
+  std::vector<hsize_t> dims(data.shape().begin(), data.shape().end());
+  h5::Handle space(data.dim() == 0 ? H5Screate(H5S_SCALAR)
+                                   : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                   H5Sclose);
+  if (!space.valid()) fail("describe the shape of");
+  h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  if (!dcpl.valid()) fail("create");
+  const auto row_bytes = static_cast<std::uint64_t>(data.dim() == 0 || data.size(0) == 0 ? 0 : data.numel() / data.size(0)) *
+                         dtype_size(data.dtype());
+  if (data.dim() == 0) {
+    // A scalar lives inside its object header, which the file format checksums.
+    if (H5Pset_layout(dcpl.get(), H5D_COMPACT) < 0) fail("create");
+  } else if (data.numel() > 0 && row_bytes <= kMaxChunkBytes) {
+    // Chunked, so that the Fletcher-32 filter can checksum the values: a flipped bit in a
+    // checkpoint is a read error, not a silently different model. Chunks are whole rows, so
+    // that a reader of a few rows (HDF5Dataset) touches only their chunks.
+    std::uint64_t rows = static_cast<std::uint64_t>(data.size(0));
+    if (chunk_rows > 0) rows = static_cast<std::uint64_t>(chunk_rows);
+    if (chunk_rows < 0) rows = std::max<std::uint64_t>(1, kAutoChunkBytes / row_bytes);
+    rows = std::min({rows, static_cast<std::uint64_t>(data.size(0)), std::max<std::uint64_t>(1, kMaxChunkBytes / row_bytes)});
+    std::vector<hsize_t> chunk = dims;
+    chunk[0] = static_cast<hsize_t>(rows);
+    if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 || H5Pset_fletcher32(dcpl.get()) < 0) {
+      fail("chunk");
+    }
+  }
+  // Otherwise (no elements, or rows beyond HDF5's 4 GiB chunk limit) the layout is contiguous.
+  h5::Handle dataset(H5Dcreate2(file, key.c_str(), h5::file_type(data.dtype()), space.get(), H5P_DEFAULT, dcpl.get(),
+                                H5P_DEFAULT),
+                     H5Dclose);
+  if (!dataset.valid()) fail("create");
+  // Zero elements: nothing to write (and an empty tensor may have no buffer at all).
+  if (data.numel() > 0 &&
+      H5Dwrite(dataset.get(), h5::memory_type(data.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.raw_data()) < 0) {
+    fail("write");
+  }
+  if (!dataset.close()) fail("write");
+}
+
+}  // namespace
+
+namespace h5 {
+
+void write_file_atomically(const std::vector<std::pair<std::string, Tensor>>& tensors, const std::string& path,
+                           std::int64_t chunk_rows, const std::string& where) {
+  silence_errors();
+  check_keys(tensors, where);
+  TempFile temp(path, where);
+  {
+    // Tracked creation order lets load_state return the keys in state-dict order.
+    // The root group's links live in its object header ("compact" storage), sized up front
+    // for these keys: HDF5 1.10 silently drops the links of a damaged header continuation
+    // block, and dense storage keeps names in an unchecksummed heap, so a single checksummed
+    // header makes a damaged key list an error rather than a shorter one. Compact lookups are
+    // linear, so beyond kMaxCompactKeys keys (rare: large models have a few thousand) the
+    // group goes dense to keep saving and loading fast.
+    const auto keys = static_cast<unsigned>(std::min<std::size_t>(tensors.size(), kMaxCompactKeys));
+    std::size_t name_bytes = 0;
+    for (const auto& entry : tensors) name_bytes += entry.first.size();
+    const auto mean_name = static_cast<unsigned>(std::min<std::size_t>(keys ? name_bytes / keys + 1 : 1, 65535));
+    Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+    if (!fcpl.valid() || H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0 ||
+        H5Pset_link_phase_change(fcpl.get(), std::max(keys, 8u), 6) < 0 ||
+        H5Pset_est_link_info(fcpl.get(), keys, mean_name) < 0) {
+      throw UsageError(where + ": cannot prepare '" + path + "': " + last_error());
+    }
+    // The HDF5 1.10 file format checksums all metadata (superblock, object headers, indexes):
+    // a damaged file fails those checks instead of steering the reader to wild addresses (the
+    // 1.8 format's unchecksummed link B-trees can crash HDF5 1.10 when corrupted).
+    Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    if (!fapl.valid() || H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110) < 0) {
+      throw UsageError(where + ": cannot prepare '" + path + "': " + last_error());
+    }
+    // The temporary file exists (empty, created exclusively); HDF5 truncates and fills it.
+    Handle file(H5Fcreate(temp.path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
+    if (!file.valid()) throw UsageError(where + ": cannot write '" + temp.path() + "': " + last_error());
+    for (const auto& [key, value] : tensors) {
+      write_dataset(file.get(), key, value, chunk_rows, where, path);
+      fault_point("dataset:" + key);
+    }
+    if (!file.close()) throw UsageError(where + ": cannot finish writing '" + path + "': " + last_error());
+  }
+  fault_point("close");
+  if (::fsync(temp.fd()) != 0) throw UsageError(where + ": cannot flush '" + temp.path() + "' to disk: " + errno_text());
+  fault_point("rename");
+  if (std::rename(temp.path().c_str(), path.c_str()) != 0) {
+    throw UsageError(where + ": cannot replace '" + path + "': " + errno_text());
+  }
+  temp.commit();
+  sync_directory(path);
+}
+
+}  // namespace h5
+
+namespace nn {
+
+namespace detail {
+void set_checkpoint_fault_hook(std::function<void(std::string_view stage)> hook) { fault_hook() = std::move(hook); }
+long open_hdf5_objects() { return static_cast<long>(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL)); }
+}  // namespace detail
+
+void save_state(const StateDict& state, const std::string& path) {
+  h5::write_file_atomically(state, path, /*chunk_rows=*/0, "save_state");
+}
+
+namespace {
+
+StateDict read_state(const std::string& path, const std::string& where) {
+  h5::Handle file = h5::open_file(path, where);
+  const auto fail = [&](const std::string& what) {
+    throw UsageError(where + ": cannot " + what + " '" + path + "': " + h5::last_error());
+  };
+  // Creation order where the writer tracked it (zkynet does), else name order. One pass over
+  // the links: looking names up by index costs a sort of the links per call in HDF5 1.10.
+  std::vector<std::string> names;
+  const H5L_iterate_t collect = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
+    try {  // no exception may cross HDF5's C frames
+      static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+      return 0;
+    } catch (...) {
+      return -1;
+    }
+  };
+  if (H5Literate(file.get(), H5_INDEX_CRT_ORDER, H5_ITER_INC, nullptr, collect, &names) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    names.clear();
+    if (H5Literate(file.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &names) < 0) {
+      fail("list the datasets of");
+    }
+  }
+  StateDict out;
+  for (std::string& name : names) {
+    h5::Handle object(H5Oopen(file.get(), name.c_str(), H5P_DEFAULT), H5Oclose);
+    if (!object.valid()) fail("open '" + name + "' in");
+    if (H5Iget_type(object.get()) != H5I_DATASET) {
+      throw UsageError(where + ": '" + name + "' in '" + path + "' is not a dataset (a group?); a checkpoint holds "
+                       "one dataset per key at the root");
+    }
+    const h5::DatasetInfo ds = h5::dataset_info(object.get(), name, path, where);
+    Tensor value = Tensor::empty(ds.shape, ds.dtype);
+    if (value.numel() > 0 && H5Dread(object.get(), h5::memory_type(ds.dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                     value.raw_data()) < 0) {
+      fail("read '" + name + "' from");
+    }
+    out.emplace_back(std::move(name), std::move(value));
+  }
+  return out;
+}
+
+}  // namespace
+
+StateDict load_state(const std::string& path) { return read_state(path, "load_state"); }
+
+void save_checkpoint(const ModuleBase& module, const std::string& path) {
+  h5::write_file_atomically(state_dict(module), path, /*chunk_rows=*/0, "save_checkpoint");
+}
+
+LoadStateResult load_checkpoint(ModuleBase& module, const std::string& path, bool strict) {
+  const std::string where = "load_checkpoint('" + path + "')";
+  const StateDict state = read_state(path, where);
+
+  std::map<std::string, DType> module_dtypes;
+  for (const auto& [name, p] : module.named_parameters()) module_dtypes.emplace(name, p.value().dtype());
+  for (const auto& [name, t] : module.named_buffers()) {
+    if (t.defined()) module_dtypes.emplace(name, t.dtype());
+  }
+  for (const auto& [key, value] : state) {
+    const auto it = module_dtypes.find(key);
+    if (it != module_dtypes.end() && it->second != value.dtype()) {
+      throw TypeError(where + ": '" + key + "' is " + std::string(dtype_name(value.dtype())) + " in the file but " +
+                      std::string(dtype_name(it->second)) + " in the module");
+    }
+  }
+  // load_state_dict checks keys and shapes before copying anything; its errors get the file.
+  try {
+    return load_state_dict(module, state, strict);
+  } catch (const IndexError& e) {
+    throw IndexError(where + ": " + e.what());
+  } catch (const ShapeError& e) {
+    throw ShapeError(where + ": " + e.what());
+  } catch (const TypeError& e) {
+    throw TypeError(where + ": " + e.what());
+  } catch (const UsageError& e) {
+    throw UsageError(where + ": " + e.what());
+  }
+}
+
+}  // namespace nn
+
+}  // namespace zkynet
