@@ -162,7 +162,9 @@ NodeRef RecurrentBase::call_nodes(std::span<const NodeRef> inputs) {
   };
   last_ = {stacked(hs), lstm ? stacked(cs) : NodeRef()};
   if (stateful_) carried_ = {last_.h.value(), lstm ? last_.c.value() : Tensor()};
-  return batch_first_ ? op::transpose(seq, 0, 1) : seq;
+  // The output is the invocation's last node (nn::print_summary reads a layer's output shape
+  // there): a transpose, or else a view of the same shape.
+  return batch_first_ ? op::transpose(seq, 0, 1) : op::reshape(seq, seq.shape());
 }
 
 RNN::RNN(std::int64_t input_size, std::int64_t hidden_size, RecurrentOptions options)

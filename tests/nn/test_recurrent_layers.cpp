@@ -10,6 +10,7 @@
 #include <zkynet/nn/linear.h>
 #include <zkynet/nn/recurrent.h>
 #include <zkynet/nn/sequential.h>
+#include <zkynet/nn/summary.h>
 #include <zkynet/ops/indexing.h>
 #include <zkynet/ops/ops.h>
 
@@ -404,6 +405,17 @@ TEST_CASE("an LSTM runs inside a Sequential on its input sequence", "[recurrent]
   ModuleGraph y = model(Tensor::zeros({5, 4, 3}, DType::Float32));
   CHECK(y.value().shape() == Shape{5, 4, 2});
   CHECK(model.named_parameters()[0].first == "0.weight_ih_l0");
+}
+
+TEST_CASE("a model summary shows a recurrent layer's output sequence and parameter count", "[recurrent]") {
+  nn::Sequential model;
+  model.add<nn::LSTM>(10, 64, nn::RecurrentOptions{.num_layers = 2});
+  model.add<nn::GRU>(64, 8, nn::RecurrentOptions{.batch_first = true});
+  const nn::ModelSummary s = nn::summarize(model, Tensor::zeros({50, 32, 10}, DType::Float32));
+  REQUIRE(s.rows.size() == 2);
+  CHECK(s.rows[0].output_shapes == std::vector<Shape>{{50, 32, 64}});
+  CHECK(s.rows[0].params == 4 * 64 * (10 + 64 + 2) + 4 * 64 * (64 + 64 + 2));  // torch: 52,736
+  CHECK(s.rows[1].output_shapes == std::vector<Shape>{{50, 32, 8}});
 }
 
 TEST_CASE("a float32 LSTM runs, backpropagates and agrees with float64", "[recurrent]") {
