@@ -228,7 +228,21 @@ void init_framework(py::module_& m) {
            py::keep_alive<1, 3>())
       .def("parameters", &ModuleBase::parameters)
       .def("named_parameters", &ModuleBase::named_parameters)
-      .def("zero_grad", &ModuleBase::zero_grad);
+      .def("zero_grad", &ModuleBase::zero_grad)
+      .def("train", [](py::object self, bool mode) {
+        self.cast<ModuleBase&>().train(mode);
+        return self;
+      }, py::arg("mode") = true, "training mode (or evaluation mode with mode=False), submodules included; returns self")
+      .def("eval", [](py::object self) {
+        self.cast<ModuleBase&>().eval();
+        return self;
+      }, "evaluation mode, submodules included; returns self")
+      .def_property_readonly("training", &ModuleBase::is_training)
+      .def("named_buffers", [](const ModuleBase& self) {
+        py::list out;
+        for (auto& [name, t] : self.named_buffers()) out.append(py::make_tuple(name, tensor_to_numpy(t)));
+        return out;
+      }, "(name, array) pairs of the buffers (running statistics), submodules' included");
   py::class_<PyModule, ModuleBase, std::shared_ptr<PyModule>>(m, "_Module")
       .def(py::init<std::vector<Variable>, std::vector<Parameter>, std::string>());
 

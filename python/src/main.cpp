@@ -12,6 +12,7 @@ void init_framework(py::module_& m);
 void init_ops(py::module_& m);
 void init_visual(py::module_& m);
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops);
+void init_layers(py::module_& nn, py::module_& ops, py::module_& data);
 }  // namespace zkynet::python
 
 PYBIND11_MODULE(_zkynet, m) {
@@ -27,6 +28,8 @@ PYBIND11_MODULE(_zkynet, m) {
   auto nn = m.def_submodule("nn", "layers");
   auto optim = m.def_submodule("optim", "optimizers");
   zkynet::python::init_nn(nn, optim, ops);
+  auto data = m.def_submodule("data", "datasets and loaders");
+  zkynet::python::init_layers(nn, ops, data);
   m.def("set_num_threads", &zkynet::set_num_threads);
   m.def("num_threads", &zkynet::num_threads);
 }

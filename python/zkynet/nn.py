@@ -15,6 +15,23 @@ ReLU = _nn.ReLU
 Tanh = _nn.Tanh
 Sigmoid = _nn.Sigmoid
 Sequential = _nn.Sequential
+LeakyReLU = _nn.LeakyReLU
+Conv2d = _nn.Conv2d
+MaxPool2d = _nn.MaxPool2d
+AvgPool2d = _nn.AvgPool2d
+Flatten = _nn.Flatten
+BatchNorm1d = _nn.BatchNorm1d
+BatchNorm2d = _nn.BatchNorm2d
+LayerNorm = _nn.LayerNorm
+Dropout = _nn.Dropout
+Embedding = _nn.Embedding
+RNN = _nn.RNN
+LSTM = _nn.LSTM
+GRU = _nn.GRU
+Estimator = _nn.Estimator
+summary = _nn.summary
+save_checkpoint = _nn.save_checkpoint
+load_checkpoint = _nn.load_checkpoint
 manual_seed = _nn.manual_seed
 state_dict = _nn.state_dict
 load_state_dict = _nn.load_state_dict
@@ -23,5 +40,7 @@ vector_to_parameters = _nn.vector_to_parameters
 gradients_to_vector = _nn.gradients_to_vector
 weights = _nn.weights
 
-__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Sequential", "manual_seed", "state_dict", "load_state_dict",
+__all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Sequential", "LeakyReLU", "Conv2d", "MaxPool2d", "AvgPool2d",
+           "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "Embedding", "RNN", "LSTM", "GRU",
+           "Estimator", "summary", "save_checkpoint", "load_checkpoint", "manual_seed", "state_dict", "load_state_dict",
            "parameters_to_vector", "vector_to_parameters", "gradients_to_vector", "weights"]

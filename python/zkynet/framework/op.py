@@ -48,9 +48,17 @@ max = _ops.max  # noqa: A001
 argmax = _ops.argmax
 var = _ops.var
 std = _ops.std
+conv2d = _ops.conv2d
+max_pool2d = _ops.max_pool2d
+avg_pool2d = _ops.avg_pool2d
+layer_norm = _ops.layer_norm
+batch_norm = _ops.batch_norm
+dropout = _ops.dropout
+bmm = _ops.bmm
 
 __all__ = ["add", "sub", "mult", "div", "pow", "matmul", "dot", "neg", "square", "exp", "log", "sqrt",
            "tanh", "relu", "abs", "sigmoid", "sum", "mean", "reshape", "transpose",
            "softmax", "log_softmax", "logsumexp", "cross_entropy", "nll_loss", "mse_loss",
            "binary_cross_entropy_with_logits", "cat", "stack", "split", "slice", "index_select", "gather",
-           "embedding", "where", "clamp", "maximum", "minimum", "max", "argmax", "var", "std"]
+           "embedding", "where", "clamp", "maximum", "minimum", "max", "argmax", "var", "std",
+           "conv2d", "max_pool2d", "avg_pool2d", "layer_norm", "batch_norm", "dropout", "bmm"]

@@ -1,0 +1,427 @@
+// More of nn/ and data/: convolution, pooling, normalization, dropout, embedding and recurrent
+// layers, checkpoints, summaries, the Estimator, datasets and loaders, and their operators.
+#include "convert.h"
+
+#include <zkynet/data/dataloader.h>
+#include <zkynet/data/dataset.h>
+#include <zkynet/framework/error.h>
+#include <zkynet/nn/activation.h>
+#include <zkynet/nn/checkpoint.h>
+#include <zkynet/nn/conv.h>
+#include <zkynet/nn/dropout.h>
+#include <zkynet/nn/embedding.h>
+#include <zkynet/nn/estimator.h>
+#include <zkynet/nn/flatten.h>
+#include <zkynet/nn/init.h>
+#include <zkynet/nn/normalization.h>
+#include <zkynet/nn/pooling.h>
+#include <zkynet/nn/recurrent.h>
+#include <zkynet/nn/summary.h>
+#include <zkynet/ops/bmm.h>
+#include <zkynet/ops/conv.h>
+#include <zkynet/ops/normalization.h>
+
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+
+namespace zkynet::python {
+namespace {
+
+DType dtype_of(const std::string& name) {
+  if (name == "float32") return DType::Float32;
+  if (name == "float64") return DType::Float64;
+  throw TypeError("expected dtype 'float32' or 'float64', got '" + name + "'");
+}
+
+// torch's int-or-tuple arguments.
+nn::IntPair pair_of(py::handle v, const char* what) {
+  if (py::isinstance<py::int_>(v)) return nn::IntPair(v.cast<std::int64_t>());
+  if (py::isinstance<py::tuple>(v) || py::isinstance<py::list>(v)) {
+    auto s = v.cast<std::vector<std::int64_t>>();
+    if (s.size() == 2) return nn::IntPair(s[0], s[1]);
+  }
+  throw TypeError(std::string(what) + " must be an int or a pair of ints");
+}
+
+std::array<std::int64_t, 2> arr_of(py::handle v, const char* what) { return pair_of(v, what).array(); }
+
+py::tuple tuple_of(const nn::IntPair& p) { return py::make_tuple(p.h, p.w); }
+py::tuple tuple_of(const std::array<std::int64_t, 2>& p) { return py::make_tuple(p[0], p[1]); }
+
+Shape shape_of(py::handle v) {
+  if (py::isinstance<py::int_>(v)) return Shape{v.cast<std::int64_t>()};
+  auto s = v.cast<std::vector<std::int64_t>>();
+  return Shape(s.begin(), s.end());
+}
+
+NodeRef optional_node(py::handle v) { return v.is_none() ? NodeRef() : noderef_from_python(v); }
+
+py::object param_or_none(ModuleBase& m, const char* name, bool present) {
+  return present ? py::cast(m.param(name)) : py::none();
+}
+
+py::list batch_to_list(const data::Batch& b) {
+  py::list out;
+  for (const auto& t : b) out.append(tensor_to_numpy(t));
+  return out;
+}
+
+template <class M>
+py::class_<M, ModuleBase, std::shared_ptr<M>> layer(py::module_& m, const char* name) {
+  return py::class_<M, ModuleBase, std::shared_ptr<M>>(m, name);
+}
+
+nn::RecurrentOptions recurrent_options(std::int64_t num_layers, bool bias, bool batch_first, bool stateful,
+                                       const std::string& nonlinearity, const std::string& dtype) {
+  nn::RecurrentOptions o;
+  o.num_layers = num_layers;
+  o.bias = bias;
+  o.batch_first = batch_first;
+  o.stateful = stateful;
+  if (nonlinearity == "tanh") o.nonlinearity = op::RnnActivation::Tanh;
+  else if (nonlinearity == "relu") o.nonlinearity = op::RnnActivation::Relu;
+  else throw UsageError("nonlinearity must be 'tanh' or 'relu', got '" + nonlinearity + "'");
+  o.dtype = dtype_of(dtype);
+  return o;
+}
+
+template <class M>
+void batch_norm_layer(py::module_& m, const char* name) {
+  layer<M>(m, name)
+      .def(py::init([](std::int64_t n, double eps, std::optional<double> momentum, bool affine, bool track,
+                       const std::string& dtype) {
+             return std::make_shared<M>(n, nn::BatchNormOptions{eps, momentum, affine, track, dtype_of(dtype)});
+           }),
+           py::arg("num_features"), py::arg("eps") = 1e-5, py::arg("momentum") = 0.1, py::arg("affine") = true,
+           py::arg("track_running_stats") = true, py::arg("dtype") = "float32")
+      .def_property_readonly("num_features", &M::num_features)
+      .def_property_readonly("eps", [](M& l) { return l.options().eps; })
+      .def_property_readonly("momentum", [](M& l) { return l.options().momentum; })
+      .def_property_readonly("weight", [](M& l) { return param_or_none(l, "weight", l.options().affine); })
+      .def_property_readonly("bias", [](M& l) { return param_or_none(l, "bias", l.options().affine); })
+      .def_property_readonly("running_mean", [](M& l) -> py::object {
+        return l.options().track_running_stats ? py::object(tensor_to_numpy(l.buffer("running_mean"))) : py::none();
+      })
+      .def_property_readonly("running_var", [](M& l) -> py::object {
+        return l.options().track_running_stats ? py::object(tensor_to_numpy(l.buffer("running_var"))) : py::none();
+      })
+      .def_property_readonly("num_batches_tracked", [](M& l) -> py::object {
+        return l.options().track_running_stats ? py::object(tensor_to_numpy(l.buffer("num_batches_tracked")))
+                                               : py::none();
+      });
+}
+
+// A Python callable kept alive by C++ copies and released with the GIL held.
+struct PyCallable {
+  py::object fn;
+  explicit PyCallable(py::object f) : fn(std::move(f)) {}
+  PyCallable(const PyCallable&) = delete;
+  PyCallable& operator=(const PyCallable&) = delete;
+  ~PyCallable() {
+    if (!Py_IsInitialized()) {
+      fn.release();
+      return;
+    }
+    py::gil_scoped_acquire gil;
+    fn = py::object();
+  }
+};
+
+// The estimator together with the Python objects it refers to.
+struct PyEstimator {
+  py::object model, optimizer;
+  std::unique_ptr<nn::Estimator> est;
+};
+
+class LoaderIterator {
+ public:
+  LoaderIterator(py::object owner, data::DataLoader& loader) : owner_(std::move(owner)), it_(loader.begin()) {}
+  py::list next() {
+    if (it_ == std::default_sentinel) throw py::stop_iteration();
+    py::list out = batch_to_list(*it_);
+    ++it_;
+    return out;
+  }
+
+ private:
+  py::object owner_;
+  data::DataLoader::Iterator it_;
+};
+
+}  // namespace
+
+void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
+  // --- layers ---
+  layer<nn::Conv2d>(nn, "Conv2d")
+      .def(py::init([](std::int64_t in, std::int64_t out, py::handle k, py::handle stride, py::handle padding,
+                       py::handle dilation, std::int64_t groups, bool bias, const std::string& dtype) {
+             nn::Conv2dOptions o;
+             o.stride = pair_of(stride, "stride");
+             o.padding = pair_of(padding, "padding");
+             o.dilation = pair_of(dilation, "dilation");
+             o.groups = groups;
+             o.bias = bias;
+             o.dtype = dtype_of(dtype);
+             return std::make_shared<nn::Conv2d>(in, out, pair_of(k, "kernel_size"), o);
+           }),
+           py::arg("in_channels"), py::arg("out_channels"), py::arg("kernel_size"), py::arg("stride") = 1,
+           py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("bias") = true,
+           py::arg("dtype") = "float32")
+      .def_property_readonly("in_channels", &nn::Conv2d::in_channels)
+      .def_property_readonly("out_channels", &nn::Conv2d::out_channels)
+      .def_property_readonly("kernel_size", [](nn::Conv2d& c) { return tuple_of(c.kernel_size()); })
+      .def_property_readonly("stride", [](nn::Conv2d& c) { return tuple_of(c.conv_options().stride); })
+      .def_property_readonly("padding", [](nn::Conv2d& c) { return tuple_of(c.conv_options().padding); })
+      .def_property_readonly("dilation", [](nn::Conv2d& c) { return tuple_of(c.conv_options().dilation); })
+      .def_property_readonly("groups", [](nn::Conv2d& c) { return c.conv_options().groups; })
+      .def_property_readonly("weight", [](nn::Conv2d& c) { return c.param("weight"); })
+      .def_property_readonly("bias", [](nn::Conv2d& c) { return param_or_none(c, "bias", c.has_bias()); });
+
+  layer<nn::MaxPool2d>(nn, "MaxPool2d")
+      .def(py::init([](py::handle k, py::handle stride, py::handle padding, py::handle dilation) {
+             nn::MaxPool2dOptions o;
+             o.stride = stride.is_none() ? nn::IntPair(0) : pair_of(stride, "stride");
+             o.padding = pair_of(padding, "padding");
+             o.dilation = pair_of(dilation, "dilation");
+             return std::make_shared<nn::MaxPool2d>(pair_of(k, "kernel_size"), o);
+           }),
+           py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("dilation") = 1)
+      .def_property_readonly("kernel_size", [](nn::MaxPool2d& p) { return tuple_of(p.kernel_size()); });
+  layer<nn::AvgPool2d>(nn, "AvgPool2d")
+      .def(py::init([](py::handle k, py::handle stride, py::handle padding, bool count_include_pad) {
+             nn::AvgPool2dOptions o;
+             o.stride = stride.is_none() ? nn::IntPair(0) : pair_of(stride, "stride");
+             o.padding = pair_of(padding, "padding");
+             o.count_include_pad = count_include_pad;
+             return std::make_shared<nn::AvgPool2d>(pair_of(k, "kernel_size"), o);
+           }),
+           py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0,
+           py::arg("count_include_pad") = true)
+      .def_property_readonly("kernel_size", [](nn::AvgPool2d& p) { return tuple_of(p.kernel_size()); });
+  layer<nn::Flatten>(nn, "Flatten")
+      .def(py::init<std::int64_t, std::int64_t>(), py::arg("start_dim") = 1, py::arg("end_dim") = -1)
+      .def_property_readonly("start_dim", &nn::Flatten::start_dim)
+      .def_property_readonly("end_dim", &nn::Flatten::end_dim);
+  batch_norm_layer<nn::BatchNorm1d>(nn, "BatchNorm1d");
+  batch_norm_layer<nn::BatchNorm2d>(nn, "BatchNorm2d");
+  layer<nn::LayerNorm>(nn, "LayerNorm")
+      .def(py::init([](py::handle shape, double eps, bool affine, const std::string& dtype) {
+             return std::make_shared<nn::LayerNorm>(shape_of(shape), nn::LayerNormOptions{eps, affine, dtype_of(dtype)});
+           }),
+           py::arg("normalized_shape"), py::arg("eps") = 1e-5, py::arg("elementwise_affine") = true,
+           py::arg("dtype") = "float32")
+      .def_property_readonly("normalized_shape", [](nn::LayerNorm& l) {
+        const Shape& s = l.normalized_shape();
+        return py::tuple(py::cast(std::vector<std::int64_t>(s.begin(), s.end())));
+      })
+      .def_property_readonly("eps", &nn::LayerNorm::eps)
+      .def_property_readonly("weight", [](nn::LayerNorm& l) { return param_or_none(l, "weight", l.elementwise_affine()); })
+      .def_property_readonly("bias", [](nn::LayerNorm& l) { return param_or_none(l, "bias", l.elementwise_affine()); });
+  layer<nn::Dropout>(nn, "Dropout")
+      .def(py::init([](double p) { return std::make_shared<nn::Dropout>(p); }), py::arg("p") = 0.5)
+      .def_property_readonly("p", &nn::Dropout::p);
+  layer<nn::Embedding>(nn, "Embedding")
+      .def(py::init([](std::int64_t n, std::int64_t d, const std::string& dtype) {
+             return std::make_shared<nn::Embedding>(n, d, nn::EmbeddingOptions{dtype_of(dtype), nullptr});
+           }),
+           py::arg("num_embeddings"), py::arg("embedding_dim"), py::arg("dtype") = "float32")
+      .def_property_readonly("num_embeddings", &nn::Embedding::num_embeddings)
+      .def_property_readonly("embedding_dim", &nn::Embedding::embedding_dim)
+      .def_property_readonly("weight", [](nn::Embedding& e) { return e.param("weight"); });
+  layer<nn::LeakyReLU>(nn, "LeakyReLU").def(py::init<double>(), py::arg("negative_slope") = 0.01);
+
+  py::class_<nn::RecurrentBase, ModuleBase, std::shared_ptr<nn::RecurrentBase>>(nn, "RecurrentBase")
+      .def("reset_state", &nn::RecurrentBase::reset_state)
+      .def_property("stateful", &nn::RecurrentBase::stateful, &nn::RecurrentBase::set_stateful)
+      .def_property_readonly("last_state", [](nn::RecurrentBase& r) -> py::object {
+        const auto& s = r.last_state();
+        if (!s.h.defined()) return py::none();
+        return py::make_tuple(s.h, s.c.defined() ? py::cast(s.c) : py::none());
+      }, "(h_n, c_n) of the last call as nodes (c_n None but for LSTM); None before any call")
+      .def_property_readonly("input_size", &nn::RecurrentBase::input_size)
+      .def_property_readonly("hidden_size", &nn::RecurrentBase::hidden_size)
+      .def_property_readonly("num_layers", &nn::RecurrentBase::num_layers)
+      .def_property_readonly("batch_first", &nn::RecurrentBase::batch_first);
+  py::class_<nn::RNN, nn::RecurrentBase, std::shared_ptr<nn::RNN>>(nn, "RNN")
+      .def(py::init([](std::int64_t in, std::int64_t hidden, std::int64_t layers, const std::string& nonlinearity,
+                       bool bias, bool batch_first, bool stateful, const std::string& dtype) {
+             return std::make_shared<nn::RNN>(in, hidden,
+                                              recurrent_options(layers, bias, batch_first, stateful, nonlinearity, dtype));
+           }),
+           py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers") = 1, py::arg("nonlinearity") = "tanh",
+           py::arg("bias") = true, py::arg("batch_first") = false, py::arg("stateful") = false,
+           py::arg("dtype") = "float32")
+      .def("__call__", [](nn::RNN& r, py::handle x, py::handle h0) {
+        return h0.is_none() ? r(noderef_from_python(x)) : r(noderef_from_python(x), noderef_from_python(h0));
+      }, py::arg("x"), py::arg("h0") = py::none());
+  py::class_<nn::LSTM, nn::RecurrentBase, std::shared_ptr<nn::LSTM>>(nn, "LSTM")
+      .def(py::init([](std::int64_t in, std::int64_t hidden, std::int64_t layers, bool bias, bool batch_first,
+                       bool stateful, const std::string& dtype) {
+             return std::make_shared<nn::LSTM>(in, hidden,
+                                               recurrent_options(layers, bias, batch_first, stateful, "tanh", dtype));
+           }),
+           py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers") = 1, py::arg("bias") = true,
+           py::arg("batch_first") = false, py::arg("stateful") = false, py::arg("dtype") = "float32")
+      .def("__call__", [](nn::LSTM& r, py::handle x, py::handle h0, py::handle c0) {
+        if (h0.is_none() != c0.is_none()) throw UsageError("LSTM: give both h0 and c0, or neither");
+        return h0.is_none() ? r(noderef_from_python(x))
+                            : r(noderef_from_python(x), noderef_from_python(h0), noderef_from_python(c0));
+      }, py::arg("x"), py::arg("h0") = py::none(), py::arg("c0") = py::none());
+  py::class_<nn::GRU, nn::RecurrentBase, std::shared_ptr<nn::GRU>>(nn, "GRU")
+      .def(py::init([](std::int64_t in, std::int64_t hidden, std::int64_t layers, bool bias, bool batch_first,
+                       bool stateful, const std::string& dtype) {
+             return std::make_shared<nn::GRU>(in, hidden,
+                                              recurrent_options(layers, bias, batch_first, stateful, "tanh", dtype));
+           }),
+           py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers") = 1, py::arg("bias") = true,
+           py::arg("batch_first") = false, py::arg("stateful") = false, py::arg("dtype") = "float32")
+      .def("__call__", [](nn::GRU& r, py::handle x, py::handle h0) {
+        return h0.is_none() ? r(noderef_from_python(x)) : r(noderef_from_python(x), noderef_from_python(h0));
+      }, py::arg("x"), py::arg("h0") = py::none());
+
+  // --- checkpoints, summaries ---
+  nn.def("save_checkpoint", [](const ModuleBase& m, const std::string& path) { nn::save_checkpoint(m, path); },
+         py::arg("module"), py::arg("path"));
+  nn.def("load_checkpoint", [](ModuleBase& m, const std::string& path, bool strict) {
+    const auto r = nn::load_checkpoint(m, path, strict);
+    return py::make_tuple(r.missing_keys, r.unexpected_keys);
+  }, py::arg("module"), py::arg("path"), py::arg("strict") = true);
+  nn.def("summary", [](ModuleBase& m, py::handle example) {
+    if (py::isinstance<py::list>(example) || py::isinstance<py::tuple>(example)) {
+      std::vector<Tensor> inputs;
+      for (auto e : example) inputs.push_back(tensor_from_python(e).clone());
+      return nn::summary(m, inputs);
+    }
+    return nn::summary(m, tensor_from_python(example).clone());
+  }, py::arg("model"), py::arg("example_input"), "the model's summary table (a list or tuple: several inputs)");
+
+  // --- Estimator ---
+  py::class_<PyEstimator>(nn, "Estimator")
+      .def(py::init([](py::object model, py::object loss_fn, py::object optimizer, std::int64_t epochs,
+                       std::int64_t batchsize, std::int64_t seqsize, double validation_split, std::int64_t patience,
+                       bool shuffle, std::uint64_t seed, bool verbose) {
+             auto fn = std::make_shared<PyCallable>(std::move(loss_fn));
+             nn::Estimator::Loss loss = [fn](const NodeRef& p, const NodeRef& y) {
+               py::gil_scoped_acquire gil;
+               py::object r = fn->fn(py::cast(p), py::cast(y));
+               return noderef_from_python(r);
+             };
+             auto out = std::make_unique<PyEstimator>();
+             out->model = model;
+             out->optimizer = optimizer;
+             out->est = std::make_unique<nn::Estimator>(
+                 model.cast<ModuleBase&>(), std::move(loss), optimizer.cast<optim::Optimizer&>(),
+                 nn::EstimatorSpec{epochs, batchsize, seqsize, validation_split, patience, shuffle, seed, verbose});
+             return out;
+           }),
+           py::arg("model"), py::arg("loss_fn"), py::arg("optimizer"), py::arg("epochs") = 10,
+           py::arg("batchsize") = 32, py::arg("seqsize") = 0, py::arg("validation_split") = 0.0,
+           py::arg("patience") = 0, py::arg("shuffle") = true, py::arg("seed") = 0, py::arg("verbose") = true)
+      .def("fit", [](PyEstimator& e, py::handle x, py::handle y) {
+        Tensor tx = tensor_from_python(x).clone(), ty = tensor_from_python(y).clone();
+        std::vector<nn::EpochLog> logs;
+        {
+          py::gil_scoped_release release;
+          logs = e.est->fit(tx, ty);
+        }
+        py::list out;
+        for (const auto& l : logs) {
+          py::dict d;
+          d["epoch"] = l.epoch;
+          d["loss"] = l.loss;
+          d["val_loss"] = l.val_loss ? py::object(py::float_(*l.val_loss)) : py::none();
+          d["samples_per_second"] = l.samples_per_second;
+          d["seconds"] = l.seconds;
+          out.append(d);
+        }
+        return out;
+      }, py::arg("x"), py::arg("y"), "trains; one dict per epoch (epoch, loss, val_loss, samples_per_second, seconds)")
+      .def("predict", [](PyEstimator& e, py::handle x) {
+        Tensor tx = tensor_from_python(x).clone();
+        Tensor out;
+        {
+          py::gil_scoped_release release;
+          out = e.est->predict(tx);
+        }
+        return tensor_to_numpy(out);
+      }, py::arg("x"));
+
+  // --- operators ---
+  ops.def("conv2d", [](py::handle input, py::handle weight, py::handle bias, py::handle stride, py::handle padding,
+                       py::handle dilation, std::int64_t groups) {
+            op::Conv2dOptions o{arr_of(stride, "stride"), arr_of(padding, "padding"), arr_of(dilation, "dilation"), groups};
+            return op::conv2d(noderef_from_python(input), noderef_from_python(weight), optional_node(bias), o);
+          }, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
+          py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1);
+  ops.def("max_pool2d", [](py::handle input, py::handle k, py::handle stride, py::handle padding, py::handle dilation) {
+            op::MaxPool2dOptions o;
+            if (!stride.is_none()) o.stride = arr_of(stride, "stride");
+            o.padding = arr_of(padding, "padding");
+            o.dilation = arr_of(dilation, "dilation");
+            return op::max_pool2d(noderef_from_python(input), arr_of(k, "kernel_size"), o);
+          }, py::arg("input"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0,
+          py::arg("dilation") = 1);
+  ops.def("avg_pool2d", [](py::handle input, py::handle k, py::handle stride, py::handle padding, bool cip) {
+            op::AvgPool2dOptions o;
+            if (!stride.is_none()) o.stride = arr_of(stride, "stride");
+            o.padding = arr_of(padding, "padding");
+            o.count_include_pad = cip;
+            return op::avg_pool2d(noderef_from_python(input), arr_of(k, "kernel_size"), o);
+          }, py::arg("input"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0,
+          py::arg("count_include_pad") = true);
+  ops.def("layer_norm", [](py::handle input, py::handle shape, py::handle weight, py::handle bias, double eps) {
+            return op::layer_norm(noderef_from_python(input), shape_of(shape), optional_node(weight), optional_node(bias), eps);
+          }, py::arg("input"), py::arg("normalized_shape"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
+          py::arg("eps") = 1e-5);
+  ops.def("batch_norm", [](py::handle input, py::handle running_mean, py::handle running_var, py::handle weight,
+                           py::handle bias, bool training, double momentum, double eps) {
+            // Running statistics given as writable arrays are updated in place (training mode).
+            Tensor rm = running_mean.is_none() ? Tensor() : tensor_from_python(running_mean);
+            Tensor rv = running_var.is_none() ? Tensor() : tensor_from_python(running_var);
+            return op::batch_norm(noderef_from_python(input), rm, rv, optional_node(weight), optional_node(bias), training,
+                                  momentum, eps);
+          }, py::arg("input"), py::arg("running_mean") = py::none(), py::arg("running_var") = py::none(),
+          py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("training") = false,
+          py::arg("momentum") = 0.1, py::arg("eps") = 1e-5);
+  ops.def("dropout", [](py::handle input, double p, bool training) {
+            return op::dropout(noderef_from_python(input), p, training, nn::default_generator());
+          }, py::arg("input"), py::arg("p") = 0.5, py::arg("training") = true,
+          "inverted dropout; the mask from nn's default generator (nn.manual_seed)");
+  ops.def("bmm", [](py::handle a, py::handle b) { return op::bmm(noderef_from_python(a), noderef_from_python(b)); },
+          py::arg("input"), py::arg("mat2"));
+
+  // --- data ---
+  py::class_<data::Dataset, std::shared_ptr<data::Dataset>>(data, "Dataset")
+      .def("__len__", &data::Dataset::size)
+      .def("__getitem__", [](const data::Dataset& d, std::int64_t i) {
+        if (i < 0) i += d.size();
+        return batch_to_list(d.get(i));
+      })
+      .def("get_batch", [](const data::Dataset& d, std::vector<std::int64_t> indices) {
+        return batch_to_list(d.get_batch(indices));
+      }, py::arg("indices"));
+  py::class_<data::TensorDataset, data::Dataset, std::shared_ptr<data::TensorDataset>>(data, "TensorDataset")
+      .def(py::init([](const py::args& arrays) {
+        std::vector<Tensor> ts;
+        for (auto a : arrays) ts.push_back(tensor_from_python(a).clone());
+        return std::make_shared<data::TensorDataset>(std::move(ts));
+      }));
+  py::class_<LoaderIterator>(data, "_DataLoaderIterator")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &LoaderIterator::next);
+  py::class_<data::DataLoader>(data, "DataLoader")
+      .def(py::init([](const data::Dataset& d, std::int64_t batch_size, bool shuffle, bool drop_last, std::uint64_t seed) {
+             return std::make_unique<data::DataLoader>(d, data::DataLoaderOptions{batch_size, shuffle, drop_last, seed});
+           }),
+           py::arg("dataset"), py::arg("batch_size") = 1, py::arg("shuffle") = false, py::arg("drop_last") = false,
+           py::arg("seed") = 0, py::keep_alive<1, 2>())
+      .def("__iter__", [](py::object self) { return LoaderIterator(self, self.cast<data::DataLoader&>()); })
+      .def("__len__", &data::DataLoader::size)
+      .def_property_readonly("epoch", &data::DataLoader::epoch)
+      .def("set_epoch", &data::DataLoader::set_epoch, py::arg("epoch"))
+      .def("order", &data::DataLoader::order, py::arg("epoch"));
+}
+
+}  // namespace zkynet::python
