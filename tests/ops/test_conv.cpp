@@ -10,6 +10,7 @@
 #include <zkynet/ops/ops.h>
 
 #include <catch2/catch.hpp>
+#include "ops/helpers.h"
 
 #include "ops/reference/conv_reference.h"
 
@@ -19,12 +20,11 @@
 #include <vector>
 
 using namespace zkynet;
+using namespace zkynet::testing;
 using namespace conv_reference;
 using Catch::Matchers::Contains;
 
 namespace {
-
-using Body = std::function<NodeRef(std::span<const NodeRef>)>;
 
 // wave(shape, a, b)[i] = sin(a i + b) over the flat index i: make_conv_reference.py's inputs.
 Tensor wave(const Shape& shape, double a, double b) {
@@ -41,35 +41,6 @@ Tensor ref(const std::vector<double>& values, const Shape& shape) { return Tenso
 
 // Float64 results against torch's float64 ones: equal up to summation order.
 bool close(const Tensor& a, const Tensor& b) { return allclose(a, b, 1e-10, 1e-12); }
-
-// Gradients of sum(seed * f(inputs)) with respect to each input, by reverse mode.
-std::vector<Tensor> vjp(const Body& f, const std::vector<Tensor>& inputs, const Tensor& seed) {
-  std::vector<std::string> names;
-  for (std::size_t i = 0; i < inputs.size(); ++i) names.push_back("x" + std::to_string(i));
-  Lambda module(names, f);
-  const std::vector<NodeRef> refs(inputs.begin(), inputs.end());
-  ModuleGraph g = module.invoke(refs);
-  g.back(seed);
-  std::vector<Tensor> grads;
-  for (const auto& name : names) grads.push_back(g.grad(module.input(name)));
-  return grads;
-}
-
-void require_gradcheck(const Body& f, const std::vector<Tensor>& inputs) {
-  const GradcheckResult r = gradcheck(f, inputs);
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
-
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "";
-}
 
 Body conv_body(const op::Conv2dOptions& o) {
   return [o](std::span<const NodeRef> x) { return op::conv2d(x[0], x[1], x[2], o); };
@@ -396,43 +367,43 @@ TEST_CASE("conv2d passes gradcheck with every option at once, per axis", "[conv]
 
 TEST_CASE("conv2d rejects an input that is not 4-d, naming the operator and shapes", "[conv]") {
   const std::string msg =
-      message_of<ShapeError>([] { op::conv2d(Tensor::ones({3, 5, 5}), Tensor::ones({2, 3, 3, 3})); });
+      error_message<ShapeError>([] { op::conv2d(Tensor::ones({3, 5, 5}), Tensor::ones({2, 3, 3, 3})); });
   CHECK_THAT(msg, Contains("conv2d") && Contains("(3,5,5)") && Contains("4-d"));
 }
 
 TEST_CASE("conv2d rejects a weight that is not 4-d", "[conv]") {
-  const std::string msg = message_of<ShapeError>([] { op::conv2d(Tensor::ones({1, 3, 5, 5}), Tensor::ones({2, 27})); });
+  const std::string msg = error_message<ShapeError>([] { op::conv2d(Tensor::ones({1, 3, 5, 5}), Tensor::ones({2, 27})); });
   CHECK_THAT(msg, Contains("conv2d") && Contains("(2,27)") && Contains("4-d"));
 }
 
 TEST_CASE("conv2d rejects an input whose channels differ from the weight's", "[conv]") {
   const std::string msg =
-      message_of<ShapeError>([] { op::conv2d(Tensor::ones({1, 3, 5, 5}), Tensor::ones({4, 2, 3, 3})); });
+      error_message<ShapeError>([] { op::conv2d(Tensor::ones({1, 3, 5, 5}), Tensor::ones({4, 2, 3, 3})); });
   CHECK_THAT(msg, Contains("conv2d") && Contains("(1,3,5,5)") && Contains("(4,2,3,3)") && Contains("expects 2") &&
                       Contains("has 3"));
 }
 
 TEST_CASE("conv2d rejects input channels that the groups do not fit", "[conv]") {
-  const std::string msg = message_of<ShapeError>(
+  const std::string msg = error_message<ShapeError>(
       [] { op::conv2d(Tensor::ones({1, 5, 5, 5}), Tensor::ones({4, 2, 3, 3}), NodeRef(), {.groups = 2}); });
   CHECK_THAT(msg, Contains("groups=2") && Contains("expects 4") && Contains("has 5"));
 }
 
 TEST_CASE("conv2d rejects groups that do not divide the output channels", "[conv]") {
-  const std::string msg = message_of<ShapeError>(
+  const std::string msg = error_message<ShapeError>(
       [] { op::conv2d(Tensor::ones({1, 4, 5, 5}), Tensor::ones({3, 2, 3, 3}), NodeRef(), {.groups = 2}); });
   CHECK_THAT(msg, Contains("conv2d") && Contains("groups=2") && Contains("does not divide"));
 }
 
 TEST_CASE("conv2d rejects a bias that is not one value per output channel", "[conv]") {
-  const std::string msg = message_of<ShapeError>(
+  const std::string msg = error_message<ShapeError>(
       [] { op::conv2d(Tensor::ones({1, 3, 5, 5}), Tensor::ones({4, 3, 3, 3}), Tensor::ones({3})); });
   CHECK_THAT(msg, Contains("conv2d") && Contains("bias (3,)") && Contains("(4,)"));
 }
 
 TEST_CASE("conv2d rejects a kernel larger than the padded input", "[conv]") {
   const std::string msg =
-      message_of<ShapeError>([] { op::conv2d(Tensor::ones({1, 1, 2, 5}), Tensor::ones({1, 1, 3, 3})); });
+      error_message<ShapeError>([] { op::conv2d(Tensor::ones({1, 1, 2, 5}), Tensor::ones({1, 1, 3, 3})); });
   CHECK_THAT(msg, Contains("conv2d") && Contains("(1,1,2,5)") && Contains("too small"));
   // Padding makes room, and dilation takes it again.
   CHECK(op::conv2d(Tensor::ones({1, 1, 2, 5}), Tensor::ones({1, 1, 3, 3}), NodeRef(), {.padding = {1, 0}})
@@ -444,7 +415,7 @@ TEST_CASE("conv2d rejects a kernel larger than the padded input", "[conv]") {
 TEST_CASE("conv2d rejects non-positive stride, dilation or groups and negative padding", "[conv]") {
   const Tensor x = Tensor::ones({1, 2, 5, 5});
   const Tensor w = Tensor::ones({2, 2, 3, 3});
-  CHECK_THAT(message_of<UsageError>([&] { op::conv2d(x, w, NodeRef(), {.stride = {0, 1}}); }),
+  CHECK_THAT(error_message<UsageError>([&] { op::conv2d(x, w, NodeRef(), {.stride = {0, 1}}); }),
              Contains("conv2d") && Contains("stride"));
   CHECK_THROWS_AS(op::conv2d(x, w, NodeRef(), {.padding = {-1, 0}}), UsageError);
   CHECK_THROWS_AS(op::conv2d(x, w, NodeRef(), {.dilation = {1, 0}}), UsageError);
@@ -452,7 +423,7 @@ TEST_CASE("conv2d rejects non-positive stride, dilation or groups and negative p
 }
 
 TEST_CASE("conv2d rejects operands of different dtypes and int64 operands", "[conv]") {
-  const std::string msg = message_of<TypeError>(
+  const std::string msg = error_message<TypeError>(
       [] { op::conv2d(Tensor::ones({1, 1, 3, 3}, DType::Float32), Tensor::ones({1, 1, 2, 2})); });
   CHECK_THAT(msg, Contains("conv2d") && Contains("float32") && Contains("float64"));
   CHECK_THROWS_AS(op::conv2d(Tensor::ones({1, 1, 3, 3}, DType::Int64), Tensor::ones({1, 1, 2, 2}, DType::Int64)),
@@ -530,11 +501,11 @@ TEST_CASE("max_pool2d in float32 keeps the dtype and agrees with float64", "[con
 }
 
 TEST_CASE("max_pool2d rejects a non-4-d input, too much padding and a window larger than the input", "[conv]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::max_pool2d(Tensor::ones({2, 4, 4}), {2, 2}); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::max_pool2d(Tensor::ones({2, 4, 4}), {2, 2}); }),
              Contains("max_pool2d") && Contains("(2,4,4)") && Contains("4-d"));
-  CHECK_THAT(message_of<ShapeError>([] { op::max_pool2d(Tensor::ones({1, 1, 4, 4}), {2, 2}, {.padding = {2, 0}}); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::max_pool2d(Tensor::ones({1, 1, 4, 4}), {2, 2}, {.padding = {2, 0}}); }),
              Contains("max_pool2d") && Contains("half the kernel"));
-  CHECK_THAT(message_of<ShapeError>([] { op::max_pool2d(Tensor::ones({1, 1, 1, 4}), {2, 2}); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::max_pool2d(Tensor::ones({1, 1, 1, 4}), {2, 2}); }),
              Contains("max_pool2d") && Contains("(1,1,1,4)") && Contains("too small"));
 }
 
@@ -589,10 +560,10 @@ TEST_CASE("avg_pool2d in float32 keeps the dtype and agrees with float64", "[con
 }
 
 TEST_CASE("avg_pool2d rejects a non-4-d input, too much padding and a window larger than the input", "[conv]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::avg_pool2d(Tensor::ones({4, 4}), {2, 2}); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::avg_pool2d(Tensor::ones({4, 4}), {2, 2}); }),
              Contains("avg_pool2d") && Contains("(4,4)") && Contains("4-d"));
-  CHECK_THAT(message_of<ShapeError>([] { op::avg_pool2d(Tensor::ones({1, 1, 4, 4}), {3, 3}, {.padding = {1, 2}}); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::avg_pool2d(Tensor::ones({1, 1, 4, 4}), {3, 3}, {.padding = {1, 2}}); }),
              Contains("avg_pool2d") && Contains("half the kernel"));
-  CHECK_THAT(message_of<ShapeError>([] { op::avg_pool2d(Tensor::ones({1, 1, 4, 1}), {2, 2}); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::avg_pool2d(Tensor::ones({1, 1, 4, 1}), {2, 2}); }),
              Contains("avg_pool2d") && Contains("too small"));
 }

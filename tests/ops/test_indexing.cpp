@@ -8,6 +8,7 @@
 #include <zkynet/ops/ops.h>
 
 #include <catch2/catch.hpp>
+#include "ops/helpers.h"
 
 #include <cmath>
 #include <limits>
@@ -15,30 +16,10 @@
 #include <vector>
 
 using namespace zkynet;
+using namespace zkynet::testing;
 using Catch::Matchers::Contains;
 
 namespace {
-
-using Body = std::function<NodeRef(std::span<const NodeRef>)>;
-
-// Gradients of sum(seed * f(inputs)) with respect to each input, by reverse mode.
-std::vector<Tensor> vjp(const Body& f, const std::vector<Tensor>& inputs, const Tensor& seed) {
-  std::vector<std::string> names;
-  for (std::size_t i = 0; i < inputs.size(); ++i) names.push_back("x" + std::to_string(i));
-  Lambda module(names, f);
-  const std::vector<NodeRef> refs(inputs.begin(), inputs.end());
-  ModuleGraph g = module.invoke(refs);
-  g.back(seed);
-  std::vector<Tensor> grads;
-  for (const auto& name : names) grads.push_back(g.grad(module.input(name)));
-  return grads;
-}
-
-void require_gradcheck(const Body& f, const std::vector<Tensor>& inputs) {
-  const GradcheckResult r = gradcheck(f, inputs);
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
 
 // Float64 results against torch's float64 ones: equal to rounding.
 bool close(const Tensor& a, const Tensor& b) { return allclose(a, b, 1e-12, 1e-15); }
@@ -54,17 +35,6 @@ Tensor random_indices(const Shape& shape, std::int64_t n, Generator& gen) {
   std::vector<std::int64_t> values(static_cast<std::size_t>(shape_numel(shape)));
   for (auto& v : values) v = pick(gen.engine());
   return ints(values, shape);
-}
-
-// The message of the exception of type E that `f` throws ("" when it throws none).
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // Operands shared by the torch comparisons.
@@ -134,23 +104,23 @@ TEST_CASE("concat records one node with one parent per operand", "[indexing]") {
 
 TEST_CASE("concat rejects shapes that differ outside the axis, naming both", "[indexing]") {
   // torch 1.13: torch.cat([zeros(2, 3), zeros(2, 4)], 0) -> RuntimeError (sizes must match except in dim 0)
-  const std::string msg = message_of<ShapeError>([] { op::concat({kA, kB}, 0); });
+  const std::string msg = error_message<ShapeError>([] { op::concat({kA, kB}, 0); });
   CHECK_THAT(msg, Contains("concat") && Contains("(2,3)") && Contains("(2,2)"));
   CHECK_THROWS_AS(op::concat({kA, kA.reshape({3, 2, 1})}, 0), ShapeError);
 }
 
 TEST_CASE("concat rejects operands of different dtypes, naming both", "[indexing]") {
-  const std::string msg = message_of<TypeError>([] { op::concat({kA, kC.to(DType::Float32)}, 0); });
+  const std::string msg = error_message<TypeError>([] { op::concat({kA, kC.to(DType::Float32)}, 0); });
   CHECK_THAT(msg, Contains("concat") && Contains("float64") && Contains("float32"));
 }
 
 TEST_CASE("concat rejects an empty list and 0-d operands", "[indexing]") {
   CHECK_THROWS_AS(op::concat({}, 0), UsageError);
-  CHECK_THAT(message_of<ShapeError>([] { op::concat({Tensor(1.0), Tensor(2.0)}, 0); }), Contains("0-d"));
+  CHECK_THAT(error_message<ShapeError>([] { op::concat({Tensor(1.0), Tensor(2.0)}, 0); }), Contains("0-d"));
 }
 
 TEST_CASE("concat rejects an axis out of range, naming the operator", "[indexing]") {
-  CHECK_THAT(message_of<IndexError>([] { op::concat({kA, kC}, 2); }), Contains("concat") && Contains("axis 2"));
+  CHECK_THAT(error_message<IndexError>([] { op::concat({kA, kC}, 2); }), Contains("concat") && Contains("axis 2"));
   CHECK_THROWS_AS(op::concat({kA, kC}, -3), IndexError);
 }
 
@@ -185,12 +155,12 @@ TEST_CASE("stack of 0-d tensors gives a vector", "[indexing]") {
 
 TEST_CASE("stack rejects tensors of different shapes, naming both", "[indexing]") {
   // torch 1.13: torch.stack([zeros(2, 3), zeros(2, 4)]) -> RuntimeError (equal size expected)
-  const std::string msg = message_of<ShapeError>([] { op::stack({kA, kB}, 0); });
+  const std::string msg = error_message<ShapeError>([] { op::stack({kA, kB}, 0); });
   CHECK_THAT(msg, Contains("stack") && Contains("(2,3)") && Contains("(2,2)"));
 }
 
 TEST_CASE("stack rejects an axis beyond the new dimension count", "[indexing]") {
-  CHECK_THAT(message_of<IndexError>([] { op::stack({kA, kC}, 3); }), Contains("stack") && Contains("axis 3"));
+  CHECK_THAT(error_message<IndexError>([] { op::stack({kA, kC}, 3); }), Contains("stack") && Contains("axis 3"));
   CHECK_THROWS_AS(op::stack({kA, kC}, -4), IndexError);
 }
 
@@ -226,13 +196,13 @@ TEST_CASE("split pieces pass gradcheck when recombined", "[indexing]") {
 
 TEST_CASE("split rejects sizes that do not sum to the axis size, naming both", "[indexing]") {
   // torch 1.13: torch.split(arange(5), [1, 3]) -> RuntimeError (split_sizes must sum to 5)
-  const std::string msg = message_of<ShapeError>([] { op::split(Tensor::arange(5), std::vector<std::int64_t>{1, 3}); });
+  const std::string msg = error_message<ShapeError>([] { op::split(Tensor::arange(5), std::vector<std::int64_t>{1, 3}); });
   CHECK_THAT(msg, Contains("split") && Contains("[1, 3]") && Contains("5"));
   CHECK_THROWS_AS(op::split(Tensor::arange(5), std::vector<std::int64_t>{6, -1}), ShapeError);
 }
 
 TEST_CASE("split rejects a split size that is not positive", "[indexing]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::split(Tensor::arange(5), 0); }), Contains("split") && Contains("0"));
+  CHECK_THAT(error_message<ShapeError>([] { op::split(Tensor::arange(5), 0); }), Contains("split") && Contains("0"));
   CHECK_THROWS_AS(op::split(Tensor::arange(5), -2), ShapeError);
 }
 
@@ -265,8 +235,8 @@ TEST_CASE("slice passes gradcheck along every axis", "[indexing]") {
 }
 
 TEST_CASE("slice rejects a step that is not positive and an axis out of range", "[indexing]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::slice(kA, 1, 0, 3, 0); }), Contains("slice") && Contains("step"));
-  CHECK_THAT(message_of<IndexError>([] { op::slice(kA, 2, 0, 1); }), Contains("slice") && Contains("axis 2"));
+  CHECK_THAT(error_message<ShapeError>([] { op::slice(kA, 1, 0, 3, 0); }), Contains("slice") && Contains("step"));
+  CHECK_THAT(error_message<IndexError>([] { op::slice(kA, 2, 0, 1); }), Contains("slice") && Contains("axis 2"));
 }
 
 // ---- index_select ------------------------------------------------------------------------
@@ -306,20 +276,20 @@ TEST_CASE("index_select takes a 0-d index as one entry", "[indexing]") {
 }
 
 TEST_CASE("index_select rejects an index out of range, naming the index and the size", "[indexing]") {
-  const std::string msg = message_of<IndexError>([] { op::index_select(kA, 1, ints({0, 3})); });
+  const std::string msg = error_message<IndexError>([] { op::index_select(kA, 1, ints({0, 3})); });
   CHECK_THAT(msg, Contains("index_select") && Contains("index 3") && Contains("size 3"));
   // torch 1.13 refuses negative indices too ("index out of range in self")
-  CHECK_THAT(message_of<IndexError>([] { op::index_select(kA, 0, ints({-1})); }),
+  CHECK_THAT(error_message<IndexError>([] { op::index_select(kA, 0, ints({-1})); }),
              Contains("index -1") && Contains("size 2"));
 }
 
 TEST_CASE("index_select rejects a floating-point index", "[indexing]") {
-  CHECK_THAT(message_of<TypeError>([] { op::index_select(kA, 0, Tensor{0.0, 1.0}); }),
+  CHECK_THAT(error_message<TypeError>([] { op::index_select(kA, 0, Tensor{0.0, 1.0}); }),
              Contains("index_select") && Contains("int64"));
 }
 
 TEST_CASE("index_select rejects an index of more than one dimension", "[indexing]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::index_select(kA, 0, ints({0, 1}, Shape{1, 2})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::index_select(kA, 0, ints({0, 1}, Shape{1, 2})); }),
              Contains("index_select") && Contains("(1,2)"));
 }
 
@@ -361,22 +331,22 @@ TEST_CASE("gather from a transposed view equals gather from its copy", "[indexin
 }
 
 TEST_CASE("gather rejects an index out of range, naming the index and the size", "[indexing]") {
-  const std::string msg = message_of<IndexError>([] { op::gather(kA, 1, ints({0, 5}, Shape{1, 2})); });
+  const std::string msg = error_message<IndexError>([] { op::gather(kA, 1, ints({0, 5}, Shape{1, 2})); });
   CHECK_THAT(msg, Contains("gather") && Contains("index 5") && Contains("size 3"));
   // torch 1.13: "index -1 is out of bounds for dimension 0 with size 3"
-  CHECK_THAT(message_of<IndexError>([] { op::gather(Tensor::arange(3), 0, ints({-1})); }),
+  CHECK_THAT(error_message<IndexError>([] { op::gather(Tensor::arange(3), 0, ints({-1})); }),
              Contains("index -1") && Contains("size 3"));
 }
 
 TEST_CASE("gather rejects an index with other dimensions or larger sizes, naming both shapes", "[indexing]") {
   // torch 1.13: gather(zeros(2, 3), 1, zeros(3, 1, long)) -> RuntimeError (index [3, 1] larger than self [2, 3])
-  CHECK_THAT(message_of<ShapeError>([] { op::gather(kA, 1, ints({0, 0, 0}, Shape{3, 1})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::gather(kA, 1, ints({0, 0, 0}, Shape{3, 1})); }),
              Contains("gather") && Contains("(2,3)") && Contains("(3,1)"));
   CHECK_THROWS_AS(op::gather(kA, 1, ints({0, 0})), ShapeError);
 }
 
 TEST_CASE("gather rejects a floating-point index", "[indexing]") {
-  CHECK_THAT(message_of<TypeError>([] { op::gather(kA, 1, Tensor{{0.0}, {1.0}}); }),
+  CHECK_THAT(error_message<TypeError>([] { op::gather(kA, 1, Tensor{{0.0}, {1.0}}); }),
              Contains("gather") && Contains("int64"));
 }
 
@@ -420,15 +390,15 @@ TEST_CASE("embedding accumulates into a Parameter's grad inside a module", "[ind
 
 TEST_CASE("embedding rejects an index out of range, naming the index and the row count", "[indexing]") {
   const Tensor w = Tensor::zeros({5, 3});
-  const std::string msg = message_of<IndexError>([&] { op::embedding(ints({1, 7}), w); });
+  const std::string msg = error_message<IndexError>([&] { op::embedding(ints({1, 7}), w); });
   CHECK_THAT(msg, Contains("embedding") && Contains("index 7") && Contains("size 5"));
-  CHECK_THAT(message_of<IndexError>([&] { op::embedding(ints({-1}), w); }), Contains("index -1"));
+  CHECK_THAT(error_message<IndexError>([&] { op::embedding(ints({-1}), w); }), Contains("index -1"));
 }
 
 TEST_CASE("embedding rejects floating-point indices and a weight that is not 2-d", "[indexing]") {
-  CHECK_THAT(message_of<TypeError>([] { op::embedding(Tensor{1.0}, Tensor::zeros({5, 3})); }),
+  CHECK_THAT(error_message<TypeError>([] { op::embedding(Tensor{1.0}, Tensor::zeros({5, 3})); }),
              Contains("embedding") && Contains("int64"));
-  CHECK_THAT(message_of<ShapeError>([] { op::embedding(ints({1}), Tensor::zeros({5})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::embedding(ints({1}), Tensor::zeros({5})); }),
              Contains("embedding") && Contains("(5,)"));
 }
 
@@ -475,11 +445,11 @@ TEST_CASE("where with a number keeps the tensor's dtype, float32 or int64", "[in
 }
 
 TEST_CASE("where rejects shapes that do not broadcast, naming them", "[indexing]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::where(Tensor{1.0, 0.0}, kA, kC); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::where(Tensor{1.0, 0.0}, kA, kC); }),
              Contains("where") && Contains("(2,)") && Contains("(2,3)"));
 }
 
 TEST_CASE("where rejects operands of different dtypes", "[indexing]") {
-  CHECK_THAT(message_of<TypeError>([] { op::where(Tensor{1.0, 0.0}, kA, kC.to(DType::Float32)); }),
+  CHECK_THAT(error_message<TypeError>([] { op::where(Tensor{1.0, 0.0}, kA, kC.to(DType::Float32)); }),
              Contains("where") && Contains("float32"));
 }

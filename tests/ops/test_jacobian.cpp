@@ -7,36 +7,17 @@
 #include <zkynet/ops/ops.h>
 
 #include <catch2/catch.hpp>
+#include "ops/helpers.h"
 
 #include <cmath>
 #include <string>
 #include <vector>
 
 using namespace zkynet;
+using namespace zkynet::testing;
 using Catch::Matchers::Contains;
 
 namespace {
-
-using Body = std::function<NodeRef(std::span<const NodeRef>)>;
-
-// Gradients of sum(seed * f(inputs)) with respect to each input, by reverse mode.
-std::vector<Tensor> vjp(const Body& f, const std::vector<Tensor>& inputs, const Tensor& seed) {
-  std::vector<std::string> names;
-  for (std::size_t i = 0; i < inputs.size(); ++i) names.push_back("x" + std::to_string(i));
-  Lambda module(names, f);
-  const std::vector<NodeRef> refs(inputs.begin(), inputs.end());
-  ModuleGraph g = module.invoke(refs);
-  g.back(seed);
-  std::vector<Tensor> grads;
-  for (const auto& name : names) grads.push_back(g.grad(module.input(name)));
-  return grads;
-}
-
-void require_gradcheck(const Body& f, const std::vector<Tensor>& inputs) {
-  const GradcheckResult r = gradcheck(f, inputs);
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
 
 // ---- user-defined elementwise functors ----
 

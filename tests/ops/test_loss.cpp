@@ -9,6 +9,7 @@
 #include <zkynet/ops/ops.h>
 
 #include <catch2/catch.hpp>
+#include "ops/helpers.h"
 
 #include <cmath>
 #include <limits>
@@ -16,31 +17,11 @@
 #include <vector>
 
 using namespace zkynet;
+using namespace zkynet::testing;
 using Catch::Matchers::Contains;
 using op::Reduction;
 
 namespace {
-
-using Body = std::function<NodeRef(std::span<const NodeRef>)>;
-
-// Gradients of sum(seed * f(inputs)) with respect to each input, by reverse mode.
-std::vector<Tensor> vjp(const Body& f, const std::vector<Tensor>& inputs, const Tensor& seed) {
-  std::vector<std::string> names;
-  for (std::size_t i = 0; i < inputs.size(); ++i) names.push_back("x" + std::to_string(i));
-  Lambda module(names, f);
-  const std::vector<NodeRef> refs(inputs.begin(), inputs.end());
-  ModuleGraph g = module.invoke(refs);
-  g.back(seed);
-  std::vector<Tensor> grads;
-  for (const auto& name : names) grads.push_back(g.grad(module.input(name)));
-  return grads;
-}
-
-void require_gradcheck(const Body& f, const std::vector<Tensor>& inputs) {
-  const GradcheckResult r = gradcheck(f, inputs);
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
 
 // Float64 results against torch's float64 ones: equal to rounding.
 bool close(const Tensor& a, const Tensor& b) { return allclose(a, b, 1e-12, 1e-15); }
@@ -57,17 +38,6 @@ Tensor random_labels(std::int64_t n, std::int64_t c, Generator& gen) {
   std::uniform_int_distribution<std::int64_t> pick(0, c - 1);
   for (std::int64_t i = 0; i < n; ++i) out.push_back(pick(gen.engine()));
   return labels(out);
-}
-
-// The message of the exception of type E that `f` throws ("" when it throws none).
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "";
 }
 
 const Tensor kX{{1.0, 2.0, 3.0}, {-1.0, 0.5, 4.0}};
@@ -150,7 +120,7 @@ TEST_CASE("softmax of a 0-d tensor is 1") {
 }
 
 TEST_CASE("softmax rejects an axis out of range, naming the operator") {
-  CHECK_THAT(message_of<IndexError>([] { op::softmax(kX, 2); }), Contains("softmax") && Contains("axis 2"));
+  CHECK_THAT(error_message<IndexError>([] { op::softmax(kX, 2); }), Contains("softmax") && Contains("axis 2"));
   CHECK_THROWS_AS(op::softmax(kX, -3), IndexError);
 }
 
@@ -213,7 +183,7 @@ TEST_CASE("log_softmax equals the log of softmax") {
 }
 
 TEST_CASE("log_softmax rejects an axis out of range, naming the operator") {
-  CHECK_THAT(message_of<IndexError>([] { op::log_softmax(kX, -3); }), Contains("log_softmax") && Contains("axis -3"));
+  CHECK_THAT(error_message<IndexError>([] { op::log_softmax(kX, -3); }), Contains("log_softmax") && Contains("axis -3"));
 }
 
 // ---- logsumexp ---------------------------------------------------------------------------
@@ -295,7 +265,7 @@ TEST_CASE("logsumexp of only -inf, or of nothing, is -inf as in torch") {
 }
 
 TEST_CASE("logsumexp rejects an axis out of range or repeated, naming the operator") {
-  CHECK_THAT(message_of<IndexError>([] { op::logsumexp(kX, {2}); }), Contains("logsumexp") && Contains("axis 2"));
+  CHECK_THAT(error_message<IndexError>([] { op::logsumexp(kX, {2}); }), Contains("logsumexp") && Contains("axis 2"));
   CHECK_THROWS_AS(op::logsumexp(kX, {0, -2}), IndexError);
 }
 
@@ -410,7 +380,7 @@ TEST_CASE("cross_entropy leaves the integer target's gradient undefined") {
 }
 
 TEST_CASE("cross_entropy rejects a floating-point target") {
-  const std::string msg = message_of<TypeError>([] { op::cross_entropy(kLogits, Tensor{1.0, 2.0, 0.0}); });
+  const std::string msg = error_message<TypeError>([] { op::cross_entropy(kLogits, Tensor{1.0, 2.0, 0.0}); });
   CHECK_THAT(msg, Contains("cross_entropy") && Contains("int64"));
 }
 
@@ -419,21 +389,21 @@ TEST_CASE("cross_entropy rejects integer logits") {
 }
 
 TEST_CASE("cross_entropy rejects a class index out of range, naming the index and C") {
-  const std::string msg = message_of<IndexError>([] { op::cross_entropy(kLogits, labels({1, 4, 0})); });
+  const std::string msg = error_message<IndexError>([] { op::cross_entropy(kLogits, labels({1, 4, 0})); });
   CHECK_THAT(msg, Contains("cross_entropy") && Contains("4") && Contains("C = 4"));
-  CHECK_THAT(message_of<IndexError>([] { op::cross_entropy(kLogits, labels({-1, 0, 0})); }),
+  CHECK_THAT(error_message<IndexError>([] { op::cross_entropy(kLogits, labels({-1, 0, 0})); }),
              Contains("class index -1") && Contains("C = 4"));
   CHECK_THROWS_AS(op::cross_entropy(Tensor{0.5, 1.0}, label(2)), IndexError);
 }
 
 TEST_CASE("cross_entropy rejects a target whose length differs from the batch, naming both shapes") {
-  const std::string msg = message_of<ShapeError>([] { op::cross_entropy(kLogits, labels({1, 2})); });
+  const std::string msg = error_message<ShapeError>([] { op::cross_entropy(kLogits, labels({1, 2})); });
   CHECK_THAT(msg, Contains("cross_entropy") && Contains("(3,4)") && Contains("(2,)"));
   CHECK_THROWS_AS(op::cross_entropy(Tensor{0.5, 1.0}, labels({0})), ShapeError);
 }
 
 TEST_CASE("cross_entropy rejects logits that are neither (N, C) nor (C,)") {
-  CHECK_THAT(message_of<ShapeError>([] { op::cross_entropy(Tensor::zeros({2, 3, 4}), labels({0, 1})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::cross_entropy(Tensor::zeros({2, 3, 4}), labels({0, 1})); }),
              Contains("cross_entropy") && Contains("(2,3,4)"));
 }
 
@@ -489,13 +459,13 @@ TEST_CASE("nll_loss passes gradcheck for every reduction") {
 }
 
 TEST_CASE("nll_loss rejects a class index out of range, naming the index and C") {
-  CHECK_THAT(message_of<IndexError>([] { op::nll_loss(kLogits, labels({0, 0, 7})); }),
+  CHECK_THAT(error_message<IndexError>([] { op::nll_loss(kLogits, labels({0, 0, 7})); }),
              Contains("nll_loss") && Contains("7") && Contains("C = 4"));
 }
 
 TEST_CASE("nll_loss rejects a wrong target dtype or shape") {
   CHECK_THROWS_AS(op::nll_loss(kLogits, Tensor{0.0, 1.0, 2.0}), TypeError);
-  CHECK_THAT(message_of<ShapeError>([] { op::nll_loss(kLogits, labels({0, 1, 2, 3})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::nll_loss(kLogits, labels({0, 1, 2, 3})); }),
              Contains("nll_loss") && Contains("(3,4)") && Contains("(4,)"));
   CHECK_THROWS_AS(op::nll_loss(Tensor{0.5, 1.0}, labels({0, 1})), ShapeError);
 }
@@ -545,7 +515,7 @@ TEST_CASE("mse_loss with mean reduction of empty operands is NaN, as in torch") 
 }
 
 TEST_CASE("mse_loss rejects operands of different shapes, naming both") {
-  CHECK_THAT(message_of<ShapeError>([] { op::mse_loss(kMseIn, Tensor::zeros({3, 2})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::mse_loss(kMseIn, Tensor::zeros({3, 2})); }),
              Contains("mse_loss") && Contains("(2,3)") && Contains("(3,2)"));
   CHECK_THROWS_AS(op::mse_loss(kMseIn, Tensor::zeros({3})), ShapeError);
 }
@@ -618,7 +588,7 @@ TEST_CASE("binary_cross_entropy_with_logits of logits at +-1000 is finite and ma
 }
 
 TEST_CASE("binary_cross_entropy_with_logits rejects operands of different shapes, naming both") {
-  CHECK_THAT(message_of<ShapeError>([] { op::binary_cross_entropy_with_logits(kBceIn, Tensor::zeros({2, 1})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::binary_cross_entropy_with_logits(kBceIn, Tensor::zeros({2, 1})); }),
              Contains("binary_cross_entropy_with_logits") && Contains("(2,3)") && Contains("(2,1)"));
 }
 

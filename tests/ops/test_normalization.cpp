@@ -10,51 +10,21 @@
 #include <zkynet/ops/ops.h>
 
 #include <catch2/catch.hpp>
+#include "ops/helpers.h"
 
 #include <cmath>
 #include <string>
 #include <vector>
 
 using namespace zkynet;
+using namespace zkynet::testing;
 using Catch::Matchers::Contains;
 
 namespace {
 
-using Body = std::function<NodeRef(std::span<const NodeRef>)>;
-
-// Gradients of sum(seed * f(inputs)) with respect to each input, by reverse mode.
-std::vector<Tensor> vjp(const Body& f, const std::vector<Tensor>& inputs, const Tensor& seed) {
-  std::vector<std::string> names;
-  for (std::size_t i = 0; i < inputs.size(); ++i) names.push_back("x" + std::to_string(i));
-  Lambda module(names, f);
-  const std::vector<NodeRef> refs(inputs.begin(), inputs.end());
-  ModuleGraph g = module.invoke(refs);
-  g.back(seed);
-  std::vector<Tensor> grads;
-  for (const auto& name : names) grads.push_back(g.grad(module.input(name)));
-  return grads;
-}
-
-void require_gradcheck(const Body& f, const std::vector<Tensor>& inputs) {
-  const GradcheckResult r = gradcheck(f, inputs);
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
-
 // Float64 results against torch's float64 ones: equal up to the rounding of a different
 // summation order (the normalizations subtract nearly equal sums).
 bool close(const Tensor& a, const Tensor& b) { return allclose(a, b, 1e-10, 1e-12); }
-
-// The message of the exception of type E that `f` throws ("" when it throws none).
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // amplitude * sin(frequency * i) (or cos), i = 0 .. numel - 1, reshaped: torch's
 // (torch.sin(torch.arange(n, dtype=torch.float64) * frequency) * amplitude).reshape(shape).
@@ -197,16 +167,16 @@ TEST_CASE("layer_norm passes gradcheck over two trailing axes", "[normalization]
 }
 
 TEST_CASE("layer_norm rejects an input that does not end with normalized_shape", "[normalization]") {
-  const std::string msg = message_of<ShapeError>([] { op::layer_norm(kX, {4}); });
+  const std::string msg = error_message<ShapeError>([] { op::layer_norm(kX, {4}); });
   CHECK_THAT(msg, Contains("layer_norm") && Contains("(2,3)") && Contains("(4,)"));
   CHECK_THROWS_AS(op::layer_norm(Tensor{1.0, 2.0}, {2, 1}), ShapeError);
   CHECK_THROWS_AS(op::layer_norm(kX, {}), ShapeError);
 }
 
 TEST_CASE("layer_norm rejects a weight or bias of the wrong shape", "[normalization]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::layer_norm(kX, {3}, Tensor{1.0, 2.0}); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::layer_norm(kX, {3}, Tensor{1.0, 2.0}); }),
              Contains("layer_norm") && Contains("weight (2,)") && Contains("(3,)"));
-  CHECK_THAT(message_of<ShapeError>([] { op::layer_norm(kX, {3}, kW, Tensor::zeros({2, 3})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::layer_norm(kX, {3}, kW, Tensor::zeros({2, 3})); }),
              Contains("layer_norm") && Contains("bias (2,3)"));
 }
 
@@ -404,20 +374,20 @@ TEST_CASE("layer_norm and batch_norm accept non-contiguous inputs", "[normalizat
 }
 
 TEST_CASE("batch_norm rejects inputs of fewer than 2 dimensions", "[normalization]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::batch_norm(Tensor{1.0, 2.0}, Tensor(), Tensor(), NodeRef(), NodeRef(), true); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::batch_norm(Tensor{1.0, 2.0}, Tensor(), Tensor(), NodeRef(), NodeRef(), true); }),
              Contains("batch_norm") && Contains("(2,)"));
 }
 
 TEST_CASE("batch_norm rejects running statistics and affine parameters of the wrong size", "[normalization]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::batch_norm(kXB, Tensor::zeros({2}), Tensor::ones({2}), NodeRef(), NodeRef(), true); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::batch_norm(kXB, Tensor::zeros({2}), Tensor::ones({2}), NodeRef(), NodeRef(), true); }),
              Contains("batch_norm") && Contains("(4,3)") && Contains("running_mean") && Contains("(2,)"));
-  CHECK_THAT(message_of<ShapeError>([] { op::batch_norm(kXB, Tensor(), Tensor(), Tensor::ones({4}), NodeRef(), true); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::batch_norm(kXB, Tensor(), Tensor(), Tensor::ones({4}), NodeRef(), true); }),
              Contains("batch_norm") && Contains("weight (4,)") && Contains("(3,)"));
 }
 
 TEST_CASE("batch_norm in training mode needs more than one value per channel", "[normalization]") {
   // torch 1.13: ValueError: Expected more than 1 value per channel when training
-  CHECK_THAT(message_of<ShapeError>([] { op::batch_norm(Tensor{{1.0, 2.0, 3.0}}, Tensor(), Tensor(), NodeRef(), NodeRef(), true); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::batch_norm(Tensor{{1.0, 2.0, 3.0}}, Tensor(), Tensor(), NodeRef(), NodeRef(), true); }),
              Contains("batch_norm") && Contains("(1,3)") && Contains("more than 1 value per channel"));
   CHECK_NOTHROW(op::batch_norm(Tensor{{1.0, 2.0, 3.0}}, running_mean0(), running_var0(), NodeRef(), NodeRef(), false));
 }
@@ -487,7 +457,7 @@ TEST_CASE("dropout's gradient is its mask, scaled: gradcheck with a fixed seed",
 
 TEST_CASE("dropout rejects p outside [0, 1] and int64 inputs", "[normalization]") {
   Generator gen(6);
-  CHECK_THAT(message_of<UsageError>([&] { op::dropout(Tensor::ones({3}), 1.5, true, gen); }),
+  CHECK_THAT(error_message<UsageError>([&] { op::dropout(Tensor::ones({3}), 1.5, true, gen); }),
              Contains("dropout") && Contains("1.5"));
   CHECK_THROWS_AS(op::dropout(Tensor::ones({3}), -0.1, false, gen), UsageError);
   CHECK_THROWS_AS(op::dropout(Tensor::arange(3, DType::Int64), 0.5, true, gen), TypeError);
@@ -516,11 +486,11 @@ TEST_CASE("bmm passes gradcheck, transposed operands included", "[normalization]
 }
 
 TEST_CASE("bmm rejects operands that are not 3-d or whose sizes differ", "[normalization]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::bmm(Tensor::ones({2, 3, 4}), Tensor::ones({3, 4, 5})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::bmm(Tensor::ones({2, 3, 4}), Tensor::ones({3, 4, 5})); }),
              Contains("bmm (2,3,4) x (3,4,5)") && Contains("batch"));
-  CHECK_THAT(message_of<ShapeError>([] { op::bmm(Tensor::ones({2, 3, 4}), Tensor::ones({2, 3, 5})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::bmm(Tensor::ones({2, 3, 4}), Tensor::ones({2, 3, 5})); }),
              Contains("bmm (2,3,4) x (2,3,5)") && Contains("inner"));
-  CHECK_THAT(message_of<ShapeError>([] { op::bmm(Tensor::ones({3, 4}), Tensor::ones({4, 5})); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::bmm(Tensor::ones({3, 4}), Tensor::ones({4, 5})); }),
              Contains("bmm (3,4) x (4,5)") && Contains("3-d"));
   CHECK_THROWS_AS(op::bmm(Tensor::ones({2, 3, 4}), Tensor::ones({2, 4, 5}, DType::Float32)), TypeError);
 }

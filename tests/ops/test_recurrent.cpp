@@ -12,6 +12,7 @@
 #include <zkynet/ops/recurrent.h>
 
 #include <catch2/catch.hpp>
+#include "ops/helpers.h"
 
 #include <cmath>
 #include <functional>
@@ -19,11 +20,10 @@
 #include <vector>
 
 using namespace zkynet;
+using namespace zkynet::testing;
 using Catch::Matchers::Contains;
 
 namespace {
-
-using Body = std::function<NodeRef(std::span<const NodeRef>)>;
 
 // wave(shape, a, b)[i] = scale sin(a i + b) over the flat index i.
 Tensor wave(const Shape& shape, double a, double b, double scale = 1.0, DType dtype = DType::Float64) {

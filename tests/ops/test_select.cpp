@@ -8,6 +8,7 @@
 #include <zkynet/ops/select.h>
 
 #include <catch2/catch.hpp>
+#include "ops/helpers.h"
 
 #include <cmath>
 #include <limits>
@@ -15,46 +16,15 @@
 #include <vector>
 
 using namespace zkynet;
+using namespace zkynet::testing;
 using Catch::Matchers::Contains;
 
 namespace {
-
-using Body = std::function<NodeRef(std::span<const NodeRef>)>;
-
-// Gradients of sum(seed * f(inputs)) with respect to each input, by reverse mode.
-std::vector<Tensor> vjp(const Body& f, const std::vector<Tensor>& inputs, const Tensor& seed) {
-  std::vector<std::string> names;
-  for (std::size_t i = 0; i < inputs.size(); ++i) names.push_back("x" + std::to_string(i));
-  Lambda module(names, f);
-  const std::vector<NodeRef> refs(inputs.begin(), inputs.end());
-  ModuleGraph g = module.invoke(refs);
-  g.back(seed);
-  std::vector<Tensor> grads;
-  for (const auto& name : names) grads.push_back(g.grad(module.input(name)));
-  return grads;
-}
-
-void require_gradcheck(const Body& f, const std::vector<Tensor>& inputs) {
-  const GradcheckResult r = gradcheck(f, inputs);
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
 
 // Float64 results against torch's float64 ones: equal to rounding.
 bool close(const Tensor& a, const Tensor& b) { return allclose(a, b, 1e-12, 1e-15); }
 
 Tensor ints(const std::vector<std::int64_t>& values, const Shape& shape) { return Tensor::from_vector(values, shape); }
-
-// The message of the exception of type E that `f` throws ("" when it throws none).
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "";
-}
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -155,13 +125,13 @@ TEST_CASE("clamp of int64 with bounds beyond its range leaves the values", "[ind
 }
 
 TEST_CASE("clamp rejects a call without bounds", "[indexing]") {
-  CHECK_THAT(message_of<UsageError>([] { op::clamp(kClampX, std::nullopt, std::nullopt); }),
+  CHECK_THAT(error_message<UsageError>([] { op::clamp(kClampX, std::nullopt, std::nullopt); }),
              Contains("clamp") && Contains("min") && Contains("max"));
 }
 
 TEST_CASE("clamp rejects a fractional bound for an int64 tensor", "[indexing]") {
   // torch 1.13 would promote: torch.clamp(tensor([1, 5, 9]), 2.5) is float32
-  CHECK_THAT(message_of<TypeError>([] { op::clamp(ints({1, 5, 9}, Shape{3}), 2.5, std::nullopt); }),
+  CHECK_THAT(error_message<TypeError>([] { op::clamp(ints({1, 5, 9}, Shape{3}), 2.5, std::nullopt); }),
              Contains("clamp") && Contains("int64"));
 }
 
@@ -218,13 +188,13 @@ TEST_CASE("maximum and minimum of int64 tensors are int64", "[indexing]") {
 }
 
 TEST_CASE("maximum rejects shapes that do not broadcast, naming them", "[indexing]") {
-  CHECK_THAT(message_of<ShapeError>([] { op::maximum(kMA, Tensor{1.0, 2.0}); }),
+  CHECK_THAT(error_message<ShapeError>([] { op::maximum(kMA, Tensor{1.0, 2.0}); }),
              Contains("maximum") && Contains("(2,3)") && Contains("(2,)"));
-  CHECK_THAT(message_of<ShapeError>([] { op::minimum(kMA, Tensor{1.0, 2.0}); }), Contains("minimum"));
+  CHECK_THAT(error_message<ShapeError>([] { op::minimum(kMA, Tensor{1.0, 2.0}); }), Contains("minimum"));
 }
 
 TEST_CASE("maximum rejects operands of different dtypes", "[indexing]") {
-  CHECK_THAT(message_of<TypeError>([] { op::maximum(kMA, kMB.to(DType::Float32)); }),
+  CHECK_THAT(error_message<TypeError>([] { op::maximum(kMA, kMB.to(DType::Float32)); }),
              Contains("maximum") && Contains("float32"));
 }
 
@@ -305,13 +275,13 @@ TEST_CASE("max of a 0-d tensor along axis 0 or -1 is the tensor, as torch", "[in
 }
 
 TEST_CASE("max and argmax reject an axis out of range, naming the operator", "[indexing]") {
-  CHECK_THAT(message_of<IndexError>([] { op::max(kMaxX, 2); }), Contains("max") && Contains("axis 2"));
-  CHECK_THAT(message_of<IndexError>([] { op::argmax(kMaxX, -3); }), Contains("argmax") && Contains("axis -3"));
+  CHECK_THAT(error_message<IndexError>([] { op::max(kMaxX, 2); }), Contains("max") && Contains("axis 2"));
+  CHECK_THAT(error_message<IndexError>([] { op::argmax(kMaxX, -3); }), Contains("argmax") && Contains("axis -3"));
 }
 
 TEST_CASE("max rejects reducing an empty axis, as torch", "[indexing]") {
   // torch 1.13: torch.max(zeros(0, 3), 0) -> IndexError (reduction dim 0 must have non-zero size)
-  CHECK_THAT(message_of<IndexError>([] { op::max(Tensor::zeros({0, 3}), 0); }),
+  CHECK_THAT(error_message<IndexError>([] { op::max(Tensor::zeros({0, 3}), 0); }),
              Contains("max") && Contains("(0,3)") && Contains("size 0"));
   CHECK_THROWS_AS(op::argmax(Tensor::zeros({2, 0}), 1), IndexError);
 }
@@ -434,7 +404,7 @@ TEST_CASE("std of constant values has a zero gradient, as torch", "[indexing]") 
 }
 
 TEST_CASE("var and std reject int64 tensors and axes out of range", "[indexing]") {
-  CHECK_THAT(message_of<TypeError>([] { op::var(ints({1, 2, 3}, Shape{3})); }), Contains("var") && Contains("int64"));
-  CHECK_THAT(message_of<IndexError>([] { op::std(kV, {2}); }), Contains("std") && Contains("axis 2"));
+  CHECK_THAT(error_message<TypeError>([] { op::var(ints({1, 2, 3}, Shape{3})); }), Contains("var") && Contains("int64"));
+  CHECK_THAT(error_message<IndexError>([] { op::std(kV, {2}); }), Contains("std") && Contains("axis 2"));
   CHECK_THROWS_AS(op::var(kV, {0, -2}), IndexError);
 }
