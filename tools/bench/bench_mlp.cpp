@@ -21,6 +21,12 @@
 //                               transpose's VJP as non-contiguous views, into (out, in) gradients
 //                               (Tensor::add_: what accumulate_grad does each step)
 //   grad_accumulate_contiguous_ms   the same adds from contiguous (out, in) gradients
+//   weights_in_out_train_step_ms    the same train step (same initial values, data, loss and
+//                               SGD) with the Linear layers written as y = x @ Wt + b, Wt a
+//                               contiguous (in, out) parameter: no transpose node, so the weight
+//                               gradients arrive contiguous. What a Linear whose backward computes
+//                               dW = g^T x directly as (out, in) would give (a library fix, shown
+//                               here without changing the library); its first loss must match.
 //
 // usage: bench_mlp [--steps 100] [--warmup 10] [--no-breakdown]
 //        [--loop N --variant train|infer|gemms|elementwise|accumulate_transposed|accumulate_contiguous]
@@ -36,6 +42,7 @@
 #include <zkynet/optim/sgd.h>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -46,6 +53,20 @@
 
 using namespace zkynet;
 namespace zt = zkynet::bench::train;
+
+namespace {
+
+// Linear with its weight stored transposed, (in, out): y = x @ Wt + b (see the header).
+class LinearInOut : public Module<LinearInOut> {
+ public:
+  LinearInOut(const Tensor& weight_out_in, const Tensor& bias) : Module({Variable("x")}) {
+    register_parameter("weight_t", weight_out_in.transpose(0, 1).contiguous());
+    register_parameter("bias", bias.clone());
+  }
+  NodeRef call(const NodeRef& x) { return op::add(op::matmul(x, param("weight_t")), param("bias")); }
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   constexpr std::int64_t B = 128, DIN = 784, H = 512, DOUT = 10;
@@ -144,8 +165,46 @@ int main(int argc, char** argv) {
       {"elementwise", elementwise},
       {"accumulate_transposed", [&] { accumulate(dw_t); }},
       {"accumulate_contiguous", [&] { accumulate(dw_c); }}};
-  o.loop_variants = {"gemms", "gemms_fwd", "elementwise", "accumulate_transposed", "accumulate_contiguous"};
-  o.loop_variant = [&](const std::string& v) { floors.at(v)(); };
+  // The same model with (in, out) weights, from the same initial values (before any step).
+  nn::Sequential model_t;
+  model_t.add<LinearInOut>(w1, b1);
+  model_t.add<nn::ReLU>();
+  model_t.add<LinearInOut>(w2, b2);
+  model_t.add<nn::ReLU>();
+  model_t.add<LinearInOut>(w3, b3);
+  optim::SGD opt_t(model_t.parameters(), {.lr = 0.01});
+  Lambda objective_t(
+      {"x", "y"},
+      [&](std::span<const NodeRef> in) {
+        const std::array<NodeRef, 1> input{in[0]};
+        return op::cross_entropy(model_t.invoke(input).root(), in[1]);
+      },
+      "MLPObjectiveInOut");
+  objective_t.input("x").requires_grad(false);
+  objective_t.input("y").requires_grad(false);
+  zt::Step step_t;
+  step_t.zero_grad = [&] { opt_t.zero_grad(); };
+  step_t.forward = [&] { return objective_t(x, y); };
+  step_t.update = [&] { opt_t.step(); };
+  const double first_loss = [&] {  // the main model's loss at its initial values
+    NoGradGuard no_grad;
+    return op::cross_entropy(model(x).root(), NodeRef(y)).value().item();
+  }();
+  const double first_loss_t = zt::run_step(step_t);
+  if (!(std::fabs(first_loss_t - first_loss) <= 1e-5 * std::fabs(first_loss))) {
+    zt::fail("bench_mlp", "the (in, out)-weight model's first loss " + std::to_string(first_loss_t) +
+                              " differs from the model's " + std::to_string(first_loss));
+  }
+
+  o.loop_variants = {"gemms", "gemms_fwd", "elementwise", "accumulate_transposed", "accumulate_contiguous",
+                     "weights_in_out"};
+  o.loop_variant = [&](const std::string& v) {
+    if (v == "weights_in_out") {
+      zt::run_step(step_t);
+    } else {
+      floors.at(v)();
+    }
+  };
   o.diagnostics = [&](bench::Object& res, int warmup, int steps) {
     for (const auto& [key, name] : std::vector<std::pair<std::string, std::string>>{
              {"floor_gemms_ms", "gemms"},
@@ -155,10 +214,12 @@ int main(int argc, char** argv) {
              {"grad_accumulate_contiguous_ms", "accumulate_contiguous"}}) {
       res.add(key, bench::stats(zt::time_ms(floors.at(name), warmup, steps)));
     }
+    res.add("weights_in_out_train_step_ms", bench::stats(zt::time_ms([&] { zt::run_step(step_t); }, warmup, steps)));
   };
 
   bench::Object meta;
-  meta.add_number("batch", B)
+  meta.add_number("weights_in_out_first_loss", first_loss_t)
+      .add_number("batch", B)
       .add_number("fwd_mflop", kFwdFlop / 1e6)
       .add_string("model", "Sequential(Linear(784,512), ReLU, Linear(512,512), ReLU, Linear(512,10)) float32")
       .add_string("loss", "op::cross_entropy mean; optim::SGD lr 0.01")

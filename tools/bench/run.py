@@ -343,15 +343,16 @@ def run_and_report(jobs, notes, args, env, build, out_path):
         row("per-op fwd+bwd+graph teardown", "us/op", (zo, "fwdbwd_teardown_us_per_op"),
             "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_US_PER_OP)
 
-        for key, label, target in [("fwdbwd_us_per_op", "from Python: per-op fwd+bwd", TARGET_PY_US_PER_OP),
-                                   ("fwd_grad_us_per_op", "from Python: per-op fwd (recording)", None),
-                                   ("bwd_us_per_op", "from Python: per-op bwd", None),
-                                   ("fwd_nograd_us_per_op", "from Python: per-op fwd no-grad", None)]:
-            row(label, "us/op", (zp, key), "torch python", (po, key), True, target)
-        row("from Python: per-op fwd+bwd, hoisted f32 const nodes", "us/op", (zp, "fwdbwd_us_per_op_hoisted"),
-            "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
-        row("from Python: per-op fwd+bwd+graph teardown", "us/op", (zp, "fwdbwd_teardown_us_per_op"),
-            "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
+        if zp:  # skipped (with a note) when the bindings are not built
+            for key, label, target in [("fwdbwd_us_per_op", "from Python: per-op fwd+bwd", TARGET_PY_US_PER_OP),
+                                       ("fwd_grad_us_per_op", "from Python: per-op fwd (recording)", None),
+                                       ("bwd_us_per_op", "from Python: per-op bwd", None),
+                                       ("fwd_nograd_us_per_op", "from Python: per-op fwd no-grad", None)]:
+                row(label, "us/op", (zp, key), "torch python", (po, key), True, target)
+            row("from Python: per-op fwd+bwd, hoisted f32 const nodes", "us/op", (zp, "fwdbwd_us_per_op_hoisted"),
+                "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
+            row("from Python: per-op fwd+bwd+graph teardown", "us/op", (zp, "fwdbwd_teardown_us_per_op"),
+                "torch python", (po, "fwdbwd_us_per_op"), True, TARGET_PY_US_PER_OP)
 
         for peer_key in ("torch_expr", "torch_out2", "torch_addcmul_out"):
             row("elementwise a*b+a, 2 ops (op::add(op::mult))", "GB/s", (ze, "zkynet_expr_GBps_eff"), peer_key,
@@ -436,6 +437,10 @@ def run_and_report(jobs, notes, args, env, build, out_path):
                       f"{meta.get('graph_nodes_per_step')} graph nodes, {meta.get('heap_allocs_per_step')} heap "
                       f"allocations, {meta.get('tensor_buffers_per_step')} tensor buffers per step; "
                       f"allocator misses while timing {meta.get('allocator_misses_while_timing_train')}")
+                diag = [k for k in res if k.startswith(("floor_", "grad_accumulate_", "weights_in_out_"))]
+                if diag:
+                    print("      diagnostics (medians, ms): "
+                          + ", ".join(f"{k[:-3] if k.endswith('_ms') else k}={fmt(res[k].get('median'))}" for k in diag))
     gs = git_state()
     print(f"zkynet tree: commit {gs['commit']}"
           + (f", modified in framework/ops/nn/python: {', '.join(gs['modified'])}" if gs["modified"]
