@@ -22,8 +22,7 @@ Linear::Linear(std::int64_t in_features, std::int64_t out_features, LinearOption
 }
 
 NodeRef Linear::call(const NodeRef& x) {
-  const NodeRef y = op::matmul(x, op::transpose(param("weight")));
-  return bias_ ? op::add(y, param("bias")) : y;
+  return bias_ ? op::linear(x, param("weight"), param("bias")) : op::linear(x, param("weight"));
 }
 
 }  // namespace zkynet::nn

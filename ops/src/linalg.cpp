@@ -58,7 +58,54 @@ struct DotDef {
   }
 };
 
+// x W^T (+ b). Its own operator so the weight gradient comes out of BLAS contiguous in
+// (out, in) layout; matmul(x, transpose(W)) hands back a transposed view that costs a
+// strided add in every optimizer step.
+struct LinearGrads {
+  Tensor x, weight, bias;
+};
+
+template <std::size_t N>
+LinearGrads linear_vjp(const VjpContext<N>& c) {
+  const Tensor& x = c.in(0);
+  const Tensor& w = c.in(1);
+  const std::int64_t out_features = w.size(0);
+  const Tensor g2 = c.grad.contiguous().reshape({c.grad.numel() / std::max<std::int64_t>(out_features, 1), out_features});
+  LinearGrads r;
+  if (c.needs[0]) r.x = kernels::matmul_t(g2, false, w, false).reshape(x.shape());
+  if (c.needs[1]) r.weight = kernels::matmul_t(g2, true, x.contiguous().reshape({g2.size(0), w.size(1)}), false);
+  if constexpr (N == 3) {
+    if (c.needs[2]) r.bias = kernels::sum_rows(g2);
+  }
+  return r;
+}
+
+struct LinearDef {
+  static constexpr std::string_view name = "linear";
+  static constexpr std::array<std::string_view, 3> inputs{"x", "weight", "bias"};
+  Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b) const { return kernels::linear(x, w, b); }
+  std::array<Tensor, 3> vjp(const VjpContext<3>& c) const {
+    LinearGrads g = linear_vjp(c);
+    return {g.x, g.weight, g.bias};
+  }
+};
+
+struct LinearNoBiasDef {
+  static constexpr std::string_view name = "linear";
+  static constexpr std::array<std::string_view, 2> inputs{"x", "weight"};
+  Tensor forward(const Tensor& x, const Tensor& w) const { return kernels::linear(x, w); }
+  std::array<Tensor, 2> vjp(const VjpContext<2>& c) const {
+    LinearGrads g = linear_vjp(c);
+    return {g.x, g.weight};
+  }
+};
+
 }  // namespace
+
+NodeRef linear(const NodeRef& x, const NodeRef& weight) { return apply(LinearNoBiasDef{}, x, weight); }
+NodeRef linear(const NodeRef& x, const NodeRef& weight, const NodeRef& bias) {
+  return apply(LinearDef{}, x, weight, bias);
+}
 
 NodeRef matmul(const NodeRef& a, const NodeRef& b) { return apply(MatmulDef{}, a, b); }
 NodeRef dot(const NodeRef& a, const NodeRef& b) { return apply(DotDef{}, a, b); }

@@ -102,6 +102,13 @@ void init_ops(py::module_& m) {
   binary<op::div>(m, "div", "a", "b", "a / b, broadcasting");
   binary<op::pow>(m, "pow", "base", "exponent", "base ** exponent (Jacobian-based)");
   binary<op::matmul>(m, "matmul", "a", "b", "numpy matmul (batched, BLAS)");
+  m.def("linear", [](py::handle x, py::handle weight, py::handle bias) {
+          const NodeRef xr = noderef_from_python(x), wr = noderef_from_python(weight);
+          if (bias.is_none()) return run([](const NodeRef& a, const NodeRef& w) { return op::linear(a, w); }, xr, wr);
+          return run([](const NodeRef& a, const NodeRef& w, const NodeRef& b) { return op::linear(a, w, b); }, xr, wr,
+                     noderef_from_python(bias));
+        }, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
+        "torch.nn.functional.linear: x @ weight.T + bias (weight (out, in))");
   binary<op::dot>(m, "dot", "a", "b", "numpy dot for 0-d, 1-d and 2-d operands");
   unary<op::neg>(m, "neg", "-x");
   unary<op::square>(m, "square", "x ** 2");

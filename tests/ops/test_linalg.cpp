@@ -333,3 +333,53 @@ TEST_CASE("transpose works on float32") {
 TEST_CASE("transpose rejects an axis out of range") {
   CHECK_THROWS_AS(op::transpose(Tensor::ones({2, 3}), 0, 2), IndexError);
 }
+
+// ---- linear -------------------------------------------------------------------------------
+
+TEST_CASE("linear computes x W^T + b") {
+  // torch.nn.functional.linear(x, w, b) in torch 1.13 gives [[1.5, 1, 7], [3.5, 1, 15]].
+  const Tensor x{{1.0, 2.0}, {3.0, 4.0}};
+  const Tensor w{{1.0, 0.0}, {0.0, 0.0}, {1.0, 3.0}};
+  const Tensor b{0.5, 1.0, 0.0};
+  CHECK(allclose(op::linear(x, w, b).value(), Tensor{{1.5, 1.0, 7.0}, {3.5, 1.0, 15.0}}));
+  CHECK(allclose(op::linear(x, w).value(), Tensor{{1.0, 0.0, 7.0}, {3.0, 0.0, 15.0}}));
+}
+
+TEST_CASE("linear applies to every leading index of a batched input") {
+  const Tensor x = iota({2, 3, 4});
+  Generator gen(5);
+  const Tensor w = Tensor::randn({5, 4}, gen);
+  const Tensor b = Tensor::randn({5}, gen);
+  const Tensor y = op::linear(x, w, b).value();
+  CHECK(y.shape() == Shape{2, 3, 5});
+  CHECK(allclose(y, op::add(op::matmul(x, op::transpose(w)), b).value(), 1e-12, 1e-12));
+}
+
+TEST_CASE("linear passes gradcheck with and without bias") {
+  const Body with_bias = [](std::span<const NodeRef> x) { return op::linear(x[0], x[1], x[2]); };
+  const Body without_bias = [](std::span<const NodeRef> x) { return op::linear(x[0], x[1]); };
+  Generator gen(11);
+  require_gradcheck(with_bias, {Tensor::randn({3, 4}, gen), Tensor::randn({2, 4}, gen), Tensor::randn({2}, gen)});
+  require_gradcheck(with_bias, {Tensor::randn({2, 3, 4}, gen), Tensor::randn({2, 4}, gen), Tensor::randn({2}, gen)});
+  require_gradcheck(without_bias, {Tensor::randn({3, 4}, gen), Tensor::randn({5, 4}, gen)});
+}
+
+TEST_CASE("linear gradients match hand-computed values and come back contiguous") {
+  // d/dW sum(x W^T) = column sums of x per output row; d/dx = column sums of W; d/db = batch size.
+  const Tensor x{{1.0, 2.0}, {3.0, 4.0}};
+  const Tensor w{{1.0, 0.0}, {2.0, -1.0}, {1.0, 3.0}};
+  const Body f = [](std::span<const NodeRef> in) { return op::linear(in[0], in[1], in[2]); };
+  const auto g = vjp(f, {x, w, Tensor{0.0, 0.0, 0.0}}, Tensor::ones({2, 3}));
+  CHECK(allclose(g[0], Tensor{{4.0, 2.0}, {4.0, 2.0}}));
+  CHECK(allclose(g[1], Tensor{{4.0, 6.0}, {4.0, 6.0}, {4.0, 6.0}}));
+  CHECK(allclose(g[2], Tensor{2.0, 2.0, 2.0}));
+  CHECK(g[1].is_contiguous());
+}
+
+TEST_CASE("linear names the shapes when they do not fit") {
+  const std::string msg = error_message<ShapeError>([] { op::linear(Tensor::ones({2, 3}), Tensor::ones({4, 2})); });
+  CHECK_THAT(msg, Contains("linear") && Contains("(2,3)") && Contains("(4,2)"));
+  const std::string bias_msg = error_message<ShapeError>(
+      [] { op::linear(Tensor::ones({2, 3}), Tensor::ones({4, 3}), Tensor::ones({3})); });
+  CHECK_THAT(bias_msg, Contains("bias"));
+}

@@ -117,3 +117,27 @@ def test_embedding_and_index_select_match_pytorch():
     np.testing.assert_array_equal(op.embedding(idx, weight).value,
                                   torch.nn.functional.embedding(torch.tensor(idx), torch.tensor(weight)).numpy())
     np.testing.assert_array_equal(op.index_select(weight, 0, np.array([2, 0])).value, weight[[2, 0]])
+
+
+def test_linear_operator_follows_pytorch_values_and_gradients():
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal((5, 3)), rng.standard_normal((4, 3)), rng.standard_normal(4)
+    seed = rng.standard_normal((5, 4))
+
+    class F(cg.Module):
+        def __init__(self):
+            super().__init__(inputs=(cg.Variable("x"), cg.Variable("w"), cg.Variable("b")))
+
+        def call(self, x, w, b):
+            return op.sum(op.mult(op.linear(x, w, b), seed))
+
+    f = F()
+    g = f(x, w, b)
+    g.back()
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    out = (torch.nn.functional.linear(tx, tw, tb) * torch.from_numpy(seed)).sum()
+    out.backward()
+    np.testing.assert_allclose(g.value, out.item(), rtol=1e-12)
+    for name, t in (("x", tx), ("w", tw), ("b", tb)):
+        np.testing.assert_allclose(g.grad(f.input(name)), t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(op.linear(x, w).value, x @ w.T, rtol=1e-12)

@@ -31,15 +31,15 @@ BlasMatrix blas_layout(const Tensor& m) {
 
 template <class T>
 void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
-          const T* b, std::int64_t ldb, T* c, std::int64_t ldc) {
+          const T* b, std::int64_t ldb, T* c, std::int64_t ldc, T beta = T(0)) {
   const auto tra = ta ? CblasTrans : CblasNoTrans;
   const auto trb = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
     cblas_sgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c, static_cast<int>(ldc));
+                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
   } else {
     cblas_dgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), 0.0, c, static_cast<int>(ldc));
+                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
   }
 }
 
@@ -112,5 +112,66 @@ Tensor matmul_t(const Tensor& a_in, bool transpose_a, const Tensor& b_in, bool t
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) { return matmul_t(a, false, b, false); }
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const auto where = [&] {
+    return "linear x " + shape_str(x.shape()) + ", weight " + shape_str(weight.shape()) +
+           (bias.defined() ? ", bias " + shape_str(bias.shape()) : std::string());
+  };
+  if (x.dim() < 1 || weight.dim() != 2) throw ShapeError(where() + ": needs x (..., in) and weight (out, in)");
+  if (x.size(-1) != weight.size(1)) {
+    throw ShapeError(where() + ": x has " + std::to_string(x.size(-1)) + " features, weight expects " +
+                     std::to_string(weight.size(1)));
+  }
+  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0))) {
+    throw ShapeError(where() + ": bias must have shape (out)");
+  }
+  if (x.dtype() != weight.dtype() || (bias.defined() && bias.dtype() != x.dtype()) || !is_floating(x.dtype())) {
+    throw TypeError(where() + ": needs one floating-point dtype, got " + std::string(dtype_name(x.dtype())) + " and " +
+                    std::string(dtype_name(weight.dtype())));
+  }
+  const std::int64_t in = weight.size(1);
+  const std::int64_t out_features = weight.size(0);
+  const std::int64_t rows = x.numel() / std::max<std::int64_t>(in, 1);
+  const Tensor x2 = x.contiguous().reshape({rows, in});
+  const BlasMatrix W = blas_layout(weight);
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  out_shape.push_back(out_features);
+  Tensor out = Tensor::empty({rows, out_features}, x.dtype());
+  dispatch_floating(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* po = out.data<T>();
+    // The bias goes in first and BLAS adds the product to it (beta = 1), as torch's addmm.
+    if (bias.defined()) {
+      const Tensor b = bias.contiguous();
+      const T* pb = b.data<T>();
+      for (std::int64_t r = 0; r < rows; ++r) std::copy(pb, pb + out_features, po + r * out_features);
+    }
+    if (in == 0 || rows == 0) {
+      if (!bias.defined()) out.fill_(0.0);
+      return;
+    }
+    gemm<T>(false, !W.trans, rows, out_features, in, x2.data<T>(), in, W.t.data<T>(), W.ld, po, out_features,
+            bias.defined() ? T(1) : T(0));
+  });
+  return out.reshape(out_shape);
+}
+
+Tensor sum_rows(const Tensor& m) {
+  if (m.dim() != 2) throw ShapeError("sum_rows " + shape_str(m.shape()) + ": needs a matrix");
+  const Tensor c = m.contiguous();
+  const std::int64_t rows = c.size(0);
+  const std::int64_t cols = c.size(1);
+  Tensor out = Tensor::zeros({cols}, c.dtype());
+  dispatch_floating(c.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* p = c.data<T>();
+    T* o = out.data<T>();
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (std::int64_t j = 0; j < cols; ++j) o[j] += p[r * cols + j];
+    }
+  });
+  return out;
+}
 
 }  // namespace zkynet::kernels

@@ -7,7 +7,7 @@ on plain values they just compute.
 from .._zkynet import ops as _ops
 
 # Names follow torch.nn.functional where one exists; zkynet's own: mult, dot.
-__all__ = ["add", "sub", "mult", "div", "pow", "matmul", "dot", "neg", "square", "exp", "log", "sqrt",
+__all__ = ["add", "sub", "mult", "div", "pow", "matmul", "linear", "dot", "neg", "square", "exp", "log", "sqrt",
            "tanh", "relu", "abs", "sigmoid", "sum", "mean", "reshape", "transpose",
            "softmax", "log_softmax", "logsumexp", "cross_entropy", "nll_loss", "mse_loss",
            "binary_cross_entropy_with_logits", "cat", "stack", "split", "slice", "index_select", "gather",

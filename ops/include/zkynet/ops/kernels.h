@@ -52,5 +52,9 @@ Shape reduction_axes(const Shape& axes, std::int64_t ndim, std::string_view op);
 Tensor matmul(const Tensor& a, const Tensor& b);
 // matmul with either operand transposed (last two axes), without copying it.
 Tensor matmul_t(const Tensor& a, bool transpose_a, const Tensor& b, bool transpose_b);
+// x W^T + b (torch.nn.functional.linear): x (..., in), weight (out, in), bias (out) or undefined.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// Column sums of a floating-point matrix: (rows, cols) -> (cols).
+Tensor sum_rows(const Tensor& m);
 
 }  // namespace zkynet::kernels

@@ -45,6 +45,9 @@ NodeRef transpose(const NodeRef& x, std::int64_t axis0 = -2, std::int64_t axis1 
 // here restricted to 1-d and 2-d operands).
 NodeRef matmul(const NodeRef& a, const NodeRef& b);
 NodeRef dot(const NodeRef& a, const NodeRef& b);
+// torch.nn.functional.linear: x (..., in) W^T (+ b), weight (out, in), bias (out).
+NodeRef linear(const NodeRef& x, const NodeRef& weight);
+NodeRef linear(const NodeRef& x, const NodeRef& weight, const NodeRef& bias);
 
 }  // namespace zkynet::op
 
