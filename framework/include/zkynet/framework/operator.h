@@ -69,6 +69,14 @@ class DefNode final : public OperatorNode {
 
   std::string_view op_name() const override { return Def::name; }
   const Def& def() const { return def_; }
+  // A definition may describe its node further (e.g. a message's peer and tag).
+  std::string label() const override {
+    if constexpr (requires(const Def& d) { d.label(); }) {
+      return def_.label();
+    } else {
+      return std::string(Def::name);
+    }
+  }
 
   bool visit_without_gradient() const override {
     if constexpr (requires { Def::visit_without_gradient; }) {

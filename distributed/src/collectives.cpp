@@ -1,0 +1,266 @@
+// Collectives as graph operators: forward on the communicator, backward on its twin.
+// Backward always communicates, whatever the local inputs need, so ranks stay matched.
+#include "mpi_internal.h"
+
+#include <zkynet/distributed/eager.h>
+#include <zkynet/distributed/ops.h>
+#include <zkynet/framework/error.h>
+#include <zkynet/framework/operator.h>
+#include <zkynet/ops/kernels.h>
+
+#include <numeric>
+
+namespace zkynet::dist {
+namespace {
+
+using Impl = std::shared_ptr<Communicator::Impl>;
+
+// elementwise f(a[i], b[i]) into a fresh tensor of a's shape (contiguous, floating).
+template <class F>
+Tensor zip(const Tensor& a_in, const Tensor& b_in, F f) {
+  const Tensor a = a_in.contiguous();
+  const Tensor b = b_in.to(a.dtype()).contiguous();
+  Tensor out = Tensor::empty(a.shape(), a.dtype());
+  dispatch_floating(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* po = out.data<T>();
+    for (std::int64_t i = 0; i < a.numel(); ++i) po[i] = static_cast<T>(f(pa[i], pb[i]));
+  });
+  return out;
+}
+
+// The gradient of this rank's x, given the reduction `out` (as every rank sees it) and
+// `summed`, the gradient of the objective with respect to `out`.
+Tensor route(MPI_Comm back, ReduceOp op, const Tensor& x, const Tensor& out, const Tensor& summed) {
+  switch (op) {
+    case ReduceOp::Sum: return summed;
+    case ReduceOp::Avg: {
+      int size = 1;
+      MPI_Comm_size(back, &size);
+      return kernels::scale(summed, 1.0 / size);
+    }
+    case ReduceOp::Max:
+    case ReduceOp::Min: {
+      // To the winners, split evenly between ties (as torch.amax does).
+      const Tensor wins = zip(x, out, [](auto a, auto b) { return a == b ? 1 : 0; });
+      const Tensor winners = detail::allreduce(back, wins, ReduceOp::Sum);
+      return kernels::mul(summed, kernels::div(wins, winners));
+    }
+    case ReduceOp::Prod: {
+      // d(prod)/dx_r = product of the other ranks' values, found without dividing by zero:
+      // count zeros and multiply the non-zero values separately.
+      const Tensor zero = zip(x, x, [](auto a, auto) { return a == 0 ? 1 : 0; });
+      const Tensor nonzero = zip(x, x, [](auto a, auto) { return a == 0 ? decltype(a)(1) : a; });
+      const Tensor zeros = detail::allreduce(back, zero, ReduceOp::Sum);
+      const Tensor product = detail::allreduce(back, nonzero, ReduceOp::Prod);
+      const Tensor others_zero = kernels::sub(zeros, zero);
+      const Tensor others = zip(kernels::div(product, nonzero), others_zero,
+                                [](auto p, auto z) { return z > 0 ? decltype(p)(0) : p; });
+      return kernels::mul(summed, others);
+    }
+  }
+  return summed;
+}
+
+struct CommDef {
+  static constexpr bool visit_without_gradient = true;
+  Impl comm;
+  std::string text;
+  std::string label() const { return text; }
+};
+
+struct AllreduceDef : CommDef {
+  static constexpr std::string_view name = "allreduce";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  ReduceOp op;
+  Tensor forward(const Tensor& x) const { return detail::allreduce(comm->forward, x, op); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const Tensor summed = detail::allreduce(comm->backward, c.grad, ReduceOp::Sum);
+    return {route(comm->backward, op, c.in(0), c.output, summed)};
+  }
+};
+
+struct ReduceDef : CommDef {
+  static constexpr std::string_view name = "reduce";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  ReduceOp op;
+  int root;
+  Tensor forward(const Tensor& x) const { return detail::reduce(comm->forward, x, op, root); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const Tensor summed = detail::bcast(comm->backward, c.grad, root);
+    const bool needs_out = op == ReduceOp::Max || op == ReduceOp::Min;
+    const Tensor out = needs_out ? detail::bcast(comm->backward, c.output, root) : c.output;
+    return {route(comm->backward, op, c.in(0), out, summed)};
+  }
+};
+
+struct BcastDef : CommDef {
+  static constexpr std::string_view name = "bcast";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  int root;
+  Tensor forward(const Tensor& x) const { return detail::bcast(comm->forward, x, root); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    return {detail::reduce(comm->backward, c.grad, ReduceOp::Sum, root)};
+  }
+};
+
+struct GatherDef : CommDef {
+  static constexpr std::string_view name = "gather";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  std::int64_t axis;
+  int root;
+  Tensor forward(const Tensor& x) const { return detail::gatherv(comm->forward, x, axis, root); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const auto counts = detail::allgather_int(comm->backward, c.in(0).size(axis));
+    const Tensor g = comm->rank == root ? c.grad : Tensor::zeros(c.in(0).shape(), c.grad.dtype());
+    return {detail::scatterv(comm->backward, g, axis, counts, root)};
+  }
+};
+
+struct AllgatherDef : CommDef {
+  static constexpr std::string_view name = "allgather";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  std::int64_t axis;
+  Tensor forward(const Tensor& x) const { return detail::allgatherv(comm->forward, x, axis); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const auto counts = detail::allgather_int(comm->backward, c.in(0).size(axis));
+    return {detail::reduce_scatterv(comm->backward, c.grad, axis, counts)};
+  }
+};
+
+struct ScatterDef : CommDef {
+  static constexpr std::string_view name = "scatter";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  std::int64_t axis;
+  std::vector<std::int64_t> counts;
+  int root;
+  Tensor forward(const Tensor& x) const { return detail::scatterv(comm->forward, x, axis, counts, root); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    Tensor g = detail::gatherv(comm->backward, c.grad, axis, root);
+    return {comm->rank == root ? g : Tensor()};
+  }
+};
+
+struct AlltoallDef : CommDef {
+  static constexpr std::string_view name = "alltoall";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  std::int64_t gather_axis, scatter_axis, numelem;
+  Tensor forward(const Tensor& x) const {
+    return detail::alltoallv(comm->forward, x, gather_axis, scatter_axis, numelem);
+  }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    return {detail::alltoallv(comm->backward, c.grad, scatter_axis, gather_axis, c.in(0).size(gather_axis))};
+  }
+};
+
+void check_root(const Communicator& comm, int root, std::string_view what) {
+  if (root < 0 || root >= comm.size()) {
+    throw IndexError(std::string(what) + ": root " + std::to_string(root) + " is not a rank of " + comm.name() +
+                     " (size " + std::to_string(comm.size()) + ")");
+  }
+}
+
+std::string with_op(std::string_view what, ReduceOp op) { return std::string(what) + " " + std::string(reduce_op_name(op)); }
+
+}  // namespace
+
+NodeRef allreduce(const NodeRef& x, ReduceOp op, const Communicator& comm) {
+  const std::string what = with_op("Allreduce", op);
+  detail::check_same_call(comm.impl(), what, x.value());
+  return apply(AllreduceDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, op}, x);
+}
+
+NodeRef reduce(const NodeRef& x, ReduceOp op, int root, const Communicator& comm) {
+  const std::string what = with_op("Reduce", op) + " to " + std::to_string(root);
+  check_root(comm, root, what);
+  detail::check_same_call(comm.impl(), what, x.value());
+  return apply(ReduceDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, op, root}, x);
+}
+
+NodeRef bcast(const NodeRef& x, int root, const Communicator& comm) {
+  const std::string what = "Bcast from " + std::to_string(root);
+  check_root(comm, root, what);
+  detail::check_same_call(comm.impl(), what, x.value());
+  return apply(BcastDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, root}, x);
+}
+
+NodeRef gather(const NodeRef& x, std::int64_t axis, int root, const Communicator& comm) {
+  const std::string what = "Gather to " + std::to_string(root);
+  check_root(comm, root, what);
+  const std::int64_t a = detail::normalize_axis(axis, x.value().dim(), what);
+  detail::check_same_call(comm.impl(), what, x.value(), a);
+  return apply(GatherDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, a, root}, x);
+}
+
+NodeRef allgather(const NodeRef& x, std::int64_t axis, const Communicator& comm) {
+  const std::string what = "Allgather";
+  const std::int64_t a = detail::normalize_axis(axis, x.value().dim(), what);
+  detail::check_same_call(comm.impl(), what, x.value(), a);
+  return apply(AllgatherDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, a}, x);
+}
+
+NodeRef scatter(const NodeRef& x, std::int64_t axis, std::int64_t numelem, int root, const Communicator& comm) {
+  const std::string what = "Scatter from " + std::to_string(root);
+  check_root(comm, root, what);
+  const std::int64_t a = detail::normalize_axis(axis, x.value().dim(), what);
+  detail::check_same_call(comm.impl(), what, x.value(), a);
+  auto counts = detail::allgather_int(comm.impl().forward, numelem);
+  std::string problem;
+  const std::int64_t total = std::accumulate(counts.begin(), counts.end(), std::int64_t{0});
+  if (numelem < 0) problem = "numelem " + std::to_string(numelem) + " is negative";
+  if (comm.rank() == root && total != x.value().size(a)) {
+    problem = "the ranks' numelem add up to " + std::to_string(total) + " but the root's x " +
+              shape_str(x.value().shape()) + " has " + std::to_string(x.value().size(a)) + " on axis " +
+              std::to_string(a);
+  }
+  detail::agree(comm.impl().forward, problem, what);
+  return apply(ScatterDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, a, std::move(counts), root}, x);
+}
+
+NodeRef alltoall(const NodeRef& x, std::int64_t gather_axis, std::int64_t scatter_axis, std::int64_t numelem,
+                 const Communicator& comm) {
+  const std::string what = "Alltoall";
+  const std::int64_t g = detail::normalize_axis(gather_axis, x.value().dim(), what);
+  const std::int64_t s = detail::normalize_axis(scatter_axis, x.value().dim(), what);
+  if (g == s) throw ShapeError(what + ": gather axis and scatter axis must differ (both " + std::to_string(g) + ")");
+  detail::check_same_call(comm.impl(), what, x.value(), g);
+  const auto counts = detail::allgather_int(comm.impl().forward, numelem);
+  const std::int64_t total = std::accumulate(counts.begin(), counts.end(), std::int64_t{0});
+  std::string problem;
+  if (total != x.value().size(s)) {
+    problem = "the ranks' numelem add up to " + std::to_string(total) + " but x " + shape_str(x.value().shape()) +
+              " has " + std::to_string(x.value().size(s)) + " on the scatter axis " + std::to_string(s);
+  }
+  detail::agree(comm.impl().forward, problem, what);
+  return apply(AlltoallDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, g, s, numelem}, x);
+}
+
+// ---- eager ------------------------------------------------------------------------------
+
+void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
+  if (!t.is_contiguous()) throw UsageError("dist::allreduce_: needs a contiguous tensor, got " + shape_str(t.shape()));
+  detail::check_same_call(comm.impl(), "allreduce_", t);
+  const MPI_Op mop = op == ReduceOp::Max ? MPI_MAX : op == ReduceOp::Min ? MPI_MIN : op == ReduceOp::Prod ? MPI_PROD : MPI_SUM;
+  ZKYNET_MPI(Allreduce, Iallreduce, MPI_IN_PLACE, t.raw_data(), detail::count_of(t.numel(), "allreduce_"),
+             detail::mpi_type(t.dtype()), mop, comm.impl().forward);
+  if (op == ReduceOp::Avg) t.copy_(kernels::scale(t, 1.0 / comm.size()));
+}
+
+void bcast_(Tensor& t, int root, const Communicator& comm) {
+  if (!t.is_contiguous()) throw UsageError("dist::bcast_: needs a contiguous tensor, got " + shape_str(t.shape()));
+  check_root(comm, root, "bcast_");
+  detail::check_same_call(comm.impl(), "bcast_", t);
+  ZKYNET_MPI(Bcast, Ibcast, t.raw_data(), detail::count_of(t.numel(), "bcast_"), detail::mpi_type(t.dtype()), root,
+             comm.impl().forward);
+}
+
+}  // namespace zkynet::dist

@@ -1,0 +1,266 @@
+// Collectives on tensors, one MPI call each (plus the size exchanges that variable-size
+// gathers need). Concatenation along an axis uses "axis-major" buffers: the axis moved to
+// the front and made contiguous, so each rank's part is one contiguous block.
+#include "mpi_internal.h"
+
+#include <zkynet/framework/error.h>
+#include <zkynet/ops/kernels.h>
+
+#include <algorithm>
+#include <climits>
+#include <numeric>
+#include <sstream>
+
+namespace zkynet::dist::detail {
+namespace {
+
+Tensor axis_major(const Tensor& x, std::int64_t axis) { return x.transpose(0, axis).contiguous(); }
+// Inverse of axis_major (transposing twice is the identity).
+Tensor from_axis_major(const Tensor& t, std::int64_t axis) { return t.transpose(0, axis).contiguous(); }
+
+Shape with_axis(Shape shape, std::int64_t axis, std::int64_t size) {
+  shape[static_cast<std::size_t>(axis)] = size;
+  return shape;
+}
+
+// The shape of axis_major(x, axis) for x of `shape`.
+Shape axis_major_shape(Shape shape, std::int64_t axis) {
+  std::swap(shape[0], shape[static_cast<std::size_t>(axis)]);
+  return shape;
+}
+
+// Elements per entry along `axis`.
+std::int64_t inner(const Shape& shape, std::int64_t axis) {
+  std::int64_t n = 1;
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (static_cast<std::int64_t>(d) != axis) n *= shape[d];
+  }
+  return n;
+}
+
+struct Layout {
+  std::vector<int> counts, displs;
+};
+
+Layout layout(const std::vector<std::int64_t>& entries, std::int64_t per_entry, std::string_view what) {
+  Layout l;
+  std::int64_t offset = 0;
+  for (std::int64_t e : entries) {
+    l.counts.push_back(count_of(e * per_entry, what));
+    l.displs.push_back(count_of(offset, what));
+    offset += e * per_entry;
+  }
+  return l;
+}
+
+int comm_rank(MPI_Comm comm) {
+  int r = 0;
+  MPI_Comm_rank(comm, &r);
+  return r;
+}
+
+int comm_size(MPI_Comm comm) {
+  int s = 1;
+  MPI_Comm_size(comm, &s);
+  return s;
+}
+
+MPI_Op mpi_op(ReduceOp op, DType dtype) {
+  switch (op) {
+    case ReduceOp::Sum: return MPI_SUM;
+    case ReduceOp::Avg:
+      if (!is_floating(dtype)) throw TypeError("zkynet.distributed: AVG needs a floating-point tensor, got int64");
+      return MPI_SUM;
+    case ReduceOp::Max: return MPI_MAX;
+    case ReduceOp::Min: return MPI_MIN;
+    case ReduceOp::Prod: return MPI_PROD;
+  }
+  return MPI_SUM;
+}
+
+void finish_avg(Tensor& t, ReduceOp op, MPI_Comm comm) {
+  if (op == ReduceOp::Avg) t = kernels::scale(t, 1.0 / comm_size(comm));
+}
+
+}  // namespace
+
+MPI_Datatype mpi_type(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return MPI_FLOAT;
+    case DType::Float64: return MPI_DOUBLE;
+    case DType::Int64: return MPI_INT64_T;
+  }
+  return MPI_BYTE;
+}
+
+int count_of(std::int64_t n, std::string_view what) {
+  if (n > INT_MAX) {
+    throw ShapeError("zkynet.distributed: " + std::string(what) + ": " + std::to_string(n) +
+                     " elements exceed MPI's count limit (2^31 - 1); split the tensor");
+  }
+  return static_cast<int>(n);
+}
+
+std::int64_t normalize_axis(std::int64_t axis, std::int64_t ndim, std::string_view what) {
+  const std::int64_t a = axis < 0 ? axis + ndim : axis;
+  if (a < 0 || a >= ndim) {
+    throw IndexError(std::string(what) + ": axis " + std::to_string(axis) + " out of range for a " +
+                     std::to_string(ndim) + "-d tensor");
+  }
+  return a;
+}
+
+std::vector<std::int64_t> allgather_int(MPI_Comm comm, std::int64_t value) {
+  std::vector<std::int64_t> all(static_cast<std::size_t>(comm_size(comm)));
+  ZKYNET_MPI(Allgather, Iallgather, &value, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, comm);
+  return all;
+}
+
+void agree(MPI_Comm comm, const std::string& local_problem, std::string_view what) {
+  int bad = local_problem.empty() ? 0 : 1;
+  int any = 0;
+  ZKYNET_MPI(Allreduce, Iallreduce, &bad, &any, 1, MPI_INT, MPI_MAX, comm);
+  if (!any) return;
+  if (bad) throw ShapeError(std::string(what) + ": " + local_problem);
+  throw ShapeError(std::string(what) + ": another rank's arguments do not fit (see its error)");
+}
+
+void check_same_call(const Communicator::Impl& comm, std::string_view what, const Tensor& x, std::int64_t free_axis) {
+  if (!checked()) return;
+  // Signature: a hash of the operation name, dtype, ndim, then the dims (free axis masked).
+  constexpr int kLen = 3 + 16;
+  std::int64_t sig[2 * kLen] = {};
+  sig[0] = static_cast<std::int64_t>(std::hash<std::string_view>{}(what) & 0x7fffffffffff);
+  sig[1] = static_cast<std::int64_t>(x.dtype());
+  sig[2] = x.dim();
+  for (std::int64_t d = 0; d < x.dim() && d < 16; ++d) sig[3 + d] = d == free_axis ? -1 : x.shape()[d];
+  for (int i = 0; i < kLen; ++i) sig[kLen + i] = -sig[i];
+  std::int64_t extremes[2 * kLen];
+  ZKYNET_MPI(Allreduce, Iallreduce, sig, extremes, 2 * kLen, MPI_INT64_T, MPI_MAX, comm.forward);
+  bool same = true;
+  for (int i = 0; i < kLen; ++i) same = same && extremes[i] == -extremes[kLen + i];
+  if (same) return;
+  // Every rank saw the mismatch: gather what each called, so all report the same thing.
+  std::vector<std::int64_t> all(static_cast<std::size_t>(comm.size) * kLen);
+  ZKYNET_MPI(Allgather, Iallgather, sig, kLen, MPI_INT64_T, all.data(), kLen, MPI_INT64_T, comm.forward);
+  std::ostringstream os;
+  os << what << " on " << comm.name << ": the ranks' calls differ (checked mode):";
+  for (int r = 0; r < comm.size; ++r) {
+    const std::int64_t* s = &all[static_cast<std::size_t>(r) * kLen];
+    Shape shape;
+    for (std::int64_t d = 0; d < s[2] && d < 16; ++d) shape.push_back(s[3 + d]);
+    os << " rank " << r << ": " << (s[0] == sig[0] ? std::string(what) : std::string("another operation")) << " "
+       << dtype_name(static_cast<DType>(s[1])) << " " << shape_str(shape) << (r + 1 < comm.size ? ";" : "");
+  }
+  if (free_axis >= 0) os << " (size on axis " << free_axis << " may differ, shown as -1)";
+  throw ShapeError(os.str());
+}
+
+Tensor allreduce(MPI_Comm comm, const Tensor& x, ReduceOp op) {
+  const Tensor in = x.contiguous();
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  const MPI_Op mop = mpi_op(op, x.dtype());
+  ZKYNET_MPI(Allreduce, Iallreduce, in.raw_data(), out.raw_data(), count_of(x.numel(), "allreduce"), mpi_type(x.dtype()), mop,
+                      comm);
+  finish_avg(out, op, comm);
+  return out;
+}
+
+Tensor reduce(MPI_Comm comm, const Tensor& x, ReduceOp op, int root) {
+  const Tensor in = x.contiguous();
+  const bool is_root = comm_rank(comm) == root;
+  Tensor out = is_root ? Tensor::empty(x.shape(), x.dtype()) : Tensor::zeros(x.shape(), x.dtype());
+  const MPI_Op mop = mpi_op(op, x.dtype());
+  ZKYNET_MPI(Reduce, Ireduce, in.raw_data(), is_root ? out.raw_data() : nullptr, count_of(x.numel(), "reduce"),
+                   mpi_type(x.dtype()), mop, root, comm);
+  if (is_root) finish_avg(out, op, comm);
+  return out;
+}
+
+Tensor bcast(MPI_Comm comm, const Tensor& x, int root) {
+  Tensor out = comm_rank(comm) == root ? x.clone() : Tensor::empty(x.shape(), x.dtype());
+  ZKYNET_MPI(Bcast, Ibcast, out.raw_data(), count_of(x.numel(), "bcast"), mpi_type(x.dtype()), root, comm);
+  return out;
+}
+
+Tensor gatherv(MPI_Comm comm, const Tensor& x, std::int64_t axis, int root) {
+  const std::vector<std::int64_t> sizes = allgather_int(comm, x.size(axis));
+  const Tensor in = axis_major(x, axis);
+  const std::int64_t per = inner(x.shape(), axis);
+  const bool is_root = comm_rank(comm) == root;
+  const Layout l = layout(sizes, per, "gather");
+  const std::int64_t total = std::accumulate(sizes.begin(), sizes.end(), std::int64_t{0});
+  Tensor buffer = Tensor::empty(is_root ? with_axis(in.shape(), 0, total) : in.shape(), x.dtype());
+  ZKYNET_MPI(Gatherv, Igatherv, in.raw_data(), count_of(in.numel(), "gather"), mpi_type(x.dtype()),
+                    is_root ? buffer.raw_data() : nullptr, l.counts.data(), l.displs.data(), mpi_type(x.dtype()),
+                    root, comm);
+  if (!is_root) return Tensor::zeros(with_axis(x.shape(), axis, 0), x.dtype());
+  return from_axis_major(buffer, axis);
+}
+
+Tensor allgatherv(MPI_Comm comm, const Tensor& x, std::int64_t axis) {
+  const std::vector<std::int64_t> sizes = allgather_int(comm, x.size(axis));
+  const Tensor in = axis_major(x, axis);
+  const Layout l = layout(sizes, inner(x.shape(), axis), "allgather");
+  const std::int64_t total = std::accumulate(sizes.begin(), sizes.end(), std::int64_t{0});
+  Tensor buffer = Tensor::empty(with_axis(in.shape(), 0, total), x.dtype());
+  ZKYNET_MPI(Allgatherv, Iallgatherv, in.raw_data(), count_of(in.numel(), "allgather"), mpi_type(x.dtype()), buffer.raw_data(),
+                       l.counts.data(), l.displs.data(), mpi_type(x.dtype()), comm);
+  return from_axis_major(buffer, axis);
+}
+
+Tensor scatterv(MPI_Comm comm, const Tensor& x, std::int64_t axis, const std::vector<std::int64_t>& counts,
+                int root) {
+  const int rank = comm_rank(comm);
+  const bool is_root = rank == root;
+  const Tensor in = is_root ? axis_major(x, axis) : Tensor();
+  const Layout l = layout(counts, inner(x.shape(), axis), "scatter");
+  const Shape mine = with_axis(x.shape(), axis, counts[static_cast<std::size_t>(rank)]);
+  Tensor buffer = Tensor::empty(axis_major_shape(mine, axis), x.dtype());
+  ZKYNET_MPI(Scatterv, Iscatterv, is_root ? in.raw_data() : nullptr, l.counts.data(), l.displs.data(), mpi_type(x.dtype()),
+                     buffer.raw_data(), l.counts[static_cast<std::size_t>(rank)], mpi_type(x.dtype()), root, comm);
+  return from_axis_major(buffer, axis);
+}
+
+Tensor reduce_scatterv(MPI_Comm comm, const Tensor& x, std::int64_t axis, const std::vector<std::int64_t>& counts) {
+  const int rank = comm_rank(comm);
+  const Tensor in = axis_major(x, axis);
+  const Layout l = layout(counts, inner(x.shape(), axis), "reduce_scatter");
+  Tensor buffer = Tensor::empty(with_axis(in.shape(), 0, counts[static_cast<std::size_t>(rank)]), x.dtype());
+  ZKYNET_MPI(Reduce_scatter, Ireduce_scatter, in.raw_data(), buffer.raw_data(), l.counts.data(), mpi_type(x.dtype()), MPI_SUM, comm);
+  return from_axis_major(buffer, axis);
+}
+
+Tensor alltoallv(MPI_Comm comm, const Tensor& x, std::int64_t gather_axis, std::int64_t scatter_axis,
+                 std::int64_t numelem) {
+  const std::vector<std::int64_t> keep = allgather_int(comm, numelem);          // per rank, along scatter_axis
+  const std::vector<std::int64_t> pieces = allgather_int(comm, x.size(gather_axis));  // per rank, along gather_axis
+  const int size = comm_size(comm);
+  // Send: the parts along scatter_axis, one contiguous block per destination.
+  const Tensor send = axis_major(x, scatter_axis);
+  const Layout send_l = layout(keep, inner(x.shape(), scatter_axis), "alltoall");
+  // Receive: from rank i, a block of x's shape with scatter_axis = numelem, gather_axis = pieces[i].
+  const Shape base = with_axis(x.shape(), scatter_axis, numelem);
+  std::vector<std::int64_t> recv_numel;
+  for (int i = 0; i < size; ++i) recv_numel.push_back(shape_numel(with_axis(base, gather_axis, pieces[i])));
+  const Layout recv_l = layout(recv_numel, 1, "alltoall");
+  Tensor received = Tensor::empty({std::accumulate(recv_numel.begin(), recv_numel.end(), std::int64_t{0})}, x.dtype());
+  ZKYNET_MPI(Alltoallv, Ialltoallv, send.raw_data(), send_l.counts.data(), send_l.displs.data(), mpi_type(x.dtype()),
+                      received.raw_data(), recv_l.counts.data(), recv_l.displs.data(), mpi_type(x.dtype()), comm);
+  // Each block arrived axis-major in scatter_axis; put it in place along gather_axis.
+  const std::int64_t total = std::accumulate(pieces.begin(), pieces.end(), std::int64_t{0});
+  Tensor out = Tensor::empty(with_axis(base, gather_axis, total), x.dtype());
+  std::int64_t offset = 0, at = 0;
+  for (int i = 0; i < size; ++i) {
+    const Shape block = with_axis(base, gather_axis, pieces[i]);
+    const Tensor piece = received.slice(0, offset, offset + recv_numel[i])
+                             .reshape(axis_major_shape(block, scatter_axis))
+                             .transpose(0, scatter_axis);
+    out.slice(gather_axis, at, at + pieces[i]).copy_(piece);
+    offset += recv_numel[i];
+    at += pieces[i];
+  }
+  return out;
+}
+
+}  // namespace zkynet::dist::detail

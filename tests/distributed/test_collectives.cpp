@@ -1,0 +1,223 @@
+// Collectives as operators: values, mpi4torch's gradient tests, and finite-difference
+// checks of every adjoint across ranks. Runs under mpiexec with 2, 3 and 4 ranks.
+#include <zkynet/distributed/ops.h>
+#include <zkynet/ops/ops.h>
+
+#include "distributed/helpers.h"
+
+using namespace zkynet;
+using namespace zkynet::testing;
+using dist::ReduceOp;
+using Catch::Matchers::Contains;
+
+namespace {
+
+const dist::Communicator& W() {
+  static const dist::Communicator w = dist::world();
+  return w;
+}
+int rank() { return W().rank(); }
+int size() { return W().size(); }
+double r1() { return rank() + 1.0; }
+
+Tensor ones(const Shape& s) { return Tensor::ones(s); }
+
+}  // namespace
+
+// ---- values ---------------------------------------------------------------------------
+
+TEST_CASE("allreduce sums, averages and takes extremes over ranks") {
+  const double n = size();
+  const Tensor x = Tensor::full({2, 3}, r1());
+  CHECK(allclose(dist::allreduce(x).value(), Tensor::full({2, 3}, n * (n + 1) / 2)));
+  CHECK(allclose(dist::allreduce(x, ReduceOp::Avg).value(), Tensor::full({2, 3}, (n + 1) / 2)));
+  CHECK(allclose(dist::allreduce(x, ReduceOp::Max).value(), Tensor::full({2, 3}, n)));
+  CHECK(allclose(dist::allreduce(x, ReduceOp::Min).value(), Tensor::full({2, 3}, 1.0)));
+  double factorial = 1;
+  for (int r = 1; r <= size(); ++r) factorial *= r;
+  CHECK(allclose(dist::allreduce(x, ReduceOp::Prod).value(), Tensor::full({2, 3}, factorial)));
+}
+
+TEST_CASE("reduce gives the root the sum and other ranks zeros") {
+  const double n = size();
+  const Tensor y = dist::reduce(Tensor::full({3}, r1()), ReduceOp::Sum, 0).value();
+  CHECK(allclose(y, Tensor::full({3}, rank() == 0 ? n * (n + 1) / 2 : 0.0)));
+}
+
+TEST_CASE("bcast copies the root's value to every rank") {
+  const int root = size() - 1;
+  CHECK(allclose(dist::bcast(Tensor::full({2}, r1()), root).value(), Tensor::full({2}, root + 1.0)));
+}
+
+TEST_CASE("gather concatenates parts of different sizes on the root in rank order") {
+  // Rank r contributes r+1 rows of value r along axis 1.
+  const Tensor x = Tensor::full({2, rank() + 1}, rank());
+  const Tensor y = dist::gather(x, 1, 0).value();
+  if (rank() == 0) {
+    REQUIRE(y.shape() == Shape{2, size() * (size() + 1) / 2});
+    std::int64_t at = 0;
+    for (int r = 0; r < size(); ++r) {
+      for (int k = 0; k <= r; ++k, ++at) CHECK(y.at({1, at}) == r);
+    }
+  } else {
+    CHECK(y.shape() == Shape{2, 0});
+  }
+}
+
+TEST_CASE("allgather gives every rank the concatenation") {
+  const Tensor y = dist::allgather(Tensor::full({rank() + 1, 2}, rank()), 0).value();
+  REQUIRE(y.shape() == Shape{size() * (size() + 1) / 2, 2});
+  CHECK(y.at({0, 1}) == 0);
+  CHECK(y.at({y.size(0) - 1, 0}) == size() - 1);
+}
+
+TEST_CASE("scatter then gather round-trips the root's tensor, with per-rank counts") {
+  const std::int64_t total = size() * (size() + 1) / 2;
+  const Tensor full = Tensor::arange(3 * total).reshape({3, total});
+  const Tensor x = rank() == 0 ? full : Tensor::zeros({3, 1});
+  const Tensor part = dist::scatter(x, 1, rank() + 1, 0).value();
+  REQUIRE(part.shape() == Shape{3, rank() + 1});
+  const std::int64_t offset = rank() * (rank() + 1) / 2;
+  CHECK(allclose(part, full.slice(1, offset, offset + rank() + 1).contiguous()));
+  const Tensor back = dist::gather(part, 1, 0).value();
+  if (rank() == 0) CHECK(allclose(back, full));
+}
+
+TEST_CASE("alltoall exchanges blocks and its swapped form undoes it") {
+  // x: (2 rows per rank along axis 0, size*1 columns along axis 1); rank j keeps column j.
+  const Tensor x = op::add(Tensor::full({2, size()}, 100.0 * rank()), Tensor::arange(size()).reshape({1, size()})).value();
+  const Tensor y = dist::alltoall(x, 0, 1, 1).value();
+  REQUIRE(y.shape() == Shape{2 * size(), 1});
+  for (int src = 0; src < size(); ++src) CHECK(y.at({2 * src + 1, 0}) == 100.0 * src + rank());
+  const Tensor back = dist::alltoall(y, 1, 0, 2).value();
+  CHECK(allclose(back, x));
+}
+
+// ---- gradients (mpi4torch's tests) ----------------------------------------------------------
+
+TEST_CASE("allreduce SUM backward gives size * 1") {
+  const Tensor g = rank_grad([](const NodeRef& x) { return op::sum(dist::allreduce(x)); }, ones({3}));
+  CHECK(allclose(g, Tensor::full({3}, size())));
+}
+
+TEST_CASE("reduce SUM backward gives 1 on every rank") {
+  const Tensor g = rank_grad([](const NodeRef& x) { return op::sum(dist::reduce(x, ReduceOp::Sum, 0)); }, ones({3}));
+  CHECK(allclose(g, ones({3})));
+}
+
+TEST_CASE("bcast backward gives size * 1 on the root and 0 elsewhere") {
+  const Tensor g = rank_grad([](const NodeRef& x) { return op::sum(dist::bcast(x, 0)); }, ones({3}));
+  CHECK(allclose(g, Tensor::full({3}, rank() == 0 ? size() : 0.0)));
+}
+
+TEST_CASE("allgather backward is a correct reduce-scatter for any number of ranks") {
+  // Each rank's root weighs the gathered tensor by (rank + 1): every part's gradient is
+  // the sum over ranks, size (size + 1) / 2 (mpi4torch gives 5 instead of 6 on 3 ranks).
+  const double w = r1();
+  const Tensor g = rank_grad([w](const NodeRef& x) { return op::sum(op::mult(dist::allgather(x, 0), w)); }, ones({2}));
+  CHECK(allclose(g, Tensor::full({2}, size() * (size() + 1) / 2.0)));
+}
+
+TEST_CASE("scatter backward gathers to the root; other ranks get zeros") {
+  const Tensor x = rank() == 0 ? Tensor::ones({2 * size()}) : Tensor::ones({2});
+  const double w = r1();
+  const Tensor g = rank_grad([w](const NodeRef& v) { return op::sum(op::mult(dist::scatter(v, 0, 2, 0), w)); }, x);
+  if (rank() == 0) {
+    for (int r = 0; r < size(); ++r) CHECK(g.at({2 * r + 1}) == r + 1.0);
+  } else {
+    CHECK(allclose(g, Tensor::zeros({2})));
+  }
+}
+
+TEST_CASE("gather backward scatters each rank its own part of the root's gradient") {
+  const Tensor g = rank_grad([](const NodeRef& v) {
+    const NodeRef all = dist::gather(v, 0, 0);
+    return op::sum(op::mult(all, all));  // root: sum of squares of everything; others: 0
+  }, Tensor::full({rank() + 1}, r1()));
+  CHECK(allclose(g, Tensor::full({rank() + 1}, 2 * r1())));
+}
+
+// ---- finite differences across ranks --------------------------------------------------------
+
+TEST_CASE("every collective's adjoint matches finite differences across ranks") {
+  const Tensor x = rank_tensor({2, 3}, rank());
+  const Tensor w = rank_tensor({2, 3}, rank(), 7);
+  const auto weighted = [w](const NodeRef& y) { return op::sum(op::mult(op::tanh(y), w)); };
+  SECTION("allreduce SUM") { require_dist_gradcheck([&](const NodeRef& v) { return weighted(dist::allreduce(v)); }, x, W()); }
+  SECTION("allreduce AVG") {
+    require_dist_gradcheck([&](const NodeRef& v) { return weighted(dist::allreduce(v, ReduceOp::Avg)); }, x, W());
+  }
+  SECTION("allreduce MAX") {
+    require_dist_gradcheck([&](const NodeRef& v) { return weighted(dist::allreduce(v, ReduceOp::Max)); }, x, W());
+  }
+  SECTION("allreduce MIN") {
+    require_dist_gradcheck([&](const NodeRef& v) { return weighted(dist::allreduce(v, ReduceOp::Min)); }, x, W());
+  }
+  SECTION("allreduce PROD") {
+    require_dist_gradcheck([&](const NodeRef& v) { return weighted(dist::allreduce(v, ReduceOp::Prod)); }, x, W());
+  }
+  SECTION("reduce SUM, AVG, MAX, PROD") {
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max, ReduceOp::Prod}) {
+      INFO(dist::reduce_op_name(op));
+      require_dist_gradcheck([&](const NodeRef& v) { return weighted(dist::reduce(v, op, size() - 1)); }, x, W());
+    }
+  }
+  SECTION("bcast") { require_dist_gradcheck([&](const NodeRef& v) { return weighted(dist::bcast(v, 0)); }, x, W()); }
+  SECTION("allgather") {
+    const Tensor wg = rank_tensor({2, 3 * size()}, rank(), 9);
+    require_dist_gradcheck([&](const NodeRef& v) { return op::sum(op::mult(op::tanh(dist::allgather(v, 1)), wg)); }, x,
+                           W());
+  }
+  SECTION("gather") {
+    const Tensor wg = rank_tensor({2 * size(), 3}, rank(), 9);
+    require_dist_gradcheck([&](const NodeRef& v) {
+      const NodeRef all = dist::gather(v, 0, 0);
+      return rank() == 0 ? op::sum(op::mult(op::tanh(all), wg)) : op::sum(all);
+    }, x, W());
+  }
+  SECTION("scatter") {
+    const Tensor xs = rank() == 0 ? rank_tensor({2, 2 * size()}, 0) : rank_tensor({2, 2}, rank());
+    const Tensor ws = rank_tensor({2, 2}, rank(), 5);
+    require_dist_gradcheck([&](const NodeRef& v) { return op::sum(op::mult(op::tanh(dist::scatter(v, 1, 2, 0)), ws)); },
+                           xs, W());
+  }
+  SECTION("alltoall") {
+    const Tensor xa = rank_tensor({2, 2 * size()}, rank());
+    const Tensor wa = rank_tensor({2 * size(), 2}, rank(), 3);
+    require_dist_gradcheck([&](const NodeRef& v) { return op::sum(op::mult(op::tanh(dist::alltoall(v, 0, 1, 2)), wa)); },
+                           xa, W());
+  }
+}
+
+TEST_CASE("MAX splits the gradient evenly between tied ranks") {
+  const Tensor g = rank_grad([](const NodeRef& v) { return op::sum(dist::allreduce(v, ReduceOp::Max)); },
+                             Tensor{rank() == 0 ? 5.0 : 1.0, 2.0});
+  // Element 0: rank 0 wins alone, gets size (every rank's root counts it once). Element 1: all tie.
+  CHECK(g.at({0}) == (rank() == 0 ? size() : 0.0));
+  CHECK(g.at({1}) == Approx(1.0));
+}
+
+TEST_CASE("PROD's gradient handles zeros exactly") {
+  // One zero (on rank 0): only rank 0 gets a non-zero gradient, the product of the others.
+  const Tensor x{rank() == 0 ? 0.0 : 2.0};
+  const Tensor g = rank_grad([](const NodeRef& v) { return op::sum(dist::allreduce(v, ReduceOp::Prod)); }, x);
+  CHECK(g.at({0}) == (rank() == 0 ? size() * std::pow(2.0, size() - 1) : 0.0));
+}
+
+// ---- bad input ----------------------------------------------------------------------------
+
+TEST_CASE("checked mode reports shapes that differ across ranks on every rank") {
+  const Tensor x = Tensor::ones({2, rank() == 0 ? 3 : 4});
+  std::string msg = error_message<ShapeError>([&] { dist::allreduce(x); });
+  CHECK_THAT(msg, Contains("Allreduce SUM on world") && Contains("rank 0: Allreduce SUM float64 (2,3)") &&
+                      Contains("rank 1: Allreduce SUM float64 (2,4)"));
+}
+
+TEST_CASE("scatter counts that do not add up are refused on every rank") {
+  const Tensor x = Tensor::ones({3});
+  CHECK_THROWS_AS(dist::scatter(x, 0, 2, 0), ShapeError);
+}
+
+TEST_CASE("a root outside the communicator is an IndexError") {
+  CHECK_THROWS_WITH(dist::bcast(Tensor::ones({1}), size()), Contains("root " + std::to_string(size())));
+}
