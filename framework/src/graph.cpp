@@ -178,7 +178,16 @@ NodeRef apply_dynamic(const std::shared_ptr<const DynamicOperator>& op, std::spa
 
 std::vector<Tensor> backward_pass(const Tape& tape, const Node& root, const Tensor& seed) {
   const auto nodes = tape.nodes();
-  const std::size_t end = root.index() + 1;
+  // Communication nodes recorded after the root take part too (with zero gradients): every
+  // rank must run the same backward calls, whichever node it chose as its root.
+  std::size_t end = root.index() + 1;
+  for (std::size_t i = nodes.size(); i > end; --i) {
+    const Node& n = *nodes[i - 1];
+    if (n.kind() == NodeKind::Operator && static_cast<const OperatorNode&>(n).visit_without_gradient()) {
+      end = i;
+      break;
+    }
+  }
   std::vector<Tensor> grads(end);
   std::vector<bool> owned(end, false);  // false: the tensor may be shared with an operator's output
   grads[root.index()] = seed;
