@@ -51,10 +51,17 @@ double Estimator::step(const Tensor& x, const Tensor& y) {
       "Estimator");
   objective.input("y").requires_grad(false);
   optimizer_.zero_grad();
-  ModuleGraph g = objective(x, y);
-  g.back();
+  double loss = 0;
+  // A data-parallel shard may be empty (a last batch smaller than the process count); the
+  // process still joins the gradient combination and the step.
+  if (x.size(0) > 0) {
+    ModuleGraph g = objective(x, y);
+    g.back();
+    loss = g.value().item();
+  }
+  if (parallel_.combine_gradients) parallel_.combine_gradients(x.size(0));
   optimizer_.step();
-  return g.value().item();
+  return loss;
 }
 
 Tensor Estimator::predict(const Tensor& x) {
@@ -89,7 +96,7 @@ double Estimator::evaluate(const Tensor& x, const Tensor& y) {
 }
 
 void Estimator::progress(std::int64_t epoch, std::int64_t done, std::int64_t total, double loss, double rate) const {
-  if (!spec_.verbose || !isatty(STDOUT_FILENO)) return;
+  if (!spec_.verbose || !parallel_.prints || !isatty(STDOUT_FILENO)) return;
   constexpr int kWidth = 30;
   const int filled = static_cast<int>(kWidth * done / std::max<std::int64_t>(total, 1));
   std::printf("\repoch %lld/%lld [%s%s] loss %.4f  %.0f samples/s   ", static_cast<long long>(epoch),
@@ -103,16 +110,23 @@ double Estimator::train_epoch_batches(const Tensor& x, const Tensor& y, std::int
   data::DataLoader loader(dataset, {.batch_size = spec_.batchsize, .shuffle = spec_.shuffle, .seed = spec_.seed});
   loader.set_epoch(epoch - 1);
   double total = 0;
-  std::int64_t seen = 0;
+  std::int64_t seen = 0, local_seen = 0;
   const auto start = Clock::now();
   for (auto it = loader.begin(); it != loader.end(); ++it) {
     const data::Batch& b = *it;
     const std::int64_t rows = b[0].size(0);
-    total += step(b[0], b[1]) * static_cast<double>(rows);
+    const auto [begin, end] = parallel_.shard ? parallel_.shard(rows) : std::pair<std::int64_t, std::int64_t>{0, rows};
+    total += step(b[0].slice(0, begin, end), b[1].slice(0, begin, end)) * static_cast<double>(end - begin);
+    local_seen += end - begin;
     seen += rows;
-    progress(epoch, seen, x.size(0), total / static_cast<double>(seen), static_cast<double>(seen) / seconds_since(start));
+    progress(epoch, seen, x.size(0), total / static_cast<double>(std::max<std::int64_t>(local_seen, 1)),
+             static_cast<double>(seen) / seconds_since(start));
   }
-  return total / static_cast<double>(std::max<std::int64_t>(seen, 1));
+  if (parallel_.sum_over_processes) {
+    total = parallel_.sum_over_processes(total);
+    local_seen = static_cast<std::int64_t>(parallel_.sum_over_processes(static_cast<double>(local_seen)));
+  }
+  return total / static_cast<double>(std::max<std::int64_t>(local_seen, 1));
 }
 
 double Estimator::train_epoch_sequences(const Tensor& x, const Tensor& y, std::int64_t epoch) {
@@ -164,7 +178,7 @@ std::vector<EpochLog> Estimator::fit(const Tensor& x, const Tensor& y) {
       model_.train();
     }
     history.push_back(log);
-    if (spec_.verbose) {
+    if (spec_.verbose && parallel_.prints) {
       if (isatty(STDOUT_FILENO)) std::printf("\n");
       std::printf("epoch %lld/%lld  loss %.5f%s  %.0f samples/s  %.2f s\n", static_cast<long long>(epoch),
                   static_cast<long long>(spec_.epochs), log.loss,

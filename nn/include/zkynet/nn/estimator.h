@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace zkynet::nn {
@@ -41,6 +42,19 @@ struct EpochLog {
   double seconds = 0;
 };
 
+// How a data-parallel wrapper (dist::DataParallel::attach) takes part in fit(): every
+// process trains on its own rows of each minibatch, and gradients are combined before each
+// optimizer step. nn/ knows nothing of MPI; the wrapper supplies these functions.
+struct EstimatorParallelism {
+  // This process's rows [begin, end) of a minibatch of `rows`.
+  std::function<std::pair<std::int64_t, std::int64_t>(std::int64_t rows)> shard;
+  // Called after backward with this process's row count.
+  std::function<void(std::int64_t local_rows)> combine_gradients;
+  // Sums a number over processes (epoch losses, so every process logs and decides alike).
+  std::function<double(double)> sum_over_processes;
+  bool prints = true;  // whether this process prints progress
+};
+
 class Estimator {
  public:
   using Loss = std::function<NodeRef(const NodeRef& prediction, const NodeRef& target)>;
@@ -55,6 +69,9 @@ class Estimator {
   // For stateful recurrent models: called whenever a new group of streams starts.
   void on_sequence_start(std::function<void()> reset) { reset_ = std::move(reset); }
   const EstimatorSpec& spec() const { return spec_; }
+  // Data-parallel training; minibatches are sharded (series windows are not: each process
+  // then trains on every window and the combined gradients equal the local ones).
+  void set_parallelism(EstimatorParallelism parallelism) { parallel_ = std::move(parallelism); }
 
  private:
   double train_epoch_batches(const Tensor& x, const Tensor& y, std::int64_t epoch);
@@ -69,6 +86,7 @@ class Estimator {
   EstimatorSpec spec_;
   std::vector<Callback> callbacks_;
   std::function<void()> reset_;
+  EstimatorParallelism parallel_;
 };
 
 }  // namespace zkynet::nn

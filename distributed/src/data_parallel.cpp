@@ -1,0 +1,125 @@
+#include <zkynet/distributed/data_parallel.h>
+#include <zkynet/distributed/eager.h>
+#include <zkynet/framework/error.h>
+#include <zkynet/nn/estimator.h>
+#include <zkynet/ops/kernels.h>
+
+#include <algorithm>
+
+namespace zkynet::dist {
+
+DataParallel::DataParallel(ModuleBase& model, Communicator comm, DataParallelOptions options)
+    : model_(model), comm_(std::move(comm)), options_(options) {
+  if (options_.root < 0 || options_.root >= comm_.size()) {
+    throw IndexError("DataParallel: root " + std::to_string(options_.root) + " is not a rank of " + comm_.name());
+  }
+  plan_buckets();
+  broadcast_state();
+}
+
+// Parameters in registration order, grouped by dtype into buckets of about bucket_bytes.
+// Every rank builds the same model, so every rank plans the same buckets.
+void DataParallel::plan_buckets() {
+  buckets_.clear();
+  for (const auto& [name, p] : model_.named_parameters()) {
+    if (!p.requires_grad()) continue;
+    const DType dtype = p.value().dtype();
+    auto it = std::find_if(buckets_.rbegin(), buckets_.rend(), [&](const Bucket& b) { return b.dtype == dtype; });
+    const auto bytes = [&](const Bucket& b) { return static_cast<std::size_t>(b.numel) * dtype_size(dtype); };
+    if (it == buckets_.rend() || bytes(*it) >= options_.bucket_bytes) {
+      buckets_.push_back({dtype, {}, 0});
+      it = buckets_.rbegin();
+    }
+    it->params.push_back(p);
+    it->numel += p.value().numel();
+  }
+}
+
+void DataParallel::broadcast_state() {
+  for (const auto& [name, p] : model_.named_parameters()) {
+    Tensor value = p.value();
+    if (!value.is_contiguous()) {
+      value = value.contiguous();
+      Parameter(p).set_value(value);
+    }
+    bcast_(value, options_.root, comm_);
+  }
+  for (auto& [name, buffer] : model_.named_buffers()) {
+    Tensor b = buffer;
+    if (!b.is_contiguous()) throw UsageError("DataParallel: buffer '" + name + "' is not contiguous");
+    bcast_(b, options_.root, comm_);
+  }
+}
+
+namespace {
+
+// Copies the gradients into one flat buffer; a missing gradient counts as zeros.
+void pack(const std::vector<Parameter>& params, Tensor& flat) {
+  std::int64_t at = 0;
+  for (const Parameter& p : params) {
+    const std::int64_t n = p.value().numel();
+    Tensor part = flat.slice(0, at, at + n).reshape(p.value().shape());
+    if (p.grad().defined()) {
+      part.copy_(p.grad());
+    } else {
+      part.fill_(0.0);
+    }
+    at += n;
+  }
+}
+
+}  // namespace
+
+void DataParallel::average_gradients(std::int64_t local_rows) {
+  const bool weighted = local_rows >= 0;
+  double total_rows = comm_.size();
+  if (weighted) {
+    Tensor rows = Tensor::scalar(static_cast<double>(local_rows));
+    allreduce_(rows, ReduceOp::Sum, comm_);
+    total_rows = rows.item();
+    if (total_rows == 0) return;
+  }
+  const double weight = weighted ? static_cast<double>(local_rows) : 1.0;
+  for (Bucket& bucket : buckets_) {
+    Tensor flat = Tensor::empty({bucket.numel}, bucket.dtype);
+    pack(bucket.params, flat);
+    if (weight != 1.0) flat.copy_(kernels::scale(flat, weight));
+    allreduce_(flat, ReduceOp::Sum, comm_);
+    std::int64_t at = 0;
+    for (Parameter& p : bucket.params) {
+      const std::int64_t n = p.value().numel();
+      const Tensor mean = kernels::scale(flat.slice(0, at, at + n).reshape(p.value().shape()), 1.0 / total_rows);
+      if (p.grad().defined() && p.grad().shape() == p.value().shape()) {
+        Tensor(p.grad()).copy_(mean);
+      } else {
+        p.zero_grad();
+        p.accumulate_grad(mean);
+      }
+      at += n;
+    }
+  }
+}
+
+std::pair<std::int64_t, std::int64_t> DataParallel::shard(std::int64_t rows) const {
+  const std::int64_t size = comm_.size();
+  const std::int64_t rank = comm_.rank();
+  const std::int64_t base = rows / size;
+  const std::int64_t extra = rows % size;
+  const std::int64_t begin = rank * base + std::min(rank, extra);
+  return {begin, begin + base + (rank < extra ? 1 : 0)};
+}
+
+void DataParallel::attach(nn::Estimator& estimator) {
+  nn::EstimatorParallelism p;
+  p.shard = [this](std::int64_t rows) { return shard(rows); };
+  p.combine_gradients = [this](std::int64_t local_rows) { average_gradients(local_rows); };
+  p.sum_over_processes = [this](double v) {
+    Tensor t = Tensor::scalar(v);
+    allreduce_(t, ReduceOp::Sum, comm_);
+    return t.item();
+  };
+  p.prints = comm_.rank() == options_.root;
+  estimator.set_parallelism(std::move(p));
+}
+
+}  // namespace zkynet::dist
