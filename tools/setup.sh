@@ -11,6 +11,7 @@ packages=(
   pybind11-dev libdlpack-dev
   libhdf5-dev python3-h5py
   zlib1g-dev python3-statsmodels
+  mpich libmpich-dev
 )
 
 missing=()

@@ -26,8 +26,9 @@ bool any_requires_grad(const std::vector<Node*>& parents) {
 }
 }  // namespace
 
-OperatorNode::OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents)
-    : Node(tape, std::move(value), NodeKind::Operator, any_requires_grad(parents)), parents_(std::move(parents)) {}
+OperatorNode::OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents, bool communicates)
+    : Node(tape, std::move(value), NodeKind::Operator, communicates || any_requires_grad(parents)),
+      parents_(std::move(parents)) {}
 
 void Tape::adopt(std::unique_ptr<Node> node) {
   node->index_ = nodes_.size();

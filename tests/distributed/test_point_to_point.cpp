@@ -133,3 +133,18 @@ TEST_CASE("a peer outside the communicator is an IndexError") {
   CHECK_THROWS_AS(dist::send(Tensor::ones({1}), size(), 0), IndexError);
   CHECK_THROWS_AS(dist::recv(Tensor::ones({1}), -1, 0), IndexError);
 }
+
+TEST_CASE("recv into a constant template still sends the receiver's gradient back") {
+  Lambda f({"x"}, [](std::span<const NodeRef> in) -> NodeRef {
+    if (rank() == 0) {
+      dist::send(op::mult(in[0], 1.0), 1, 11);
+      return op::sum(op::mult(in[0], 0.0));
+    }
+    if (rank() == 1) return op::sum(op::mult(dist::recv(Tensor::zeros({2}), 0, 11), 4.0));
+    return op::sum(in[0]);
+  });
+  const std::vector<NodeRef> args{NodeRef(Tensor::ones({2}))};
+  ModuleGraph g = f.invoke(args);
+  g.back();
+  if (rank() == 0) CHECK(allclose(g.grad(f.input("x")), Tensor::full({2}, 4.0)));
+}

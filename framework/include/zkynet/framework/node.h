@@ -81,7 +81,9 @@ class OperatorNode : public Node {
   virtual bool visit_without_gradient() const { return false; }
 
  protected:
-  OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents);
+  // communicates: a communication operator. Its output may depend on other ranks'
+  // parameters, so it requires a gradient even when its local inputs do not.
+  OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents, bool communicates = false);
 
  private:
   std::vector<Node*> parents_;

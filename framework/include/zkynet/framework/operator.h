@@ -65,7 +65,7 @@ class DefNode final : public OperatorNode {
   static constexpr std::size_t N = arity<Def>();
 
   DefNode(Tape& tape, Tensor value, std::vector<Node*> parents, Def def)
-      : OperatorNode(tape, std::move(value), std::move(parents)), def_(std::move(def)) {}
+      : OperatorNode(tape, std::move(value), std::move(parents), communicates()), def_(std::move(def)) {}
 
   std::string_view op_name() const override { return Def::name; }
   const Def& def() const { return def_; }
@@ -78,13 +78,14 @@ class DefNode final : public OperatorNode {
     }
   }
 
-  bool visit_without_gradient() const override {
+  static constexpr bool communicates() {
     if constexpr (requires { Def::visit_without_gradient; }) {
       return Def::visit_without_gradient;
     } else {
       return false;
     }
   }
+  bool visit_without_gradient() const override { return communicates(); }
 
   void backward(const Tensor& grad_out, std::span<Tensor> grad_in) const override {
     const auto ps = parents();

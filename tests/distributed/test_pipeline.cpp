@@ -1,0 +1,120 @@
+// Pipeline parallel: a Sequential cut into one stage per rank, micro-batches on a GPipe
+// schedule; gradients and training equal single-process full-batch results.
+#include <zkynet/distributed/pipeline.h>
+#include <zkynet/framework/session.h>
+#include <zkynet/nn/activation.h>
+#include <zkynet/nn/linear.h>
+#include <zkynet/nn/sequential.h>
+#include <zkynet/ops/loss.h>
+#include <zkynet/optim/sgd.h>
+
+#include "distributed/helpers.h"
+
+#include <memory>
+
+using namespace zkynet;
+using namespace zkynet::testing;
+
+namespace {
+
+const dist::Communicator& W() {
+  static const dist::Communicator w = dist::world();
+  return w;
+}
+
+// Seven layers, so 2, 3 and 4 ranks all get non-empty stages.
+std::unique_ptr<nn::Sequential> make_model() {
+  Generator gen(3);
+  const nn::LinearOptions o{.dtype = DType::Float64, .generator = &gen};
+  auto m = std::make_unique<nn::Sequential>();
+  m->add<nn::Linear>(5, 8, o);
+  m->add<nn::Tanh>();
+  m->add<nn::Linear>(8, 8, o);
+  m->add<nn::Tanh>();
+  m->add<nn::Linear>(8, 8, o);
+  m->add<nn::Tanh>();
+  m->add<nn::Linear>(8, 4, o);
+  return m;
+}
+
+struct Batch {
+  Tensor x, y;
+};
+
+Batch make_batch(std::int64_t rows) {
+  Generator gen(8);
+  std::vector<std::int64_t> labels;
+  for (std::int64_t i = 0; i < rows; ++i) labels.push_back((i * 5) % 4);
+  return {Tensor::randn({rows, 5}, gen), Tensor::from_vector(labels, {rows})};
+}
+
+const auto kLoss = [](const NodeRef& out, const NodeRef& y) { return op::cross_entropy(out, y); };
+
+double reference_step(nn::Sequential& model, const Batch& b) {
+  Lambda objective({"x"}, [&](std::span<const NodeRef> in) {
+    const std::array<NodeRef, 1> args{in[0]};
+    return kLoss(model.invoke(args).root(), NodeRef(b.y));
+  });
+  ModuleGraph g = objective(b.x);
+  g.back();
+  return g.value().item();
+}
+
+}  // namespace
+
+TEST_CASE("pipeline gradients equal single-process gradients, whatever the micro-batching") {
+  const Batch batch = make_batch(12);
+  for (std::int64_t micro : {1, 3, 5}) {
+    INFO("micro-batches " << micro);
+    auto model = make_model();
+    auto reference = make_model();
+    dist::Pipeline pipe(*model, {.micro_batches = micro}, W());
+    const double loss = pipe.train_step(batch.x, batch.y, kLoss);
+    const double ref_loss = reference_step(*reference, batch);
+    CHECK(loss == Approx(ref_loss).epsilon(1e-12));
+    const auto [begin, end] = pipe.layers();
+    CHECK(end > begin);
+    for (std::size_t i = begin; i < end; ++i) {
+      const auto ours = (*model)[i].named_parameters();
+      const auto theirs = (*reference)[i].named_parameters();
+      for (std::size_t k = 0; k < ours.size(); ++k) {
+        INFO("layer " << i << " " << ours[k].first);
+        INFO("ours " << ours[k].second.grad() << " theirs " << theirs[k].second.grad());
+        CHECK(allclose(ours[k].second.grad(), theirs[k].second.grad(), 1e-10, 1e-12));
+      }
+    }
+  }
+}
+
+TEST_CASE("pipeline training steps follow single-process training") {
+  const Batch batch = make_batch(16);
+  auto model = make_model();
+  auto reference = make_model();
+  dist::Pipeline pipe(*model, {.micro_batches = 4}, W());
+  optim::SGD opt(pipe.parameters(), {.lr = 0.5});
+  optim::SGD ref_opt(reference->parameters(), {.lr = 0.5});
+  double first = 0, last = 0;
+  for (int step = 0; step < 5; ++step) {
+    opt.zero_grad();
+    ref_opt.zero_grad();
+    last = pipe.train_step(batch.x, batch.y, kLoss);
+    if (step == 0) first = last;
+    CHECK(last == Approx(reference_step(*reference, batch)).epsilon(1e-10));
+    opt.step();
+    ref_opt.step();
+  }
+  CHECK(last < first);
+  const Tensor out = pipe.predict(batch.x);
+  if (pipe.is_last()) {
+    NoGradGuard no_grad;
+    CHECK(allclose(out, (*reference)(batch.x).value(), 1e-10, 1e-12));
+  } else {
+    CHECK_FALSE(out.defined());
+  }
+}
+
+TEST_CASE("a pipeline with more stages than layers is refused") {
+  nn::Sequential tiny;
+  tiny.add<nn::Tanh>();
+  if (W().size() > 1) CHECK_THROWS_AS(dist::Pipeline(tiny, {}, W()), UsageError);
+}
