@@ -101,7 +101,9 @@ double Pipeline::train_step(const Tensor& x, const Tensor& y, const Loss& loss) 
       const NodeRef h = run_stage(is_first() ? NodeRef(x.slice(0, b, e)) : receive_activation(m));
       if (is_last()) {
         const NodeRef part = loss(h, NodeRef(y.slice(0, b, e)));
-        total = op::add(total, op::mult(part, static_cast<double>(e - b) / static_cast<double>(rows)));
+        const Tensor weight = Tensor::scalar(static_cast<double>(e - b) / static_cast<double>(rows), part.value().dtype());
+        const NodeRef weighted = op::mult(part, weight);
+        total = m == 0 ? weighted : op::add(total, weighted);
       } else {
         send_shape(h.value(), m);
         sends.push_back(send(h, stage() + 1, activation_tag(m), comm_));

@@ -205,6 +205,9 @@ std::vector<Tensor> backward_pass(const Tape& tape, const Node& root, const Tens
     op.backward(g, grad_in);
     for (std::size_t j = 0; j < parents.size(); ++j) {
       if (!grad_in[j].defined()) continue;
+      // A gradient has its value's dtype: 0-d operands of mixed precision may promote a result.
+      const DType value_dtype = parents[j]->value().dtype();
+      if (grad_in[j].dtype() != value_dtype && is_floating(value_dtype)) grad_in[j] = grad_in[j].to(value_dtype);
       const std::size_t p = parents[j]->index();
       if (!grads[p].defined()) {
         grads[p] = std::move(grad_in[j]);

@@ -155,3 +155,16 @@ TEST_CASE("back(seed) copies the seed: later changes to it do not reach the grad
   seed.fill_(7.0);
   CHECK(allclose(g.grad(f.input("a")), Tensor{3.0, 4.0}));
 }
+
+TEST_CASE("gradients keep each value's dtype when 0-d operands of mixed precision promote a result") {
+  // float32 0-d + float64 0-d gives float64; the float32 branch must still get float32 gradients.
+  Lambda f({"x"}, [](std::span<const NodeRef> in) {
+    return op::add(Tensor::scalar(0.0, DType::Float32), op::mult(op::sum(op::square(in[0])), Tensor::scalar(0.5)));
+  });
+  const std::vector<NodeRef> args{NodeRef(Tensor::full({3}, 2.0, DType::Float32))};
+  ModuleGraph g = f.invoke(args);
+  g.back();
+  const Tensor grad = g.grad(f.input("x"));
+  CHECK(grad.dtype() == DType::Float32);
+  CHECK(allclose(grad, Tensor::full({3}, 2.0, DType::Float32)));
+}
