@@ -23,8 +23,16 @@ bool mpi_finalized() {
   return finalized != 0;
 }
 
-void finalize_at_exit() {
-  if (!mpi_finalized()) MPI_Finalize();
+// A rank that exits non-zero aborts the job: finalizing would wait for ranks that may be
+// blocked on it forever. (glibc's on_exit passes the exit status; atexit does not.)
+void finalize_at_exit(int status, void*) {
+  if (mpi_finalized()) return;
+  if (status != 0) {
+    std::fprintf(stderr, "zkynet.distributed: a rank exits with status %d; aborting the job\n", status);
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, status);
+  }
+  MPI_Finalize();
 }
 
 // An uncaught exception on one rank would otherwise leave the others blocked in their next
@@ -97,7 +105,7 @@ void init(int* argc, char*** argv) {
     if (!started) {
       int provided = 0;
       detail::check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
-      std::atexit(finalize_at_exit);
+      on_exit(finalize_at_exit, nullptr);
     }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     std::set_terminate(terminate_job);
