@@ -162,6 +162,25 @@ struct AlltoallDef : CommDef {
   }
 };
 
+// Megatron's pair for values replicated on every rank: a sum whose backward is the identity,
+// and an identity whose backward is a sum.
+struct ReplicatedSumDef : CommDef {
+  static constexpr std::string_view name = "replicated_sum";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  Tensor forward(const Tensor& x) const { return detail::allreduce(comm->forward, x, ReduceOp::Sum); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {c.grad}; }
+};
+
+struct CopyToRanksDef : CommDef {
+  static constexpr std::string_view name = "copy_to_ranks";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  Tensor forward(const Tensor& x) const { return x; }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    return {detail::allreduce(comm->backward, c.grad, ReduceOp::Sum)};
+  }
+};
+
 void check_root(const Communicator& comm, int root, std::string_view what) {
   if (root < 0 || root >= comm.size()) {
     throw IndexError(std::string(what) + ": root " + std::to_string(root) + " is not a rank of " + comm.name() +
@@ -242,6 +261,17 @@ NodeRef alltoall(const NodeRef& x, std::int64_t gather_axis, std::int64_t scatte
   }
   detail::agree(comm.impl().forward, problem, what);
   return apply(AlltoallDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, g, s, numelem}, x);
+}
+
+NodeRef replicated_sum(const NodeRef& x, const Communicator& comm) {
+  const std::string what = "Replicated sum";
+  detail::check_same_call(comm.impl(), what, x.value());
+  return apply(ReplicatedSumDef{{comm.impl_ptr(), comm.impl().collective_label(what)}}, x);
+}
+
+NodeRef copy_to_ranks(const NodeRef& x, const Communicator& comm) {
+  // No forward communication, but its backward allreduce is a collective: label it as one.
+  return apply(CopyToRanksDef{{comm.impl_ptr(), comm.impl().collective_label("Copy to ranks")}}, x);
 }
 
 // ---- eager ------------------------------------------------------------------------------

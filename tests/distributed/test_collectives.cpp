@@ -257,3 +257,30 @@ TEST_CASE("the regression example fits the same parameters whatever the number o
   CHECK(c[1] == Approx(1.0).margin(1e-2));
   CHECK(c[2] == Approx(-2.0).margin(1e-2));
 }
+
+TEST_CASE("replicated_sum counts a replicated loss once; copy_to_ranks sums gradients") {
+  // Each rank's root is the same global sum; with replicated_sum the objective is that sum,
+  // so d/dx_r = 1 (allreduce would give size).
+  const Tensor g = rank_grad([](const NodeRef& v) { return op::sum(dist::replicated_sum(v)); }, Tensor::ones({2}));
+  CHECK(allclose(g, Tensor::ones({2})));
+  const Tensor h = rank_grad([](const NodeRef& v) { return op::sum(op::mult(dist::copy_to_ranks(v), r1())); },
+                             Tensor::ones({2}));
+  CHECK(allclose(h, Tensor::full({2}, size() * (size() + 1) / 2.0)));
+  CHECK(allclose(dist::replicated_sum(Tensor::full({2}, r1())).value(), Tensor::full({2}, size() * (size() + 1) / 2.0)));
+}
+
+TEST_CASE("copy_to_ranks's adjoint matches finite differences of a variable shared by all ranks") {
+  // x is one variable replicated on every rank: perturb it everywhere at once; the objective
+  // is the sum over ranks of each rank's root.
+  const Tensor x = rank_tensor({3}, 0);
+  const Tensor w = rank_tensor({3}, rank(), 4);
+  const RankBody f = [&](const NodeRef& v) { return op::sum(op::mult(op::tanh(dist::copy_to_ranks(v)), w)); };
+  const Tensor g = rank_grad(f, x);
+  for (std::int64_t i = 0; i < 3; ++i) {
+    Tensor plus = x.clone(), minus = x.clone();
+    plus.data<double>()[i] += 1e-6;
+    minus.data<double>()[i] -= 1e-6;
+    const double numeric = (objective(f, plus, W()) - objective(f, minus, W())) / 2e-6;
+    CHECK(g.to_doubles()[static_cast<std::size_t>(i)] == Approx(numeric).epsilon(1e-6));
+  }
+}

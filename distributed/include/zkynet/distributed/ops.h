@@ -48,6 +48,12 @@ NodeRef scatter(const NodeRef& x, std::int64_t axis, std::int64_t numelem, int r
 NodeRef alltoall(const NodeRef& x, std::int64_t gather_axis, std::int64_t scatter_axis, std::int64_t numelem,
                  const Communicator& comm = world());
 
+// For values every rank holds alike (Megatron's pair). replicated_sum: the sum over ranks,
+// whose backward is the identity, so a loss replicated this way counts once, not size times,
+// in the objective. copy_to_ranks: the identity, whose backward sums the ranks' gradients.
+NodeRef replicated_sum(const NodeRef& x, const Communicator& comm = world());
+NodeRef copy_to_ranks(const NodeRef& x, const Communicator& comm = world());
+
 // ---- point to point -----------------------------------------------------------------------
 // send returns x (identity); its backward receives the gradient from `dest`.
 NodeRef send(const NodeRef& x, int dest, int tag = 0, const Communicator& comm = world());
