@@ -278,6 +278,9 @@ NodeRef copy_to_ranks(const NodeRef& x, const Communicator& comm) {
 
 void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
   if (!t.is_contiguous()) throw UsageError("dist::allreduce_: needs a contiguous tensor, got " + shape_str(t.shape()));
+  if (op == ReduceOp::Avg && !is_floating(t.dtype())) {
+    throw TypeError("dist::allreduce_: AVG needs a floating-point tensor, got int64");
+  }
   detail::check_same_call(comm.impl(), "allreduce_", t);
   const MPI_Op mop = op == ReduceOp::Max ? MPI_MAX : op == ReduceOp::Min ? MPI_MIN : op == ReduceOp::Prod ? MPI_PROD : MPI_SUM;
   ZKYNET_MPI(Allreduce, Iallreduce, MPI_IN_PLACE, t.raw_data(), detail::count_of(t.numel(), "allreduce_"),

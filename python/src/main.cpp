@@ -13,6 +13,9 @@ void init_ops(py::module_& m);
 void init_visual(py::module_& m);
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops);
 void init_layers(py::module_& nn, py::module_& ops, py::module_& data);
+#ifdef ZKYNET_PYTHON_DISTRIBUTED
+void init_distributed(py::module_& m);
+#endif
 }  // namespace zkynet::python
 
 PYBIND11_MODULE(_zkynet, m) {
@@ -30,6 +33,11 @@ PYBIND11_MODULE(_zkynet, m) {
   zkynet::python::init_nn(nn, optim, ops);
   auto data = m.def_submodule("data", "datasets and loaders");
   zkynet::python::init_layers(nn, ops, data);
+#ifdef ZKYNET_PYTHON_DISTRIBUTED
+  // Importing the extension does not start MPI: the first communicator does.
+  auto distributed = m.def_submodule("distributed", "MPI as differentiable graph operators");
+  zkynet::python::init_distributed(distributed);
+#endif
   m.def("set_num_threads", &zkynet::set_num_threads);
   m.def("num_threads", &zkynet::num_threads);
 }

@@ -284,3 +284,9 @@ TEST_CASE("copy_to_ranks's adjoint matches finite differences of a variable shar
     CHECK(g.to_doubles()[static_cast<std::size_t>(i)] == Approx(numeric).epsilon(1e-6));
   }
 }
+
+TEST_CASE("AVG of an integer tensor is refused, eagerly and in the graph") {
+  Tensor t = Tensor::arange(3, DType::Int64);
+  CHECK_THROWS_AS(dist::allreduce_(t, ReduceOp::Avg), TypeError);
+  CHECK_THROWS_AS(dist::allreduce(Tensor::arange(3, DType::Int64), ReduceOp::Avg), TypeError);
+}
