@@ -96,14 +96,17 @@ double Pipeline::train_step(const Tensor& x, const Tensor& y, const Loss& loss) 
   Lambda step({"unused"}, [&](std::span<const NodeRef>) -> NodeRef {
     std::vector<NodeRef> sends;
     NodeRef total = NodeRef(Tensor::scalar(0.0, DType::Float32));
+    bool has_loss = false;
     for (int m = 0; m < parts; ++m) {
       const auto [b, e] = micro_batch_rows(rows, parts, m);
       const NodeRef h = run_stage(is_first() ? NodeRef(x.slice(0, b, e)) : receive_activation(m));
       if (is_last()) {
+        if (e == b) continue;  // fewer rows than micro-batches: an empty one adds no loss
         const NodeRef part = loss(h, NodeRef(y.slice(0, b, e)));
         const Tensor weight = Tensor::scalar(static_cast<double>(e - b) / static_cast<double>(rows), part.value().dtype());
         const NodeRef weighted = op::mult(part, weight);
-        total = m == 0 ? weighted : op::add(total, weighted);
+        total = has_loss ? op::add(total, weighted) : weighted;
+        has_loss = true;
       } else {
         send_shape(h.value(), m);
         sends.push_back(send(h, stage() + 1, activation_tag(m), comm_));

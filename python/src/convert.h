@@ -7,6 +7,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+namespace zkynet::nn {
+class Estimator;
+}
+
 namespace zkynet::python {
 
 namespace py = pybind11;
@@ -25,5 +29,7 @@ void set_value_array_type(py::handle type);
 py::capsule numpy_to_dlpack(py::array array);
 // Nodes, graphs (their root), inputs and parameters, or constants from any value above.
 NodeRef noderef_from_python(py::handle obj);
+// The C++ estimator inside a Python nn.Estimator (its wrapper type is private to init_layers).
+nn::Estimator& estimator_from_python(py::handle obj);
 
 }  // namespace zkynet::python

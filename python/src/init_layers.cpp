@@ -152,6 +152,8 @@ class LoaderIterator {
 
 }  // namespace
 
+nn::Estimator& estimator_from_python(py::handle obj) { return *obj.cast<PyEstimator&>().est; }
+
 void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   // --- layers ---
   layer<nn::Conv2d>(nn, "Conv2d")

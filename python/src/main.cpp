@@ -15,6 +15,7 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops);
 void init_layers(py::module_& nn, py::module_& ops, py::module_& data);
 #ifdef ZKYNET_PYTHON_DISTRIBUTED
 void init_distributed(py::module_& m);
+void init_distributed_training(py::module_& m);
 #endif
 }  // namespace zkynet::python
 
@@ -37,6 +38,7 @@ PYBIND11_MODULE(_zkynet, m) {
   // Importing the extension does not start MPI: the first communicator does.
   auto distributed = m.def_submodule("distributed", "MPI as differentiable graph operators");
   zkynet::python::init_distributed(distributed);
+  zkynet::python::init_distributed_training(distributed);
 #endif
   m.def("set_num_threads", &zkynet::set_num_threads);
   m.def("num_threads", &zkynet::num_threads);

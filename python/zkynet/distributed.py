@@ -24,6 +24,17 @@ training) get d(total)/d(average) on every rank.
 Backward visits every communication node of a graph, also those no gradient reaches, so the
 ranks' backward calls always match (a Wait whose result is unused needs no JoinDummies).
 
+Training drivers over the same communicators (the model built identically on every rank):
+
+    dp = dist.DataParallel(model)       # every rank starts from rank 0's parameters
+    dp.attach(estimator)                # estimator.fit(x, y) now trains on this rank's shards
+    # or by hand: begin, end = dp.shard(len(x)); ... loss.back(); dp.average_gradients(end - begin)
+
+    pipe = dist.Pipeline(sequential, micro_batches=4)     # one stage of layers per rank
+    opt = optim.SGD(pipe.parameters(), lr=0.1)            # this stage's parameters
+    opt.zero_grad(); pipe.train_step(x, y, op.cross_entropy); opt.step()
+    logits = pipe.predict(x)                              # on the last stage; None elsewhere
+
 Importing this module starts MPI and makes an uncaught exception on any rank end the whole
 job (MPI_Abort) instead of leaving the other ranks waiting.
 """
@@ -41,6 +52,8 @@ except AttributeError:
 Communicator = _dist.Communicator
 WaitHandle = _dist.WaitHandle
 ReduceOp = _dist.ReduceOp
+DataParallel = _dist.DataParallel
+Pipeline = _dist.Pipeline
 
 MPI_SUM = ReduceOp.SUM
 MPI_AVG = ReduceOp.AVG
@@ -110,4 +123,4 @@ if not getattr(sys.excepthook, "zkynet_aborts_job", False):
 __all__ = ["COMM_WORLD", "Communicator", "WaitHandle", "ReduceOp", "MPI_SUM", "MPI_AVG", "MPI_MAX", "MPI_MIN",
            "MPI_PROD", "Allreduce", "Reduce_", "Bcast_", "Gather", "Allgather", "Scatter", "Alltoall", "Send", "Recv",
            "Isend", "Irecv", "Wait", "JoinDummies", "JoinDummiesHandle", "set_checked", "checked", "abort",
-           "allreduce_array", "bcast_array"]
+           "allreduce_array", "bcast_array", "DataParallel", "Pipeline"]

@@ -118,3 +118,12 @@ TEST_CASE("a pipeline with more stages than layers is refused") {
   tiny.add<nn::Tanh>();
   if (W().size() > 1) CHECK_THROWS_AS(dist::Pipeline(tiny, {}, W()), UsageError);
 }
+
+TEST_CASE("a batch with fewer rows than micro-batches trains like the full batch") {
+  const Batch batch = make_batch(3);
+  auto model = make_model();
+  auto reference = make_model();
+  dist::Pipeline pipe(*model, {.micro_batches = 4}, W());
+  const double loss = pipe.train_step(batch.x, batch.y, kLoss);
+  CHECK(loss == Approx(reference_step(*reference, batch)).epsilon(1e-12));
+}
