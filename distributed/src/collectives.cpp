@@ -281,7 +281,7 @@ void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
   if (op == ReduceOp::Avg && !is_floating(t.dtype())) {
     throw TypeError("dist::allreduce_: AVG needs a floating-point tensor, got int64");
   }
-  detail::check_same_call(comm.impl(), "allreduce_", t);
+  detail::check_same_call(comm.impl(), with_op("allreduce_", op), t);
   const MPI_Op mop = op == ReduceOp::Max ? MPI_MAX : op == ReduceOp::Min ? MPI_MIN : op == ReduceOp::Prod ? MPI_PROD : MPI_SUM;
   ZKYNET_MPI(Allreduce, Iallreduce, MPI_IN_PLACE, t.raw_data(), detail::count_of(t.numel(), "allreduce_"),
              detail::mpi_type(t.dtype()), mop, comm.impl().forward);
@@ -291,7 +291,7 @@ void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
 void bcast_(Tensor& t, int root, const Communicator& comm) {
   if (!t.is_contiguous()) throw UsageError("dist::bcast_: needs a contiguous tensor, got " + shape_str(t.shape()));
   check_root(comm, root, "bcast_");
-  detail::check_same_call(comm.impl(), "bcast_", t);
+  detail::check_same_call(comm.impl(), "bcast_ from " + std::to_string(root), t);
   ZKYNET_MPI(Bcast, Ibcast, t.raw_data(), detail::count_of(t.numel(), "bcast_"), detail::mpi_type(t.dtype()), root,
              comm.impl().forward);
 }

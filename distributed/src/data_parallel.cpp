@@ -68,35 +68,55 @@ void pack(const std::vector<Parameter>& params, Tensor& flat) {
   }
 }
 
+void scale_in_place(Tensor& flat, double factor) {
+  dispatch_floating(flat.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    T* p = flat.data<T>();
+    const T f = static_cast<T>(factor);
+    for (std::int64_t i = 0; i < flat.numel(); ++i) p[i] *= f;
+  });
+}
+
+// Copies the averaged values back into each parameter's gradient (allocating it if missing).
+void unpack(const Tensor& flat, std::vector<Parameter>& params) {
+  std::int64_t at = 0;
+  for (Parameter& p : params) {
+    const std::int64_t n = p.value().numel();
+    const Tensor mean = flat.slice(0, at, at + n).reshape(p.value().shape());
+    if (p.grad().defined() && p.grad().shape() == p.value().shape() && p.grad().is_contiguous()) {
+      Tensor(p.grad()).copy_(mean);
+    } else {
+      p.zero_grad();
+      p.accumulate_grad(mean);
+    }
+    at += n;
+  }
+}
+
 }  // namespace
 
 void DataParallel::average_gradients(std::int64_t local_rows) {
-  const bool weighted = local_rows >= 0;
-  double total_rows = comm_.size();
-  if (weighted) {
+  if (comm_.size() == 1) return;  // the mean over one rank is its own gradient
+  // Each rank's weight in the mean: its share of the rows (equal shards: plain mean).
+  double weight = 1.0, total = comm_.size();
+  if (local_rows >= 0) {
     Tensor rows = Tensor::scalar(static_cast<double>(local_rows));
+    Tensor most = rows.clone();
     allreduce_(rows, ReduceOp::Sum, comm_);
-    total_rows = rows.item();
-    if (total_rows == 0) return;
+    allreduce_(most, ReduceOp::Max, comm_);
+    if (rows.item() == 0) return;
+    if (most.item() * comm_.size() != rows.item()) {  // unequal shards: weight by rows
+      weight = static_cast<double>(local_rows);
+      total = rows.item();
+    }
   }
-  const double weight = weighted ? static_cast<double>(local_rows) : 1.0;
   for (Bucket& bucket : buckets_) {
     Tensor flat = Tensor::empty({bucket.numel}, bucket.dtype);
     pack(bucket.params, flat);
-    if (weight != 1.0) flat.copy_(kernels::scale(flat, weight));
+    if (weight != 1.0) scale_in_place(flat, weight);
     allreduce_(flat, ReduceOp::Sum, comm_);
-    std::int64_t at = 0;
-    for (Parameter& p : bucket.params) {
-      const std::int64_t n = p.value().numel();
-      const Tensor mean = kernels::scale(flat.slice(0, at, at + n).reshape(p.value().shape()), 1.0 / total_rows);
-      if (p.grad().defined() && p.grad().shape() == p.value().shape()) {
-        Tensor(p.grad()).copy_(mean);
-      } else {
-        p.zero_grad();
-        p.accumulate_grad(mean);
-      }
-      at += n;
-    }
+    scale_in_place(flat, 1.0 / total);
+    unpack(flat, bucket.params);
   }
 }
 

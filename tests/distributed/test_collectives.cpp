@@ -290,3 +290,10 @@ TEST_CASE("AVG of an integer tensor is refused, eagerly and in the graph") {
   CHECK_THROWS_AS(dist::allreduce_(t, ReduceOp::Avg), TypeError);
   CHECK_THROWS_AS(dist::allreduce(Tensor::arange(3, DType::Int64), ReduceOp::Avg), TypeError);
 }
+
+TEST_CASE("checked mode catches ranks that disagree on the operation or the root") {
+  Tensor t = Tensor::ones({2});
+  CHECK_THROWS_AS(dist::allreduce_(t, rank() == 0 ? ReduceOp::Sum : ReduceOp::Max), ShapeError);
+  CHECK_THROWS_AS(dist::bcast_(t, rank() == 0 ? 0 : 1), ShapeError);
+  CHECK_THROWS_AS(dist::allreduce(Tensor::ones({2}), rank() == 0 ? ReduceOp::Sum : ReduceOp::Min), ShapeError);
+}

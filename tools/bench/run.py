@@ -26,6 +26,12 @@ Training workloads (--suite training or all), ms per step, float32, 2 threads:
   6. LSTM(10->64), T 50, batch 32, forward + backward
        zkynet  build/tools/bench/bench_lstm         peer  shared/peers/lstm.py (default, tuned)
        ("not available" when bench_lstm is not built: nn::LSTM missing)
+Distributed workload (--suite distributed; not part of all: it needs MPI, keeps both cores
+spinning and takes ~30 s):
+  7. allreduce SUM of float32 buffers, 1 KB to 64 MB, on --mpi-ranks ranks (default 2)
+       zkynet  build/tools/bench/bench_allreduce under mpiexec: dist::allreduce (forward, and
+               forward + backward in a graph) and the eager dist::allreduce_, checked mode on
+               and off, against a raw MPI_Allreduce of the same buffer (the reference)
   "tuned" = the caller's environment plus TUNED_ENV below (glibc malloc keeps freed memory,
   libgomp threads sleep instead of spinning): the fastest PyTorch configuration on the VM.
 
@@ -34,15 +40,17 @@ Every program runs in the same environment: the caller's, with OMP_NUM_THREADS s
 the torch scripts also get --threads.
 Prints a table (zkynet, PyTorch, zkynet's speed-up, the issue's target: per-op fwd+bwd
 <= 1 us from C++, <= 2 us from Python; elementwise >= 40 GB/s; MLP <= 3.0 ms, CNN <= 4.2 ms,
-LSTM <= 6.1 ms) and writes every program's raw JSON line, the commands, the environment and
-the table to --out.
+LSTM <= 6.1 ms; the distributed suite prints its own table, allreduce op <= 5 % over raw
+MPI from 1 MB up) and writes every program's raw JSON line, the commands, the environment
+and the table to --out.
 
 usage: /usr/bin/python3 tools/bench/run.py [--build-dir build] [--out FILE] [--threads 2]
-                                           [--suite all|core|training] [--samples 200]
+                                           [--suite all|core|training|distributed] [--samples 200]
                                            [--train-steps 100] [--reps 1] [--no-stream]
+                                           [--mpi-ranks 2] [--ar-samples 25]
 Build first:  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release &&
               ninja -C build bench_graph_overhead bench_elementwise _zkynet \
-                             bench_mlp bench_cnn bench_lstm
+                             bench_mlp bench_cnn bench_lstm bench_allreduce
 """
 import argparse
 import json
@@ -64,6 +72,9 @@ LIBTORCH_INCLUDE = "/usr/include/torch/csrc/api/include"
 TARGET_US_PER_OP = 1.0  # per-operator fwd+bwd overhead from C++, at most
 TARGET_PY_US_PER_OP = 2.0  # per-operator fwd+bwd overhead driven from Python, at most
 TARGET_GBPS = 40.0  # elementwise effective bandwidth, at least
+# Distributed: the allreduce operator's time over a raw MPI_Allreduce's, at most, from this size up.
+TARGET_DIST_OVERHEAD_PCT = 5.0
+TARGET_DIST_MIN_BYTES = 1 << 20
 # Training workloads: (zkynet program, peer script, result key of the step, target ms at most,
 # the issue's PyTorch figures in ms (default, tuned), label).
 TRAINING = [
@@ -116,14 +127,14 @@ def run_json(name, cmd, env, cwd, timeout, env_extra=None):
 
 
 def git_state():
-    """The commit and the locally modified files of framework/, ops/, nn/ and python/ (what the programs measure)."""
+    """The commit and the locally modified files of framework/, ops/, nn/, python/ and distributed/ (what the programs measure)."""
     def git(*a):
         try:
             p = subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True)
         except OSError:
             return None
         return p.stdout.rstrip("\n") if p.returncode == 0 else None
-    dirty = git("status", "--porcelain", "--", "framework", "ops", "nn", "python")
+    dirty = git("status", "--porcelain", "--", "framework", "ops", "nn", "python", "distributed")
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "modified": [ln[3:] for ln in dirty.splitlines() if ln.strip()] if dirty else []}
 
@@ -179,23 +190,28 @@ def main():
     ap.add_argument("--no-stream", action="store_true", help="skip the STREAM bandwidth context row")
     ap.add_argument("--reps", type=int, default=1, help="runs of each program, interleaved (median of medians)")
     ap.add_argument("--timeout", type=int, default=240, help="seconds per program")
-    ap.add_argument("--suite", choices=("all", "core", "training"), default="all",
-                    help="core: per-op overhead and elementwise; training: MLP, CNN, LSTM steps; all: both")
+    ap.add_argument("--suite", choices=("all", "core", "training", "distributed"), default="all",
+                    help="core: per-op overhead and elementwise; training: MLP, CNN, LSTM steps; all: both; "
+                         "distributed: allreduce vs raw MPI under mpiexec (not in all)")
+    ap.add_argument("--mpi-ranks", type=int, default=2, help="ranks of the distributed suite")
+    ap.add_argument("--ar-samples", type=int, default=25, help="samples per size of bench_allreduce (after 3)")
     ap.add_argument("--train-steps", type=int, default=100, help="timed steps of the training workloads (after 10)")
     ap.add_argument("--zkynet-tuned", action="store_true",
                     help="also run the zkynet training programs under the tuned environment (context rows)")
     args = ap.parse_args()
     core = args.suite in ("all", "core")
     training = args.suite in ("all", "training")
+    distributed = args.suite == "distributed"
 
     build = args.build_dir if os.path.isabs(args.build_dir) else os.path.join(ROOT, args.build_dir)
     out_path = args.out or os.path.join(build, "bench_results.json")
     bench_dir = os.path.join(build, "tools", "bench")
     ours = {b: os.path.join(bench_dir, b)
-            for b in ("bench_graph_overhead", "bench_elementwise", "bench_mlp", "bench_cnn", "bench_lstm")}
+            for b in ("bench_graph_overhead", "bench_elementwise", "bench_mlp", "bench_cnn", "bench_lstm",
+                      "bench_allreduce", "bench_dp_mlp")}
     py_bench = os.path.join(HERE, "bench_python_overhead.py")
     required = (["bench_graph_overhead", "bench_elementwise"] if core else []) + \
-        (["bench_mlp", "bench_cnn"] if training else [])
+        (["bench_mlp", "bench_cnn"] if training else []) + (["bench_allreduce"] if distributed else [])
     missing = [ours[b] for b in required if not os.access(ours[b], os.X_OK)]
     if missing:
         sys.exit(f"run.py: not built: {', '.join(missing)}\n  build with: cmake -S . -B {args.build_dir} -G Ninja "
@@ -215,6 +231,15 @@ def main():
         add_core_jobs(jobs, notes, args, ours, py_bench, build, env, have_py_pkg)
     if training:
         add_training_jobs(jobs, notes, args, ours)
+    if distributed:
+        mpiexec = shutil.which("mpiexec.hydra") or shutil.which("mpiexec")
+        if not mpiexec:
+            sys.exit("run.py: mpiexec not found (Debian: apt-get install mpich)")
+        # One thread per rank: the ranks share the cores.
+        jobs.append(("zkynet_allreduce", [mpiexec, "-n", str(args.mpi_ranks), ours["bench_allreduce"],
+                                          "--samples", str(args.ar_samples), "--warmup", "3"], ROOT,
+                     {"OMP_NUM_THREADS": "1"}))
+        add_data_parallel_jobs(jobs, notes, args, ours, mpiexec)
     return run_and_report(jobs, notes, args, env, build, out_path)
 
 
@@ -283,6 +308,108 @@ def add_training_jobs(jobs, notes, args, ours):
         peer_cmd = [PY, os.path.join(args.peers, script), "--threads", t, *steps]
         jobs.append((f"torch_{key}_default", peer_cmd, args.peers))
         jobs.append((f"torch_{key}_tuned", peer_cmd, args.peers, TUNED_ENV))
+
+
+def add_data_parallel_jobs(jobs, notes, args, ours, mpiexec):
+    """The MLP trained data-parallel on 1 and 2 ranks (the cores split between them), next to
+    PyTorch's single-process MLP (shared/peers/mlp.py, tuned) on the same global batch."""
+    if not os.access(ours["bench_dp_mlp"], os.X_OK):
+        notes.append("data-parallel MLP rows skipped: bench_dp_mlp not built")
+        return
+    steps = ["--steps", str(args.train_steps), "--warmup", "10"]
+    threads = os.cpu_count() or 1
+    for ranks in (1, 2):
+        jobs.append((f"zkynet_dp_mlp_np{ranks}", [mpiexec, "-n", str(ranks), ours["bench_dp_mlp"], *steps], ROOT,
+                     {"OMP_NUM_THREADS": str(max(1, threads // ranks))}))
+    jobs.append(("torch_mlp_tuned", [PY, os.path.join(args.peers, "mlp.py"), "--threads", str(args.threads), *steps],
+                 args.peers, TUNED_ENV))
+
+
+def data_parallel_table(by):
+    """Samples/s of the data-parallel MLP on 1 and 2 ranks and of PyTorch's single process; printed, returned."""
+    torch_ms = median(by.get("torch_mlp_tuned"), "train_step_ms")
+    rows = []
+    for name, label in (("zkynet_dp_mlp_np1", "zkynet DataParallel, 1 rank x 2 threads"),
+                        ("zkynet_dp_mlp_np2", "zkynet DataParallel, 2 ranks x 1 thread"),
+                        ("torch_mlp_tuned", "PyTorch 1.13 tuned, 1 process x 2 threads")):
+        ms = median(by.get(name), "train_step_ms")
+        rows.append({"config": label, "step_ms": ms, "samples_per_s": None if ms is None else 128e3 / ms,
+                     "allreduce_ms": median(by.get(name), "gradient_allreduce_ms"),
+                     "vs_torch": None if ms is None or torch_ms is None else torch_ms / ms})
+    table = [["MLP 784-512-512-10, global batch 128, CE + SGD", "step ms", "samples/s", "grad allreduce ms",
+              "speed vs PyTorch"]]
+    for r in rows:
+        table.append([r["config"], fmt(r["step_ms"]), fmt(r["samples_per_s"]), fmt(r["allreduce_ms"]),
+                      "n/a" if r["vs_torch"] is None else f"{r['vs_torch']:.2f}x"])
+    print_table(table, left=(0,))
+    return rows
+
+
+def print_table(table, left):
+    """Prints rows of strings (the first one the header) in aligned columns; `left`: left-aligned columns."""
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    print()
+    for i, line in enumerate(table):
+        print("  ".join(c.ljust(w) if j in left else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print()
+
+
+def size_bytes(name):
+    """'1KB' / '64MB' (bench_allreduce's size names) in bytes."""
+    return int(name[:-2]) << (20 if name.endswith("MB") else 10)
+
+
+def distributed_table(recs):
+    """bench_allreduce's figures per size (median over runs of each run's median), printed; returns the rows."""
+    if not recs or not any("result" in r for r in recs):
+        return []
+    first = next(r for r in recs if "result" in r)["result"]
+    sizes = first["meta"].get("sizes", [])
+
+    def pct(a, b, times=1):
+        return None if a is None or not b else 100.0 * (a - times * b) / (times * b)
+
+    rows = []
+    for sz in sizes:
+        f = {k: median(recs, f"{k}_us_{sz}") for k in
+             ("raw", "raw_inplace", "op_fwd", "op_fwd_unchecked", "op_fwdbwd", "eager", "eager_unchecked")}
+        raw_best, op_best = best(recs, f"raw_us_{sz}", True), best(recs, f"op_fwd_us_{sz}", True)
+        overhead = pct(f["op_fwd"], f["raw"])
+        target = size_bytes(sz) >= TARGET_DIST_MIN_BYTES
+        rows.append({"size": sz, "raw_us": f["raw"], "raw_best_us": raw_best, "op_us": f["op_fwd"], "op_best_us": op_best,
+                     "overhead_pct": overhead, "overhead_best_pct": pct(op_best, raw_best),
+                     "op_unchecked_us": f["op_fwd_unchecked"], "unchecked_overhead_pct": pct(f["op_fwd_unchecked"], f["raw"]),
+                     "fwdbwd_us": f["op_fwdbwd"], "fwdbwd_vs_2raw_pct": pct(f["op_fwdbwd"], f["raw"], 2),
+                     "eager_us": f["eager"], "eager_vs_inplace_pct": pct(f["eager"], f["raw_inplace"]),
+                     "eager_unchecked_us": f["eager_unchecked"],
+                     "eager_unchecked_vs_inplace_pct": pct(f["eager_unchecked"], f["raw_inplace"]),
+                     "target": f"<= {TARGET_DIST_OVERHEAD_PCT:g} %" if target else "",
+                     "meets_target": (overhead <= TARGET_DIST_OVERHEAD_PCT) if target and overhead is not None else None})
+
+    def p(x):
+        return "n/a" if x is None else f"{x:+.1f} %"
+
+    table = [["size", "raw MPI us", "(best)", "zkynet op us", "(best)", "overhead", "(best)", "unchecked us", "overhead",
+              "fwd+bwd us", "vs 2x raw", "eager us", "vs in-place", "unchecked", "vs in-place", "target", "met"]]
+    for r in rows:
+        table.append([r["size"], fmt(r["raw_us"]), fmt(r["raw_best_us"]), fmt(r["op_us"]), fmt(r["op_best_us"]),
+                      p(r["overhead_pct"]), p(r["overhead_best_pct"]), fmt(r["op_unchecked_us"]),
+                      p(r["unchecked_overhead_pct"]), fmt(r["fwdbwd_us"]), p(r["fwdbwd_vs_2raw_pct"]),
+                      fmt(r["eager_us"]), p(r["eager_vs_inplace_pct"]), fmt(r["eager_unchecked_us"]),
+                      p(r["eager_unchecked_vs_inplace_pct"]), r["target"],
+                      "" if r["meets_target"] is None else ("yes" if r["meets_target"] else "NO")])
+    print_table(table, left=(0, 15, 16))
+    meta = first["meta"]
+    print(f"allreduce SUM float32 on {meta.get('ranks')} ranks ({meta.get('mpi_library')}): the slowest rank's time per "
+          f"call, median of {meta.get('samples')} samples ({len(recs)} run(s): the median of their medians), (best) = "
+          "fastest sample; zkynet op = dist::allreduce(NodeRef) forward, checked mode on (the default: one small "
+          "signature allreduce first); unchecked = dist::set_checked(false); fwd+bwd = a Lambda call + back(seed) "
+          "(two allreduces) against 2 x raw; eager = dist::allreduce_ (in place) against MPI_IN_PLACE; "
+          f"target: op within {TARGET_DIST_OVERHEAD_PCT:g} % of raw MPI from "
+          f"{TARGET_DIST_MIN_BYTES >> 20} MB up, by the medians")
+    return rows
 
 
 def run_and_report(jobs, notes, args, env, build, out_path):
@@ -392,21 +519,19 @@ def run_and_report(jobs, notes, args, env, build, out_path):
                       "" if r["issue_peer_value"] is None else fmt(r["issue_peer_value"]),
                       "n/a" if r["zkynet_speedup"] is None else f"{r['zkynet_speedup']:.2f}x",
                       r["target"] or "", "" if r["meets_target"] is None else ("yes" if r["meets_target"] else "NO")])
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    print()
-    for i, line in enumerate(table):
-        print("  ".join(c.ljust(w) if j in (0, 1, 4, 9, 10) else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    print()
-    print(f"medians ({args.reps} run(s) of each program; with several, the median of their medians),"
-          " (best) = fastest sample; speed-up = PyTorch median time / zkynet median time (us/op)"
-          " or zkynet median GB/s / PyTorch median GB/s; met: zkynet's median against the target;"
-          " 'from Python' rows: the chain driven through zkynet's Python bindings"
-          " (bench_python_overhead.py) against the same PyTorch-from-Python figures;"
-          " ms rows: time per training step (or inference call), (issue) = the PyTorch figure quoted in the issue,"
-          " torch tuned = + " + " ".join(f"{k}={v}" for k, v in TUNED_ENV.items()) + ";"
-          f" {args.threads} threads (OMP_NUM_THREADS={args.threads}, torch --threads {args.threads})")
+    if rows:
+        print_table(table, left=(0, 1, 4, 9, 10))
+    dist_rows = distributed_table(by.get("zkynet_allreduce")) if args.suite == "distributed" else []
+    dp_rows = data_parallel_table(by) if args.suite == "distributed" else []
+    if rows:
+        print(f"medians ({args.reps} run(s) of each program; with several, the median of their medians),"
+              " (best) = fastest sample; speed-up = PyTorch median time / zkynet median time (us/op)"
+              " or zkynet median GB/s / PyTorch median GB/s; met: zkynet's median against the target;"
+              " 'from Python' rows: the chain driven through zkynet's Python bindings"
+              " (bench_python_overhead.py) against the same PyTorch-from-Python figures;"
+              " ms rows: time per training step (or inference call), (issue) = the PyTorch figure quoted in the issue,"
+              " torch tuned = + " + " ".join(f"{k}={v}" for k, v in TUNED_ENV.items()) + ";"
+              f" {args.threads} threads (OMP_NUM_THREADS={args.threads}, torch --threads {args.threads})")
     busy = round(1 - (stat1["idle"] - stat0["idle"]) / dt, 3)
     steal = round((stat1["steal"] - stat0["steal"]) / dt, 4)
     print(f"machine: {os.cpu_count()} CPUs, loadavg at start {[round(x, 2) for x in load0]}, "
@@ -443,8 +568,8 @@ def run_and_report(jobs, notes, args, env, build, out_path):
                           + ", ".join(f"{k[:-3] if k.endswith('_ms') else k}={fmt(res[k].get('median'))}" for k in diag))
     gs = git_state()
     print(f"zkynet tree: commit {gs['commit']}"
-          + (f", modified in framework/ops/nn/python: {', '.join(gs['modified'])}" if gs["modified"]
-             else ", framework/ops/nn/python clean"))
+          + (f", modified in framework/ops/nn/python/distributed: {', '.join(gs['modified'])}" if gs["modified"]
+             else ", framework/ops/nn/python/distributed clean"))
     for n in notes:
         print("note: " + n)
 
@@ -460,12 +585,16 @@ def run_and_report(jobs, notes, args, env, build, out_path):
             "suite": args.suite, "tuned_env": TUNED_ENV,
             "targets": {"us_per_op_max": TARGET_US_PER_OP, "python_us_per_op_max": TARGET_PY_US_PER_OP,
                         "elementwise_GBps_min": TARGET_GBPS,
+                        "allreduce_overhead_pct_max": TARGET_DIST_OVERHEAD_PCT,
+                        "allreduce_target_min_bytes": TARGET_DIST_MIN_BYTES,
                         **{f"{key}_ms_max": target for key, _, _, _, target, _, _ in TRAINING}},
             "issue_peer_ms": {key: {"default": issue[0], "tuned": issue[1]} for key, *_, issue, _ in TRAINING},
             "notes": notes,
         },
         "runs": runs,
         "table": rows,
+        "distributed_table": dist_rows,
+        "data_parallel_table": dp_rows,
     }
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "w") as f:
