@@ -25,6 +25,10 @@ bool mpi_finalized() {
 
 // A rank that exits non-zero aborts the job: finalizing would wait for ranks that may be
 // blocked on it forever. (glibc's on_exit passes the exit status; atexit does not.)
+// mpiexec forwards each rank's output asynchronously; MPI_Abort kills the job at once and
+// would often lose the last lines, which say why.
+void let_output_drain() { std::this_thread::sleep_for(std::chrono::milliseconds(200)); }
+
 void finalize_at_exit(int status, void*) {
   if (mpi_finalized()) return;
   int size = 1;
@@ -32,6 +36,7 @@ void finalize_at_exit(int status, void*) {
   if (status != 0 && size > 1) {
     std::fprintf(stderr, "zkynet.distributed: a rank exits with status %d; aborting the job\n", status);
     std::fflush(stderr);
+    let_output_drain();
     MPI_Abort(MPI_COMM_WORLD, status);
   }
   MPI_Finalize();
@@ -127,6 +132,7 @@ void abort(const std::string& why, int code) {
   if (initialized()) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   std::fprintf(stderr, "zkynet.distributed: rank %d aborts the job: %s\n", rank, why.c_str());
   std::fflush(stderr);
+  let_output_drain();
   if (initialized()) MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);
 }

@@ -7,6 +7,7 @@
 #include <zkynet/framework/module.h>
 
 #include <catch2/catch.hpp>
+#include "testing/error_message.h"
 
 #include <cmath>
 #include <functional>
@@ -16,6 +17,14 @@
 namespace zkynet::testing {
 
 using RankBody = std::function<NodeRef(const NodeRef&)>;
+
+// The world communicator of the test job, its rank and size.
+inline const dist::Communicator& W() {
+  static const dist::Communicator w = dist::world();
+  return w;
+}
+inline int rank() { return W().rank(); }
+inline int size() { return W().size(); }
 
 // The gradient of this rank's scalar root f(x) with respect to x, after every rank's back().
 inline Tensor rank_grad(const RankBody& f, const Tensor& x) {
@@ -62,17 +71,6 @@ inline void require_dist_gradcheck(const RankBody& f, const Tensor& x, const dis
 inline Tensor rank_tensor(const Shape& shape, int rank, std::uint64_t seed = 1) {
   Generator gen(seed * 1000 + static_cast<std::uint64_t>(rank));
   return Tensor::randn(shape, gen);
-}
-
-// what() of the E that f() throws, or "" when it throws none.
-template <class E, class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return {};
 }
 
 }  // namespace zkynet::testing

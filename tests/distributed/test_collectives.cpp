@@ -13,12 +13,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-const dist::Communicator& W() {
-  static const dist::Communicator w = dist::world();
-  return w;
-}
-int rank() { return W().rank(); }
-int size() { return W().size(); }
 double r1() { return rank() + 1.0; }
 
 Tensor ones(const Shape& s) { return Tensor::ones(s); }

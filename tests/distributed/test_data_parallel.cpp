@@ -17,11 +17,6 @@ using namespace zkynet::testing;
 
 namespace {
 
-const dist::Communicator& W() {
-  static const dist::Communicator w = dist::world();
-  return w;
-}
-
 std::unique_ptr<nn::Sequential> make_mlp(std::uint64_t seed) {
   Generator gen(seed);
   auto mlp = std::make_unique<nn::Sequential>();

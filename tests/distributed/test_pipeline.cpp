@@ -17,11 +17,6 @@ using namespace zkynet::testing;
 
 namespace {
 
-const dist::Communicator& W() {
-  static const dist::Communicator w = dist::world();
-  return w;
-}
-
 // Seven layers, so 2, 3 and 4 ranks all get non-empty stages.
 std::unique_ptr<nn::Sequential> make_model() {
   Generator gen(3);

@@ -11,12 +11,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-const dist::Communicator& W() {
-  static const dist::Communicator w = dist::world();
-  return w;
-}
-int rank() { return W().rank(); }
-int size() { return W().size(); }
 int next() { return (rank() + 1) % size(); }
 int prev() { return (rank() + size() - 1) % size(); }
 double weight_of(int r) { return r + 1.0; }

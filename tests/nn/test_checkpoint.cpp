@@ -3,6 +3,7 @@
 #include <zkynet/ops/ops.h>
 
 #include <catch2/catch.hpp>
+#include "testing/error_message.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <vector>
 
 using namespace zkynet;
+using zkynet::testing::error_message;
 namespace fs = std::filesystem;
 
 // HDF5 1.10 leaks a few buffers inside the library when it rejects a damaged file (its error
@@ -103,16 +105,6 @@ bool same_state(const nn::StateDict& a, const nn::StateDict& b) {
 nn::StateDict without(nn::StateDict dict, const std::string& key) {
   std::erase_if(dict, [&](const auto& entry) { return entry.first == key; });
   return dict;
-}
-
-template <class E, class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception of the expected type)";
 }
 
 std::string read_bytes(const std::string& path) {

@@ -5,6 +5,7 @@
 #include <zkynet/nn/checkpoint.h>
 
 #include <catch2/catch.hpp>
+#include "testing/error_message.h"
 
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <vector>
 
 using namespace zkynet;
+using zkynet::testing::error_message;
 namespace fs = std::filesystem;
 
 namespace {
@@ -69,16 +71,6 @@ bool same_batch(const data::Batch& a, const data::Batch& b) {
     if (a[f].dtype() != b[f].dtype() || !allclose(a[f], b[f], 0.0, 0.0)) return false;
   }
   return true;
-}
-
-template <class E, class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception of the expected type)";
 }
 
 // A dataset computed on demand, to exercise Dataset's default get_batch.

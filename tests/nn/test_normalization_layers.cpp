@@ -12,12 +12,14 @@
 #include <zkynet/ops/ops.h>
 
 #include <catch2/catch.hpp>
+#include "testing/error_message.h"
 
 #include <cmath>
 #include <string>
 #include <vector>
 
 using namespace zkynet;
+using zkynet::testing::error_message;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 
@@ -30,16 +32,6 @@ std::vector<std::string> names_of(const auto& named) {
   std::vector<std::string> out;
   for (const auto& [name, value] : named) out.push_back(name);
   return out;
-}
-
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "";
 }
 
 void require_gradcheck(const std::function<NodeRef(std::span<const NodeRef>)>& f, const std::vector<Tensor>& inputs) {
@@ -118,7 +110,7 @@ TEST_CASE("LayerNorm passes gradcheck", "[normalization]") {
 
 TEST_CASE("LayerNorm fed the wrong trailing shape names the layer and the shapes", "[normalization]") {
   nn::LayerNorm ln(4);
-  CHECK_THAT(message_of<ShapeError>([&] { ln(Tensor::zeros({2, 3}, DType::Float32)); }),
+  CHECK_THAT(error_message<ShapeError>([&] { ln(Tensor::zeros({2, 3}, DType::Float32)); }),
              StartsWith("LayerNorm") && Contains("layer_norm") && Contains("(2,3)") && Contains("(4,)"));
   CHECK_THROWS_AS(nn::LayerNorm(Shape{}), ShapeError);
   CHECK_THROWS_AS(nn::LayerNorm(Shape{3, 0}), ShapeError);
@@ -260,11 +252,11 @@ TEST_CASE("BatchNorm layers reject inputs of the wrong rank or channel count", "
   // torch 1.13: ValueError: expected 2D or 3D input (got 4D input) / expected 4D input (got 3D input)
   nn::BatchNorm1d bn1(3);
   nn::BatchNorm2d bn2(3);
-  CHECK_THAT(message_of<ShapeError>([&] { bn1(Tensor::zeros({2, 3, 4, 5}, DType::Float32)); }),
+  CHECK_THAT(error_message<ShapeError>([&] { bn1(Tensor::zeros({2, 3, 4, 5}, DType::Float32)); }),
              StartsWith("BatchNorm1d") && Contains("2-d (N, C) or 3-d (N, C, L)") && Contains("(2,3,4,5)"));
-  CHECK_THAT(message_of<ShapeError>([&] { bn2(Tensor::zeros({2, 3, 4}, DType::Float32)); }),
+  CHECK_THAT(error_message<ShapeError>([&] { bn2(Tensor::zeros({2, 3, 4}, DType::Float32)); }),
              StartsWith("BatchNorm2d") && Contains("4-d (N, C, H, W)") && Contains("(2,3,4)"));
-  CHECK_THAT(message_of<ShapeError>([&] { bn1(Tensor::zeros({4, 2}, DType::Float32)); }),
+  CHECK_THAT(error_message<ShapeError>([&] { bn1(Tensor::zeros({4, 2}, DType::Float32)); }),
              StartsWith("BatchNorm1d") && Contains("(4,2)") && Contains("num_features = 3"));
   CHECK(bn1.buffer("num_batches_tracked").item() == 0.0);  // failed calls count no batch
 }
@@ -354,6 +346,6 @@ TEST_CASE("Dropout's gradient is the mask it applied", "[normalization]") {
 
 TEST_CASE("Dropout rejects p outside [0, 1]", "[normalization]") {
   // torch 1.13: ValueError: dropout probability has to be between 0 and 1, but got 1.5
-  CHECK_THAT(message_of<UsageError>([] { nn::Dropout(1.5); }), Contains("Dropout") && Contains("[0, 1]"));
+  CHECK_THAT(error_message<UsageError>([] { nn::Dropout(1.5); }), Contains("Dropout") && Contains("[0, 1]"));
   CHECK_THROWS_AS(nn::Dropout(-0.5), UsageError);
 }

@@ -6,6 +6,7 @@
 #include <zkynet/optim/sgd.h>
 
 #include <catch2/catch.hpp>
+#include "testing/error_message.h"
 
 #include <cmath>
 #include <limits>
@@ -13,6 +14,7 @@
 #include <vector>
 
 using namespace zkynet;
+using zkynet::testing::error_message;
 
 // Reference values come from torch 1.13 (Debian's /usr/bin/python3), with the same start and
 // gradients: w0 = [1, -2, 0.5, 3] (float64) and, before every step, w.grad = w**3 - t with
@@ -52,16 +54,6 @@ std::vector<Tensor> trajectory(optim::Optimizer& opt, Parameter& w, int steps = 
 
 // float64 updates follow torch's operation order, so agreement is to rounding.
 bool matches_torch(const Tensor& got, const Tensor& expected) { return allclose(got, expected, 1e-12, 1e-15); }
-
-template <class E, class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception of the expected type)";
-}
 
 }  // namespace
 

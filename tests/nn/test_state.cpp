@@ -5,11 +5,13 @@
 #include <zkynet/ops/ops.h>
 
 #include <catch2/catch.hpp>
+#include "testing/error_message.h"
 
 #include <string>
 #include <vector>
 
 using namespace zkynet;
+using zkynet::testing::error_message;
 
 namespace {
 
@@ -55,16 +57,6 @@ void perturb(Net& net) {
   }
   net.buffer("count").fill_(7.0);
   net.stats.buffer("running_mean").fill_(-1.0);
-}
-
-template <class E, class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception of the expected type)";
 }
 
 }  // namespace

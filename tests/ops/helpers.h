@@ -6,6 +6,7 @@
 #include <zkynet/framework/module.h>
 
 #include <catch2/catch.hpp>
+#include "testing/error_message.h"
 
 #include <functional>
 #include <span>
@@ -34,17 +35,6 @@ inline void require_gradcheck(const Body& f, const std::vector<Tensor>& inputs) 
   const GradcheckResult r = gradcheck(f, inputs);
   INFO(r.message);
   REQUIRE(r.ok);
-}
-
-// what() of the E that f() throws, or "" when it throws none.
-template <class E, class F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return {};
 }
 
 }  // namespace zkynet::testing
