@@ -31,7 +31,7 @@ using namespace zkynet;
 class ClassifierLoss : public Module<ClassifierLoss> {
  public:
   explicit ClassifierLoss(nn::Sequential& model)
-      : Module({Variable("x"), Variable("y").requires_grad(false)}), model_(model) {
+      : Module({Variable("x").requires_grad(false), Variable("y").requires_grad(false)}), model_(model) {
     register_module("model", model);
   }
   NodeRef call(const NodeRef& x, const NodeRef& y) { return op::cross_entropy(model_(x), y); }

@@ -49,6 +49,7 @@ double Estimator::step(const Tensor& x, const Tensor& y) {
         return loss_(model_.invoke(input).root(), in[1]);
       },
       "Estimator");
+  objective.input("x").requires_grad(false);  // data: no gradient needed
   objective.input("y").requires_grad(false);
   optimizer_.zero_grad();
   double loss = 0;

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
     const std::array<NodeRef, 1> args{in[0]};
     return op::cross_entropy(model.invoke(args).root(), in[1]);
   });
+  objective.input("x").requires_grad(false);  // data: no gradient needed
   objective.input("y").requires_grad(false);
 
   std::vector<double> step_ms, allreduce_ms;
