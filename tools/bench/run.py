@@ -60,6 +60,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,6 +97,34 @@ def proc_stat():
     return {"total": sum(v[:8]), "idle": v[3] + v[4], "steal": v[7]}
 
 
+class Finished:
+    """A finished program: its exit status, output, and peak resident memory."""
+    def __init__(self, returncode, stdout, stderr, peak_rss_kib):
+        self.returncode, self.stdout, self.stderr, self.peak_rss_kib = returncode, stdout, stderr, peak_rss_kib
+
+
+def run_measuring_rss(cmd, env, cwd, timeout):
+    """subprocess.run with the child's own peak RSS (os.wait4's rusage; for mpiexec, the
+    largest of its processes); None on timeout."""
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = {}
+    readers = [threading.Thread(target=lambda k, f: out.__setitem__(k, f.read()), args=(k, f))
+               for k, f in (("stdout", p.stdout), ("stderr", p.stderr))]
+    for r in readers:
+        r.start()
+    killer = threading.Timer(timeout, p.kill)
+    killer.start()
+    _, status, usage = os.wait4(p.pid, 0)
+    timed_out = not killer.is_alive()
+    killer.cancel()
+    for r in readers:
+        r.join()
+    p.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
+    if timed_out:
+        return None
+    return Finished(p.returncode, out.get("stdout", ""), out.get("stderr", ""), usage.ru_maxrss)
+
+
 def run_json(name, cmd, env, cwd, timeout, env_extra=None):
     """Runs cmd, returns a record with the JSON line it printed (the last line starting '{').
     env_extra: variables added to env for this program only (recorded)."""
@@ -105,11 +134,11 @@ def run_json(name, cmd, env, cwd, timeout, env_extra=None):
     if env_extra:
         env = dict(env, **env_extra)
         rec["env_extra"] = dict(env_extra)
-    try:
-        p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    p = run_measuring_rss(cmd, env, cwd, timeout)
+    if p is None:
         rec.update(rc=None, error=f"timed out after {timeout} s", wall_s=round(time.time() - t0, 2))
         return rec
+    rec["peak_rss_mib"] = round(p.peak_rss_kib / 1024, 1)
     rec.update(rc=p.returncode, wall_s=round(time.time() - t0, 2),
                loadavg_start=[round(x, 2) for x in load0],
                loadavg_end=[round(x, 2) for x in os.getloadavg()])
@@ -345,6 +374,23 @@ def data_parallel_table(by):
     return rows
 
 
+def print_memory_table(by):
+    """Peak resident memory of each training program next to its PyTorch peers (the median
+    over reps). The peers' figure includes the Python interpreter and libtorch."""
+    def rss(name):
+        v = [r["peak_rss_mib"] for r in by.get(name) or [] if "peak_rss_mib" in r]
+        return statistics.median(v) if v else None
+    table = [["peak RSS (MiB)", "zkynet", "torch default", "torch tuned"]]
+    for key, _, _, _, _, _, label in TRAINING:
+        values = [rss(f"zkynet_{key}"), rss(f"torch_{key}_default"), rss(f"torch_{key}_tuned")]
+        if any(v is not None for v in values):
+            table.append([label] + [fmt(v) for v in values])
+    if len(table) > 1:
+        print_table(table, left=(0,))
+        print("peak RSS: the process's maximum resident set (getrusage via wait4); PyTorch's includes "
+              "the Python interpreter and libtorch (about 200 MiB before any tensor)")
+
+
 def print_table(table, left):
     """Prints rows of strings (the first one the header) in aligned columns; `left`: left-aligned columns."""
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
@@ -521,6 +567,7 @@ def run_and_report(jobs, notes, args, env, build, out_path):
                       r["target"] or "", "" if r["meets_target"] is None else ("yes" if r["meets_target"] else "NO")])
     if rows:
         print_table(table, left=(0, 1, 4, 9, 10))
+        print_memory_table(by)
     dist_rows = distributed_table(by.get("zkynet_allreduce")) if args.suite == "distributed" else []
     dp_rows = data_parallel_table(by) if args.suite == "distributed" else []
     if rows:
