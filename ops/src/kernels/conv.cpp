@@ -711,7 +711,7 @@ void max_pool_2x2_plane(const T* src, T* dst, std::int64_t* idst, std::int64_t h
     const std::int64_t base = 2 * oh * win;
     T* d = dst + oh * wo;
     std::int64_t* id = idst + oh * wo;
-    for (std::int64_t ow = 0; ow < wo; ++ow) {
+    const auto pool_window = [&](std::int64_t ow) {
       const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], e = r1[2 * ow + 1];
       // Arithmetic, not ternaries: on random data branches mispredict half the time (13x slower).
       const std::int64_t top_right = a < b, bottom_right = c < e;
@@ -719,7 +719,13 @@ void max_pool_2x2_plane(const T* src, T* dst, std::int64_t* idst, std::int64_t h
       const std::int64_t lower = top < bottom;
       d[ow] = std::max(top, bottom);
       id[ow] = base + 2 * ow + top_right + lower * (win + bottom_right - top_right);
+    };
+    // Blocks of a fixed 8 windows vectorize fully; a loop of run-time length got half the speed.
+    std::int64_t ow = 0;
+    for (; ow + 8 <= wo; ow += 8) {
+      for (std::int64_t k = 0; k < 8; ++k) pool_window(ow + k);
     }
+    for (; ow < wo; ++ow) pool_window(ow);
   }
 }
 
