@@ -7,6 +7,7 @@
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/operator.h>
 #include <zkynet/ops/kernels.h>
+#include <zkynet/ops/strided.h>
 
 #include <numeric>
 
@@ -15,20 +16,13 @@ namespace {
 
 using Impl = std::shared_ptr<Communicator::Impl>;
 
-// elementwise f(a[i], b[i]) into a fresh tensor of a's shape (contiguous, floating).
+// f(a[i], b[i]) elementwise in a's floating dtype (kernels::map, b converted).
 template <class F>
-Tensor zip(const Tensor& a_in, const Tensor& b_in, F f) {
-  const Tensor a = a_in.contiguous();
-  const Tensor b = b_in.to(a.dtype()).contiguous();
-  Tensor out = Tensor::empty(a.shape(), a.dtype());
-  dispatch_floating(a.dtype(), [&](auto zero) {
+Tensor zip(const Tensor& a, const Tensor& b, F f) {
+  return dispatch_floating(a.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const T* pa = a.data<T>();
-    const T* pb = b.data<T>();
-    T* po = out.data<T>();
-    for (std::int64_t i = 0; i < a.numel(); ++i) po[i] = static_cast<T>(f(pa[i], pb[i]));
+    return kernels::map<T, 2>({a, b}, [&](T x, T y) { return f(x, y); }, "distributed gradient");
   });
-  return out;
 }
 
 // The gradient of this rank's x, given the reduction `out` (as every rank sees it) and
@@ -278,11 +272,8 @@ NodeRef copy_to_ranks(const NodeRef& x, const Communicator& comm) {
 
 void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
   if (!t.is_contiguous()) throw UsageError("dist::allreduce_: needs a contiguous tensor, got " + shape_str(t.shape()));
-  if (op == ReduceOp::Avg && !is_floating(t.dtype())) {
-    throw TypeError("dist::allreduce_: AVG needs a floating-point tensor, got int64");
-  }
+  const MPI_Op mop = detail::mpi_op(op, t.dtype());
   detail::check_same_call(comm.impl(), with_op("allreduce_", op), t);
-  const MPI_Op mop = op == ReduceOp::Max ? MPI_MAX : op == ReduceOp::Min ? MPI_MIN : op == ReduceOp::Prod ? MPI_PROD : MPI_SUM;
   ZKYNET_MPI(Allreduce, Iallreduce, MPI_IN_PLACE, t.raw_data(), detail::count_of(t.numel(), "allreduce_"),
              detail::mpi_type(t.dtype()), mop, comm.impl().forward);
   if (op == ReduceOp::Avg) t.copy_(kernels::scale(t, 1.0 / comm.size()));

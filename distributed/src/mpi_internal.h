@@ -68,6 +68,10 @@ void call(std::string_view what, Blocking&& blocking, NonBlocking&& nonblocking)
       "MPI_" #Name, [&] { return MPI_##Name(__VA_ARGS__); },                           \
       [&](MPI_Request* zkynet_request) { return MPI_##IName(__VA_ARGS__, zkynet_request); })
 MPI_Datatype mpi_type(DType dtype);
+// MPI's operation for `op` (AVG: a sum, finished by finish_avg); AVG of int64 is a TypeError.
+MPI_Op mpi_op(ReduceOp op, DType dtype);
+// Divides an AVG's sum by the communicator's size; other operations are left as they are.
+void finish_avg(Tensor& t, ReduceOp op, MPI_Comm comm);
 // MPI counts are ints; bigger buffers are refused with a clear error.
 int count_of(std::int64_t n, std::string_view what);
 

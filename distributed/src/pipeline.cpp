@@ -7,6 +7,7 @@
 #include <zkynet/ops/ops.h>
 
 #include <algorithm>
+#include <optional>
 
 namespace zkynet::dist {
 namespace {
@@ -95,8 +96,7 @@ double Pipeline::train_step(const Tensor& x, const Tensor& y, const Loss& loss) 
   const std::int64_t parts = options_.micro_batches;
   Lambda step({"unused"}, [&](std::span<const NodeRef>) -> NodeRef {
     std::vector<NodeRef> sends;
-    NodeRef total = NodeRef(Tensor::scalar(0.0, DType::Float32));
-    bool has_loss = false;
+    std::optional<NodeRef> total;  // the last stage's weighted sum of micro-batch losses
     for (int m = 0; m < parts; ++m) {
       const auto [b, e] = micro_batch_rows(rows, parts, m);
       const NodeRef h = run_stage(is_first() ? NodeRef(x.slice(0, b, e)) : receive_activation(m));
@@ -105,14 +105,15 @@ double Pipeline::train_step(const Tensor& x, const Tensor& y, const Loss& loss) 
         const NodeRef part = loss(h, NodeRef(y.slice(0, b, e)));
         const Tensor weight = Tensor::scalar(static_cast<double>(e - b) / static_cast<double>(rows), part.value().dtype());
         const NodeRef weighted = op::mult(part, weight);
-        total = has_loss ? op::add(total, weighted) : weighted;
-        has_loss = true;
+        total = total ? op::add(*total, weighted) : weighted;
       } else {
         send_shape(h.value(), m);
         sends.push_back(send(h, stage() + 1, activation_tag(m), comm_));
       }
     }
-    return is_last() ? total : join_dummies(total, sends);
+    if (is_last() && total) return *total;
+    // No loss here (or only empty micro-batches): a zero root that joins the sends.
+    return join_dummies(NodeRef(Tensor::scalar(0.0, DType::Float32)), sends);
   });
   step.input("unused").requires_grad(false);
   graph_ = step(Tensor::scalar(0.0, DType::Float32));

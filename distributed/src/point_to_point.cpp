@@ -214,28 +214,31 @@ NodeRef recv(const NodeRef& x, int source, int tag, const Communicator& comm) {
   return apply(RecvDef{{comm.impl_ptr(), source, tag, comm.impl().message_label('r', source, tag)}}, x);
 }
 
+namespace {
+
+std::shared_ptr<WaitHandle::State> pending(WaitHandle::State::Kind kind, const Communicator& comm, int peer, int tag) {
+  auto state = std::make_shared<WaitHandle::State>();
+  state->kind = kind;
+  state->comm = comm.impl_ptr();
+  state->peer = peer;
+  state->tag = tag;
+  return state;
+}
+
+}  // namespace
+
 WaitHandle isend(const NodeRef& x, int dest, int tag, const Communicator& comm) {
   check_peer(comm, dest, tag, "isend");
-  auto state = std::make_shared<WaitHandle::State>();
-  state->kind = WaitHandle::State::Kind::Send;
-  state->comm = comm.impl_ptr();
-  state->peer = dest;
-  state->tag = tag;
+  auto state = pending(WaitHandle::State::Kind::Send, comm, dest, tag);
   const std::string label = "I" + comm.impl().message_label('s', dest, tag);
-  NodeRef node = apply(ISendDef{{comm.impl_ptr(), dest, tag, label}, state}, x);
-  return WaitHandle(std::move(node), std::move(state));
+  return WaitHandle(apply(ISendDef{{comm.impl_ptr(), dest, tag, label}, state}, x), state);
 }
 
 WaitHandle irecv(const NodeRef& x, int source, int tag, const Communicator& comm) {
   check_peer(comm, source, tag, "irecv");
-  auto state = std::make_shared<WaitHandle::State>();
-  state->kind = WaitHandle::State::Kind::Recv;
-  state->comm = comm.impl_ptr();
-  state->peer = source;
-  state->tag = tag;
+  auto state = pending(WaitHandle::State::Kind::Recv, comm, source, tag);
   const std::string label = "I" + comm.impl().message_label('r', source, tag);
-  NodeRef node = apply(IRecvDef{{comm.impl_ptr(), source, tag, label}, state}, x);
-  return WaitHandle(std::move(node), std::move(state));
+  return WaitHandle(apply(IRecvDef{{comm.impl_ptr(), source, tag, label}, state}, x), state);
 }
 
 NodeRef wait(const WaitHandle& handle) {

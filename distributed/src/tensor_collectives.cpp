@@ -65,6 +65,8 @@ int comm_size(MPI_Comm comm) {
   return s;
 }
 
+}  // namespace
+
 MPI_Op mpi_op(ReduceOp op, DType dtype) {
   switch (op) {
     case ReduceOp::Sum: return MPI_SUM;
@@ -81,8 +83,6 @@ MPI_Op mpi_op(ReduceOp op, DType dtype) {
 void finish_avg(Tensor& t, ReduceOp op, MPI_Comm comm) {
   if (op == ReduceOp::Avg) t = kernels::scale(t, 1.0 / comm_size(comm));
 }
-
-}  // namespace
 
 MPI_Datatype mpi_type(DType dtype) {
   switch (dtype) {
