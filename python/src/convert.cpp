@@ -223,4 +223,33 @@ NodeRef noderef_from_python(py::handle obj) {
   return NodeRef(tensor_from_python(obj));
 }
 
+namespace {
+
+// A Python object shared by C++ copies of a std::function, released with the GIL held (the
+// last copy may go while the GIL is released).
+struct SharedPythonObject {
+  py::object obj;
+  explicit SharedPythonObject(py::object o) : obj(std::move(o)) {}
+  SharedPythonObject(const SharedPythonObject&) = delete;
+  SharedPythonObject& operator=(const SharedPythonObject&) = delete;
+  ~SharedPythonObject() {
+    if (!Py_IsInitialized()) {
+      obj.release();
+      return;
+    }
+    py::gil_scoped_acquire gil;
+    obj = py::object();
+  }
+};
+
+}  // namespace
+
+std::function<NodeRef(const NodeRef&, const NodeRef&)> loss_from_python(py::object callable) {
+  auto fn = std::make_shared<SharedPythonObject>(std::move(callable));
+  return [fn](const NodeRef& prediction, const NodeRef& target) {
+    py::gil_scoped_acquire gil;
+    return noderef_from_python(fn->obj(py::cast(prediction), py::cast(target)));
+  };
+}
+
 }  // namespace zkynet::python

@@ -4,6 +4,8 @@
 #include <zkynet/framework/node.h>
 #include <zkynet/framework/tensor.h>
 
+#include <functional>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -29,6 +31,9 @@ void set_value_array_type(py::handle type);
 py::capsule numpy_to_dlpack(py::array array);
 // Nodes, graphs (their root), inputs and parameters, or constants from any value above.
 NodeRef noderef_from_python(py::handle obj);
+// A Python callable (prediction, target) -> node as a C++ loss function. Each call takes the
+// GIL; the callable is released with the GIL held, whichever thread drops the last copy.
+std::function<NodeRef(const NodeRef&, const NodeRef&)> loss_from_python(py::object callable);
 // The C++ estimator inside a Python nn.Estimator (its wrapper type is private to init_layers).
 nn::Estimator& estimator_from_python(py::handle obj);
 

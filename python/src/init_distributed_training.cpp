@@ -29,36 +29,15 @@ Communicator comm_or_world(const std::optional<Communicator>& comm) { return com
 
 std::string type_name(py::handle obj) { return py::str(obj.get_type().attr("__name__")); }
 
-// A Python callable shared by C++ copies of a std::function, released with the GIL held
-// (the last copy may go while the GIL is released).
-struct GilCallable {
-  py::object fn;
-  explicit GilCallable(py::object f) : fn(std::move(f)) {}
-  GilCallable(const GilCallable&) = delete;
-  GilCallable& operator=(const GilCallable&) = delete;
-  ~GilCallable() {
-    if (!Py_IsInitialized()) {
-      fn.release();
-      return;
-    }
-    py::gil_scoped_acquire gil;
-    fn = py::object();
-  }
-};
-
 // A loss given as a Python callable (output, target) -> node: a function of the user's or a
 // zkynet loss such as op.cross_entropy. It is called on the last stage, inside train_step,
 // which runs with the GIL released.
-Pipeline::Loss loss_from_python(py::object callable) {
+Pipeline::Loss pipeline_loss(py::object callable) {
   if (!PyCallable_Check(callable.ptr())) {
     throw TypeError("Pipeline.train_step: loss must be a callable (output, target) -> node, got '" +
                     type_name(callable) + "'");
   }
-  auto holder = std::make_shared<GilCallable>(std::move(callable));
-  return [holder](const NodeRef& output, const NodeRef& target) {
-    py::gil_scoped_acquire gil;
-    return noderef_from_python(holder->fn(output, target));
-  };
+  return python::loss_from_python(std::move(callable));
 }
 
 // A copy of the batch (as the Estimator takes it): Python code may write into its arrays while
@@ -125,7 +104,7 @@ void bind_pipeline(py::module_& m) {
              const Tensor inputs = batch_from_python(x), targets = batch_from_python(y);
              require_batch(inputs, pipe.is_first(), "train_step", "the first stage reads x");
              require_batch(targets, pipe.is_last(), "train_step", "the last stage reads y");
-             const Pipeline::Loss loss_fn = loss_from_python(std::move(loss));
+             const Pipeline::Loss loss_fn = pipeline_loss(std::move(loss));
              py::gil_scoped_release release;
              return pipe.train_step(inputs, targets, loss_fn);
            },

@@ -113,22 +113,6 @@ void batch_norm_layer(py::module_& m, const char* name) {
       });
 }
 
-// A Python callable kept alive by C++ copies and released with the GIL held.
-struct PyCallable {
-  py::object fn;
-  explicit PyCallable(py::object f) : fn(std::move(f)) {}
-  PyCallable(const PyCallable&) = delete;
-  PyCallable& operator=(const PyCallable&) = delete;
-  ~PyCallable() {
-    if (!Py_IsInitialized()) {
-      fn.release();
-      return;
-    }
-    py::gil_scoped_acquire gil;
-    fn = py::object();
-  }
-};
-
 // The estimator together with the Python objects it refers to.
 struct PyEstimator {
   py::object model, optimizer;
@@ -304,12 +288,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def(py::init([](py::object model, py::object loss_fn, py::object optimizer, std::int64_t epochs,
                        std::int64_t batchsize, std::int64_t seqsize, double validation_split, std::int64_t patience,
                        bool shuffle, std::uint64_t seed, bool verbose) {
-             auto fn = std::make_shared<PyCallable>(std::move(loss_fn));
-             nn::Estimator::Loss loss = [fn](const NodeRef& p, const NodeRef& y) {
-               py::gil_scoped_acquire gil;
-               py::object r = fn->fn(py::cast(p), py::cast(y));
-               return noderef_from_python(r);
-             };
+             nn::Estimator::Loss loss = loss_from_python(std::move(loss_fn));
              auto out = std::make_unique<PyEstimator>();
              out->model = model;
              out->optimizer = optimizer;
