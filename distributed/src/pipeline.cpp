@@ -4,10 +4,9 @@
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/session.h>
 #include <zkynet/nn/sequential.h>
-#include <zkynet/ops/ops.h>
+#include <zkynet/ops/indexing.h>
 
 #include <algorithm>
-#include <optional>
 
 namespace zkynet::dist {
 namespace {
@@ -95,23 +94,22 @@ double Pipeline::train_step(const Tensor& x, const Tensor& y, const Loss& loss) 
   const std::int64_t rows = is_first() ? x.size(0) : is_last() ? y.size(0) : 0;
   const std::int64_t parts = options_.micro_batches;
   Lambda step({"unused"}, [&](std::span<const NodeRef>) -> NodeRef {
-    std::vector<NodeRef> sends;
-    std::optional<NodeRef> total;  // the last stage's weighted sum of micro-batch losses
+    std::vector<NodeRef> sends, outputs;
     for (int m = 0; m < parts; ++m) {
       const auto [b, e] = micro_batch_rows(rows, parts, m);
       const NodeRef h = run_stage(is_first() ? NodeRef(x.slice(0, b, e)) : receive_activation(m));
       if (is_last()) {
-        if (e == b) continue;  // fewer rows than micro-batches: an empty one adds no loss
-        const NodeRef part = loss(h, NodeRef(y.slice(0, b, e)));
-        const Tensor weight = Tensor::scalar(static_cast<double>(e - b) / static_cast<double>(rows), part.value().dtype());
-        const NodeRef weighted = op::mult(part, weight);
-        total = total ? op::add(*total, weighted) : weighted;
+        if (e > b) outputs.push_back(h);  // fewer rows than micro-batches: an empty one adds nothing
       } else {
         send_shape(h.value(), m);
         sends.push_back(send(h, stage() + 1, activation_tag(m), comm_));
       }
     }
-    if (is_last() && total) return *total;
+    // One loss over the whole batch, the micro-batches' outputs joined in order: exactly the
+    // plain model's loss and gradients whatever the loss's reduction (mean, sum, or other).
+    if (is_last() && !outputs.empty()) {
+      return loss(outputs.size() == 1 ? outputs[0] : op::concat(outputs, 0), NodeRef(y));
+    }
     // No loss here (or only empty micro-batches): a zero root that joins the sends.
     return join_dummies(NodeRef(Tensor::scalar(0.0, DType::Float32)), sends);
   });

@@ -111,7 +111,8 @@ void bind_pipeline(py::module_& m) {
            py::arg("x"), py::arg("y"), py::arg("loss"),
            "Forward and backward of one batch; gradients accumulate into this stage's parameters. x is read "
            "on the first stage, y on the last (None elsewhere is fine); loss(output, target) -> node is "
-           "called on the last stage. Returns the batch's mean loss on every rank.")
+           "called once on the last stage, on the whole batch's output (the micro-batches' outputs joined), so "
+           "the loss and gradients are the plain model's whatever its reduction. Returns the loss on every rank.")
       .def("predict", [](Pipeline& pipe, py::handle x) -> py::object {
              const Tensor inputs = batch_from_python(x);
              require_batch(inputs, pipe.is_first(), "predict", "the first stage reads x");

@@ -11,6 +11,8 @@
 #include "distributed/helpers.h"
 
 #include <memory>
+#include <utility>
+#include <vector>
 
 using namespace zkynet;
 using namespace zkynet::testing;
@@ -44,11 +46,14 @@ Batch make_batch(std::int64_t rows) {
 }
 
 const auto kLoss = [](const NodeRef& out, const NodeRef& y) { return op::cross_entropy(out, y); };
+const auto kSumLoss = [](const NodeRef& out, const NodeRef& y) {
+  return op::cross_entropy(out, y, op::Reduction::Sum);
+};
 
-double reference_step(nn::Sequential& model, const Batch& b) {
+double reference_step(nn::Sequential& model, const Batch& b, const dist::Pipeline::Loss& loss = kLoss) {
   Lambda objective({"x"}, [&](std::span<const NodeRef> in) {
     const std::array<NodeRef, 1> args{in[0]};
-    return kLoss(model.invoke(args).root(), NodeRef(b.y));
+    return loss(model.invoke(args).root(), NodeRef(b.y));
   });
   ModuleGraph g = objective(b.x);
   g.back();
@@ -57,25 +62,30 @@ double reference_step(nn::Sequential& model, const Batch& b) {
 
 }  // namespace
 
-TEST_CASE("pipeline gradients equal single-process gradients, whatever the micro-batching") {
+TEST_CASE("pipeline loss and gradients equal single-process ones, whatever the micro-batching and reduction") {
   const Batch batch = make_batch(12);
-  for (std::int64_t micro : {1, 3, 5}) {
-    INFO("micro-batches " << micro);
-    auto model = make_model();
-    auto reference = make_model();
-    dist::Pipeline pipe(*model, {.micro_batches = micro}, W());
-    const double loss = pipe.train_step(batch.x, batch.y, kLoss);
-    const double ref_loss = reference_step(*reference, batch);
-    CHECK(loss == Approx(ref_loss).epsilon(1e-12));
-    const auto [begin, end] = pipe.layers();
-    CHECK(end > begin);
-    for (std::size_t i = begin; i < end; ++i) {
-      const auto ours = (*model)[i].named_parameters();
-      const auto theirs = (*reference)[i].named_parameters();
-      for (std::size_t k = 0; k < ours.size(); ++k) {
-        INFO("layer " << i << " " << ours[k].first);
-        INFO("ours " << ours[k].second.grad() << " theirs " << theirs[k].second.grad());
-        CHECK(allclose(ours[k].second.grad(), theirs[k].second.grad(), 1e-10, 1e-12));
+  // A sum-reduced loss was once divided by the number of micro-batches (-0.853 became -0.427
+  // with 2): the loss must be the plain model's whatever its reduction.
+  const std::vector<std::pair<const char*, dist::Pipeline::Loss>> losses{{"mean", kLoss}, {"sum", kSumLoss}};
+  for (const auto& [reduction, loss_fn] : losses) {
+    for (std::int64_t micro : {1, 2, 3, 5}) {
+      INFO(reduction << "-reduced loss, micro-batches " << micro);
+      auto model = make_model();
+      auto reference = make_model();
+      dist::Pipeline pipe(*model, {.micro_batches = micro}, W());
+      const double loss = pipe.train_step(batch.x, batch.y, loss_fn);
+      const double ref_loss = reference_step(*reference, batch, loss_fn);
+      CHECK(loss == Approx(ref_loss).epsilon(1e-12));
+      const auto [begin, end] = pipe.layers();
+      CHECK(end > begin);
+      for (std::size_t i = begin; i < end; ++i) {
+        const auto ours = (*model)[i].named_parameters();
+        const auto theirs = (*reference)[i].named_parameters();
+        for (std::size_t k = 0; k < ours.size(); ++k) {
+          INFO("layer " << i << " " << ours[k].first);
+          INFO("ours " << ours[k].second.grad() << " theirs " << theirs[k].second.grad());
+          CHECK(allclose(ours[k].second.grad(), theirs[k].second.grad(), 1e-10, 1e-12));
+        }
       }
     }
   }

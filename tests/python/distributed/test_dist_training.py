@@ -19,12 +19,13 @@ DIGITS = "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"
 class CrossEntropy(cg.Module):
     """The cross entropy of a model's logits; labels are not differentiated."""
 
-    def __init__(self, model):
+    def __init__(self, model, reduction="mean"):
         super().__init__(inputs=(cg.Variable("x"), cg.Variable("y").requires_grad(False)))
         self.model = model
+        self.reduction = reduction
 
     def call(self, x, y):
-        return op.cross_entropy(self.model(x), y)
+        return op.cross_entropy(self.model(x), y, reduction=self.reduction)
 
 
 def make_mlp(seed):
@@ -169,8 +170,8 @@ def stage_parameters(model, layers):
     return [(name, p) for name, p in model.named_parameters() if begin <= int(name.split(".")[0]) < end]
 
 
-def reference_step(reference, x, y):
-    graph = CrossEntropy(reference)(x, y)
+def reference_step(reference, x, y, reduction="mean"):
+    graph = CrossEntropy(reference, reduction)(x, y)
     graph.back()
     return float(graph.value)
 
@@ -179,9 +180,16 @@ def cross_entropy_lambda(output, target):
     return op.cross_entropy(output, target)
 
 
-@pytest.mark.parametrize("micro_batches, loss", [(1, op.cross_entropy), (3, cross_entropy_lambda),
-                                                 (5, op.cross_entropy)])
-def test_pipeline_gradients_equal_single_process_gradients(micro_batches, loss):
+def summed_cross_entropy(output, target):
+    return op.cross_entropy(output, target, reduction="sum")
+
+
+# A sum-reduced loss was once divided by the number of micro-batches: whatever the reduction,
+# the pipeline's loss and gradients are the plain model's.
+@pytest.mark.parametrize("micro_batches, loss, reduction", [
+    (1, op.cross_entropy, "mean"), (3, cross_entropy_lambda, "mean"), (5, op.cross_entropy, "mean"),
+    (1, summed_cross_entropy, "sum"), (2, summed_cross_entropy, "sum"), (4, summed_cross_entropy, "sum")])
+def test_pipeline_gradients_equal_single_process_gradients(micro_batches, loss, reduction):
     x, y = pipeline_batch(12)
     model, reference = make_deep_model(), make_deep_model()
     pipe = dist.Pipeline(model, micro_batches=micro_batches)
@@ -189,7 +197,7 @@ def test_pipeline_gradients_equal_single_process_gradients(micro_batches, loss):
     assert (pipe.is_first, pipe.is_last) == (RANK == 0, RANK == SIZE - 1)
     # Only the first stage reads x and only the last y.
     value = pipe.train_step(x if pipe.is_first else None, y if pipe.is_last else None, loss)
-    assert value == pytest.approx(reference_step(reference, x, y), rel=1e-12)
+    assert value == pytest.approx(reference_step(reference, x, y, reduction), rel=1e-12)
     ours, theirs = stage_parameters(model, pipe.layers), stage_parameters(reference, pipe.layers)
     assert ours and len(pipe.parameters()) == len(ours)
     for (name, p), (_, q) in zip(ours, theirs):

@@ -40,8 +40,9 @@ class Pipeline {
 
   // Forward and backward of one batch on every stage; gradients accumulate into this stage's
   // parameters. x is read on the first stage, y on the last (other ranks may pass empty
-  // tensors of any shape). The loss is the batch mean of a mean-reduced `loss` (micro-batch
-  // losses weighted by their rows), returned on every rank.
+  // tensors of any shape). The last stage applies `loss` once, to the micro-batches' outputs
+  // joined in order and the whole y: the loss and gradients are the plain model's, whatever
+  // the loss's reduction (mean, sum). The loss is returned on every rank.
   double train_step(const Tensor& x, const Tensor& y, const Loss& loss);
   // Forward only (no graph); the last stage's output, returned on the last stage (an
   // undefined tensor elsewhere).
