@@ -70,7 +70,8 @@ LinearGrads linear_vjp(const VjpContext<N>& c) {
   const Tensor& x = c.in(0);
   const Tensor& w = c.in(1);
   const std::int64_t out_features = w.size(0);
-  const Tensor g2 = c.grad.contiguous().reshape({c.grad.numel() / std::max<std::int64_t>(out_features, 1), out_features});
+  const std::int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
+  const Tensor g2 = c.grad.contiguous().reshape({rows, out_features});
   LinearGrads r;
   if (c.needs[0]) r.x = kernels::matmul_t(g2, false, w, false).reshape(x.shape());
   if (c.needs[1]) r.weight = kernels::matmul_t(g2, true, x.contiguous().reshape({g2.size(0), w.size(1)}), false);

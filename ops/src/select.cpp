@@ -6,6 +6,8 @@
 #include <zkynet/ops/select.h>
 #include <zkynet/ops/strided.h>
 
+#include "kernels/accumulate.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -292,7 +294,8 @@ double divisor(std::int64_t n, bool unbiased) {
   return static_cast<double>(std::max<std::int64_t>(0, n - (unbiased ? 1 : 0)));
 }
 
-// Variance over the reduced axes, two-pass in double per lane (square root for std).
+// Variance over the reduced axes, two-pass per lane, summed as kernels/accumulate.h says
+// (square root for std).
 Tensor variance(const Tensor& x, const Spread& s, bool unbiased, bool root) {
   Shape perm;
   for (std::int64_t i = 0; i < x.dim(); ++i) {
@@ -310,14 +313,11 @@ Tensor variance(const Tensor& x, const Spread& s, bool unbiased, bool root) {
     T* o = out.data<T>();
     for (std::int64_t k = 0; k < out.numel(); ++k) {
       const T* lane = p + k * s.n;
-      double mean = 0.0;
-      for (std::int64_t j = 0; j < s.n; ++j) mean += static_cast<double>(lane[j]);
-      mean /= static_cast<double>(s.n);
-      double ss = 0.0;
-      for (std::int64_t j = 0; j < s.n; ++j) {
+      const double mean = kernels::detail::strided_sum(lane, s.n, 1) / static_cast<double>(s.n);
+      const double ss = kernels::detail::pairwise_sum<double>(0, s.n, [&](std::int64_t j) {
         const double dev = static_cast<double>(lane[j]) - mean;
-        ss += dev * dev;
-      }
+        return dev * dev;
+      });
       const double v = ss / den;
       o[k] = static_cast<T>(root ? std::sqrt(v) : v);
     }

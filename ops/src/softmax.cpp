@@ -8,6 +8,8 @@
 #include <zkynet/ops/loss.h>
 #include <zkynet/ops/strided.h>
 
+#include "kernels/accumulate.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -65,12 +67,11 @@ T lane_shift(const T* p, std::int64_t n, std::int64_t stride) {
   return std::isfinite(m) ? m : T(0);
 }
 
-// sum_j exp(p[j] - shift), accumulated in double.
+// sum_j exp(p[j] - shift), summed as kernels/accumulate.h says.
 template <class T>
 double lane_sum_exp(const T* p, std::int64_t n, std::int64_t stride, T shift) {
-  double s = 0.0;
-  for (std::int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(p[j * stride] - shift));
-  return s;
+  return kernels::detail::pairwise_sum<double>(
+      0, n, [&](std::int64_t j) { return std::exp(static_cast<double>(p[j * stride] - shift)); });
 }
 
 struct SoftmaxDef {

@@ -23,6 +23,8 @@
 
 #include <cblas.h>
 
+#include "accumulate.h"
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -456,16 +458,15 @@ Conv2dGrads conv2d_backward(const Tensor& grad, const Tensor& input, const Tenso
     const T* gp = gy.data<T>();
     // Without the weight gradient's GEMM, the bias gradient is the output gradient's sum.
     if (need_b && !need_w) {
-      r.bias = Tensor::zeros({g.o}, dtype);
+      r.bias = Tensor::empty({g.o}, dtype);
       T* bg = r.bias.template data<T>();
+      std::vector<double> sums(static_cast<std::size_t>(g.o));
       for (std::int64_t n = 0; n < g.n; ++n) {
         for (std::int64_t o = 0; o < g.o; ++o) {
-          const T* s = gp + (n * g.o + o) * g.l;
-          T acc = T(0);
-          for (std::int64_t i = 0; i < g.l; ++i) acc += s[i];
-          bg[o] += acc;
+          sums[static_cast<std::size_t>(o)] += detail::strided_sum(gp + (n * g.o + o) * g.l, g.l, 1);
         }
       }
+      for (std::int64_t o = 0; o < g.o; ++o) bg[o] = static_cast<T>(sums[static_cast<std::size_t>(o)]);
     }
     if (!need_x && !need_w) return;
     const std::int64_t tasks = task_count(g.n, rows * g.l * (g.og + 1) * (need_x && need_w ? 2 : 1));

@@ -132,7 +132,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   }
   const std::int64_t in = weight.size(1);
   const std::int64_t out_features = weight.size(0);
-  const std::int64_t rows = x.numel() / std::max<std::int64_t>(in, 1);
+  const std::int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   const Tensor x2 = x.contiguous().reshape({rows, in});
   const BlasMatrix W = blas_layout(weight);
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
@@ -159,19 +159,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 
 Tensor sum_rows(const Tensor& m) {
   if (m.dim() != 2) throw ShapeError("sum_rows " + shape_str(m.shape()) + ": needs a matrix");
-  const Tensor c = m.contiguous();
-  const std::int64_t rows = c.size(0);
-  const std::int64_t cols = c.size(1);
-  Tensor out = Tensor::zeros({cols}, c.dtype());
-  dispatch_floating(c.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const T* p = c.data<T>();
-    T* o = out.data<T>();
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t j = 0; j < cols; ++j) o[j] += p[r * cols + j];
-    }
-  });
-  return out;
+  if (!is_floating(m.dtype())) throw TypeError("sum_rows " + shape_str(m.shape()) + ": needs a floating-point matrix");
+  return sum(m, {0});
 }
 
 }  // namespace zkynet::kernels
