@@ -8,7 +8,8 @@ namespace zkynet {
 // ---- nodes and tapes ----------------------------------------------------------------------
 
 Node::Node(Tape& tape, Tensor value, NodeKind kind, bool requires_grad)
-    : value_(std::move(value)), tape_(&tape), kind_(kind), requires_grad_(requires_grad) {}
+    : value_(std::move(value)), recorded_version_(value_.version()), tape_(&tape), kind_(kind),
+      requires_grad_(requires_grad) {}
 
 std::uint64_t Node::call_id() const { return tape_->call_id(); }
 
@@ -177,6 +178,40 @@ NodeRef apply_dynamic(const std::shared_ptr<const DynamicOperator>& op, std::spa
 
 // ---- reverse mode -------------------------------------------------------------------------
 
+namespace {
+
+std::string invocation_path(const Tape& tape, int invocation) {
+  std::string path;
+  for (int i = invocation; i >= 0; i = tape.invocations()[static_cast<std::size_t>(i)].parent) {
+    path = tape.invocations()[static_cast<std::size_t>(i)].name + (path.empty() ? "" : "." + path);
+  }
+  return path;
+}
+
+// PyTorch's check: a value an operator's backward may read is still the one its forward saw.
+void check_not_modified(const Tape& tape, const OperatorNode& op) {
+  const auto stale = [](const Node& n) { return n.value().version() != n.recorded_version(); };
+  const auto describe = [](const Node& n) {
+    return "'" + n.label() + "' (" + shape_str(n.value().shape()) + " " + std::string(dtype_name(n.value().dtype())) +
+           ") is at version " + std::to_string(n.value().version()) + "; expected version " +
+           std::to_string(n.recorded_version());
+  };
+  std::string what;
+  if (stale(op)) what = "its output " + describe(op);
+  const auto parents = op.parents();
+  for (std::size_t j = 0; j < parents.size() && what.empty(); ++j) {
+    if (stale(*parents[j])) what = "its input " + std::to_string(j) + ", " + describe(*parents[j]);
+  }
+  if (what.empty()) return;
+  const std::string path = invocation_path(tape, op.invocation());
+  throw UsageError("back: a value needed for the gradient of operator '" + std::string(op.op_name()) + "'" +
+                   (path.empty() ? "" : " in " + path) + " was modified in place after the forward pass: " + what +
+                   ". An optimizer step, add_, copy_ or fill_ ran between the call and back(); call back() first, "
+                   "or run the forward pass again");
+}
+
+}  // namespace
+
 std::vector<Tensor> backward_pass(const Tape& tape, const Node& root, const Tensor& seed) {
   const auto nodes = tape.nodes();
   // Communication nodes recorded after the root take part too (with zero gradients): every
@@ -199,6 +234,7 @@ std::vector<Tensor> backward_pass(const Tape& tape, const Node& root, const Tens
     const auto& op = static_cast<const OperatorNode&>(node);
     const bool reached = grads[i].defined();
     if (!op.visit_without_gradient() && (!reached || !node.requires_grad())) continue;
+    check_not_modified(tape, op);
     const Tensor g = reached ? grads[i] : Tensor::zeros(node.value().shape(), node.value().dtype());
     const auto parents = op.parents();
     grad_in.assign(parents.size(), Tensor());

@@ -26,7 +26,30 @@ std::string shape_str(const Shape& shape) {
 }
 
 std::int64_t shape_numel(const Shape& shape) {
-  return std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>());
+  std::int64_t n = 1;
+  for (auto d : shape) {
+    if (__builtin_mul_overflow(n, d, &n)) {
+      throw ShapeError("shape " + shape_str(shape) + " has more than 2^63 elements");
+    }
+  }
+  return n;
+}
+
+std::size_t checked_nbytes(const Shape& shape, DType dtype, std::string_view where) {
+  for (auto d : shape) {
+    if (d < 0) throw ShapeError(std::string(where) + ": negative dimension in shape " + shape_str(shape));
+  }
+  std::int64_t n = 1;
+  std::int64_t bytes = 0;
+  for (auto d : shape) {
+    if (__builtin_mul_overflow(n, d, &n)) n = -1;
+    if (n < 0) break;
+  }
+  if (n < 0 || __builtin_mul_overflow(n, static_cast<std::int64_t>(dtype_size(dtype)), &bytes)) {
+    throw ShapeError(std::string(where) + ": shape " + shape_str(shape) + " of " + std::string(dtype_name(dtype)) +
+                     " needs more than 2^63 bytes");
+  }
+  return static_cast<std::size_t>(bytes);
 }
 
 Shape contiguous_strides(const Shape& shape) {
@@ -40,12 +63,6 @@ Shape contiguous_strides(const Shape& shape) {
 }
 
 namespace {
-
-void check_shape(const Shape& shape, const char* where) {
-  for (auto d : shape) {
-    if (d < 0) throw ShapeError(std::string(where) + ": negative dimension in shape " + shape_str(shape));
-  }
-}
 
 std::int64_t normalize_axis(std::int64_t axis, std::int64_t ndim, const char* where) {
   const std::int64_t a = axis < 0 ? axis + ndim : axis;
@@ -131,9 +148,7 @@ Tensor Tensor::view_of(std::shared_ptr<Storage> storage, const Shape& shape, con
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  check_shape(shape, "Tensor::empty");
-  const std::int64_t n = shape_numel(shape);
-  auto storage = std::make_shared<Storage>(static_cast<std::size_t>(n) * dtype_size(dtype), device);
+  auto storage = std::make_shared<Storage>(checked_nbytes(shape, dtype, "Tensor::empty"), device);
   return view_of(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
 }
 
@@ -191,8 +206,7 @@ Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& g
 }
 
 Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, std::function<void(void*)> release) {
-  check_shape(shape, "Tensor::from_blob");
-  const auto nbytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
+  const std::size_t nbytes = checked_nbytes(shape, dtype, "Tensor::from_blob");
   auto storage = std::make_shared<Storage>(data, nbytes, Device::cpu(), std::move(release));
   return view_of(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
 }
@@ -219,6 +233,7 @@ void* Tensor::raw_data() const {
 }
 
 bool Tensor::is_contiguous() const {
+  if (numel_ == 0) return true;  // no element to misplace, as in PyTorch
   std::int64_t expected = 1;
   for (std::size_t i = shape_.size(); i-- > 0;) {
     if (shape_[i] == 1) continue;
@@ -269,11 +284,20 @@ Tensor Tensor::reshape(const Shape& requested) const {
     if (shape[i] == -1) {
       if (inferred >= 0) throw ShapeError("reshape: more than one -1 in " + shape_str(requested));
       inferred = static_cast<int>(i);
-    } else {
-      known *= shape[i];
+    } else if (shape[i] < 0) {
+      throw ShapeError("reshape: negative size " + std::to_string(shape[i]) + " in " + shape_str(requested) +
+                       " (only one -1, to be inferred, is allowed)");
+    } else if (__builtin_mul_overflow(known, shape[i], &known)) {
+      throw ShapeError("reshape: shape " + shape_str(requested) + " has more than 2^63 elements");
     }
   }
-  if (inferred >= 0 && known != 0) shape[static_cast<std::size_t>(inferred)] = numel_ / known;
+  if (inferred >= 0) {
+    if (known == 0) {
+      throw ShapeError("reshape: cannot infer the -1 in " + shape_str(requested) + " for " + shape_str(shape_) +
+                       ": the other sizes multiply to 0, so any size would fit");
+    }
+    shape[static_cast<std::size_t>(inferred)] = numel_ / known;
+  }
   if (shape_numel(shape) != numel_) {
     throw ShapeError("reshape: cannot view " + shape_str(shape_) + " (" + std::to_string(numel_) +
                      " elements) as " + shape_str(requested));
@@ -372,6 +396,7 @@ Tensor Tensor::to(DType dtype) const {
 }
 
 Tensor& Tensor::fill_(double value) {
+  bump_version();
   dispatch_dtype(dtype_, [&](auto zero) {
     using T = decltype(zero);
     if (is_contiguous()) {
@@ -389,6 +414,7 @@ Tensor& Tensor::copy_(const Tensor& source) {
     throw ShapeError("copy_: source shape " + shape_str(source.shape_) + " differs from " + shape_str(shape_));
   }
   const Tensor src = source.to(dtype_);
+  bump_version();
   dispatch_dtype(dtype_, [&](auto zero) {
     using T = decltype(zero);
     if (is_contiguous() && src.is_contiguous()) {
@@ -406,6 +432,7 @@ Tensor& Tensor::add_(const Tensor& other) {
     throw ShapeError("add_: shape " + shape_str(other.shape_) + " differs from " + shape_str(shape_));
   }
   const Tensor src = other.to(dtype_);
+  bump_version();
   dispatch_dtype(dtype_, [&](auto zero) {
     using T = decltype(zero);
     if (is_contiguous() && src.is_contiguous()) {

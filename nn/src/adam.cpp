@@ -49,6 +49,7 @@ void Adam::step() {
     dispatch_floating(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
       T* w = value.data<T>();
+      value.bump_version();
       const T* g = grad.data<T>();
       T* m = s.exp_avg.data<T>();
       T* v = s.exp_avg_sq.data<T>();

@@ -4,11 +4,13 @@
 #include "hdf5_common.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -39,14 +41,52 @@ constexpr unsigned kMaxCompactKeys = 8192;
 
 std::string errno_text() { return std::strerror(errno); }
 
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "localhost";
+  return name;
+}
+
+// Whether process `pid` of this host has ended (kill(pid, 0) finds no such process).
+bool process_ended(const std::string& pid_text) {
+  if (pid_text.empty() || pid_text.size() > 9 || !std::all_of(pid_text.begin(), pid_text.end(), ::isdigit)) return false;
+  return ::kill(static_cast<pid_t>(std::stol(pid_text)), 0) != 0 && errno == ESRCH;
+}
+
+// A save killed mid-write leaves "<target>.tmp.<host>.<pid>.<n>" behind (or, from older
+// versions, "<target>.tmp.<pid>.<n>"): remove those of this host whose process has ended.
+// Other hosts' temporaries (a shared filesystem) are left alone: their pids mean nothing here.
+void remove_stale_temporaries(const std::string& target) {
+  namespace fs = std::filesystem;
+  const fs::path target_path(target);
+  const std::string prefix = target_path.filename().string() + ".tmp.";
+  const fs::path dir = target_path.has_parent_path() ? target_path.parent_path() : fs::path(".");
+  const std::string host = host_name();
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());  // [<host>.]<pid>.<n>
+    const auto last = rest.rfind('.');
+    if (last == std::string::npos || last == 0) continue;
+    const auto before = rest.rfind('.', last - 1);
+    const std::string pid = before == std::string::npos ? rest.substr(0, last) : rest.substr(before + 1, last - before - 1);
+    const std::string owner = before == std::string::npos ? host : rest.substr(0, before);
+    std::error_code ignored;  // best effort: another save may be removing it too
+    if (owner == host && process_ended(pid)) fs::remove(it->path(), ignored);
+  }
+}
+
 // The temporary file of one save: created exclusively next to the target (a rename is only
 // atomic within one filesystem), removed again unless the save commits.
 class TempFile {
  public:
   TempFile(const std::string& target, const std::string& where) {
     static std::atomic<unsigned> counter{0};
+    remove_stale_temporaries(target);
+    const std::string stem = target + ".tmp." + host_name() + "." + std::to_string(::getpid()) + ".";
     for (int attempt = 0;; ++attempt) {
-      path_ = target + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+      path_ = stem + std::to_string(counter++);
       // 0666 and the umask give the file the mode any newly created file would get.
       fd_ = ::open(path_.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
       if (fd_ >= 0) return;

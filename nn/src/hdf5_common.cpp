@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
+#include <string>
 #include <mutex>
 
 namespace zkynet::h5 {
@@ -126,7 +128,13 @@ DatasetInfo dataset_info(hid_t dataset, const std::string& name, const std::stri
     throw UsageError(where + ": cannot read the shape of " + what + ": " + last_error());
   }
   Shape shape;
-  for (hsize_t d : dims) shape.push_back(static_cast<std::int64_t>(d));
+  for (hsize_t d : dims) {
+    if (d > static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max())) {
+      throw ShapeError(where + ": " + what + " has a dimension of " + std::to_string(d) + ", beyond int64");
+    }
+    shape.push_back(static_cast<std::int64_t>(d));
+  }
+  checked_nbytes(shape, *dtype, where + ": " + what);  // a crafted file must not wrap the allocation
   return {*dtype, shape};
 }
 

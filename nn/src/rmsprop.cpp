@@ -34,6 +34,7 @@ void RMSprop::step() {
     dispatch_floating(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
       T* w = value.data<T>();
+      value.bump_version();
       const T* g = grad.data<T>();
       T* sq = s.square_avg.data<T>();
       T* ga = options_.centered ? s.grad_avg.data<T>() : nullptr;

@@ -29,6 +29,7 @@ void SGD::step() {
     dispatch_floating(value.dtype(), [&](auto zero) {
       using T = decltype(zero);
       T* w = value.data<T>();
+      value.bump_version();
       const T* g = grad.data<T>();
       T* buf = options_.momentum != 0 ? momentum_[i].data<T>() : nullptr;
       const T lr = static_cast<T>(options_.lr), wd = static_cast<T>(options_.weight_decay);

@@ -528,3 +528,48 @@ print("ok")
   CHECK_THAT(error_message<UsageError>([&] { nn::load_state(dir.file("group.h5")); }),
              Catch::Contains("'opt'") && Catch::Contains("not a dataset") && Catch::Contains("group.h5"));
 }
+
+TEST_CASE("a crafted checkpoint whose dataset size overflows int64 bytes is refused by name", "[checkpoint]") {
+  if (!have_h5py()) {
+    WARN("skipped: /usr/bin/python3 cannot import h5py (apt-get install python3-h5py)");
+    return;
+  }
+  TempDir dir;
+  const std::string path = dir.file("huge.h5");
+  // Chunked and never written: the file is small, its declared shape (2^61, 8) float64 is 2^67 bytes.
+  const auto [status, output] = run_python(dir, R"PY(
+import sys
+import h5py
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("w", shape=(2**61, 8), dtype="f8", chunks=(1, 8))
+print("ok")
+)PY",
+                                           path);
+  INFO(output);
+  REQUIRE(status == 0);
+  const std::string message = error_message<ShapeError>([&] { nn::load_state(path); });
+  CHECK_THAT(message, Catch::Matchers::Contains("dataset 'w'"));
+  CHECK_THAT(message, Catch::Matchers::Contains("2^63 bytes"));
+}
+
+TEST_CASE("a save removes the temporaries that killed saves of this host left behind", "[checkpoint]") {
+  TempDir dir;
+  const std::string path = dir.file("model.h5");
+  char host[256] = {};
+  REQUIRE(::gethostname(host, sizeof host - 1) == 0);
+  std::int64_t pid_max = 0;
+  std::ifstream("/proc/sys/kernel/pid_max") >> pid_max;
+  REQUIRE(pid_max > 0);
+  const std::string dead = std::to_string(pid_max + 1);  // no process can have it
+  const std::string live = std::to_string(::getpid());
+  const std::vector<std::string> stale = {"model.h5.tmp." + std::string(host) + "." + dead + ".0",
+                                          "model.h5.tmp." + dead + ".7"};  // the format before hosts were named
+  const std::vector<std::string> kept = {"model.h5.tmp." + std::string(host) + "." + live + ".999",
+                                         "model.h5.tmp.another-host." + dead + ".0", "other.h5.tmp." + dead + ".0"};
+  for (const auto& name : stale) std::ofstream(dir.file(name)) << "partial";
+  for (const auto& name : kept) std::ofstream(dir.file(name)) << "partial";
+  nn::save_state({{"w", Tensor{1.0, 2.0}}}, path);
+  for (const auto& name : stale) CHECK_FALSE(fs::exists(dir.file(name)));
+  for (const auto& name : kept) CHECK(fs::exists(dir.file(name)));
+  CHECK(nn::load_state(path).size() == 1);
+}

@@ -1,5 +1,6 @@
 #include <zkynet/framework/gradcheck.h>
 #include <zkynet/nn/activation.h>
+#include <zkynet/nn/embedding.h>
 #include <zkynet/nn/init.h>
 #include <zkynet/nn/linear.h>
 #include <zkynet/nn/sequential.h>
@@ -66,4 +67,36 @@ TEST_CASE("Sequential chains layers and names their parameters by position") {
   const auto r = gradcheck([&](std::span<const NodeRef> x) { return mlp(x[0]); }, {Tensor::randn({3, 4}, gen)});
   INFO(r.message);
   CHECK(r.ok);
+}
+
+TEST_CASE("Linear(0, 5) maps empty features to its bias, as in PyTorch") {
+  nn::Linear l(0, 5, {.dtype = DType::Float64});
+  CHECK(l.param("weight").value().shape() == Shape{5, 0});
+  CHECK(allclose(l.param("bias").value(), Tensor::zeros({5})));  // torch's bound is 0 for fan_in 0
+  l.param("bias").set_value(Tensor{1.0, 2.0, 3.0, 4.0, 5.0});
+  ModuleGraph y = l(Tensor::zeros({2, 0}));
+  CHECK(allclose(y.value(), Tensor{{1.0, 2.0, 3.0, 4.0, 5.0}, {1.0, 2.0, 3.0, 4.0, 5.0}}));
+  y.back(Tensor::ones({2, 5}));
+  CHECK(l.param("weight").grad().shape() == Shape{5, 0});
+  CHECK(allclose(l.param("bias").grad(), Tensor::full({5}, 2.0)));
+}
+
+TEST_CASE("Linear refuses negative feature counts") {
+  CHECK_THROWS_AS(nn::Linear(-1, 5), ShapeError);
+}
+
+TEST_CASE("layers whose weight would overflow int64 bytes are refused by name") {
+  CHECK_THROWS_WITH(nn::Embedding(std::int64_t{1} << 62, 4),
+                    Catch::Matchers::Contains("Embedding(4611686018427387904, 4)") &&
+                        Catch::Matchers::Contains("2^63 bytes"));
+  CHECK_THROWS_AS(nn::Linear(std::int64_t{1} << 40, std::int64_t{1} << 40), ShapeError);
+}
+
+TEST_CASE("Linear(3, 0) gives an empty output and empty gradients") {
+  nn::Linear l(3, 0, {.dtype = DType::Float64});
+  ModuleGraph y = l(Tensor::ones({2, 3}));
+  CHECK(y.value().shape() == Shape{2, 0});
+  y.back(Tensor::zeros({2, 0}));
+  CHECK(l.param("weight").grad().shape() == Shape{0, 3});
+  CHECK(l.param("bias").grad().shape() == Shape{0});
 }

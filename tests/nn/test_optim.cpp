@@ -412,3 +412,15 @@ TEST_CASE("clip_grad_norm refuses a non-positive norm_type") {
   CHECK_THROWS_AS(optim::clip_grad_norm({p.a}, 1.0, 0.0), UsageError);
   CHECK_THROWS_AS(optim::clip_grad_norm({p.a}, 1.0, -2.0), UsageError);
 }
+
+TEST_CASE("Adam, SGD and RMSprop step an empty parameter (as PyTorch does)") {
+  Parameter w("w", Tensor::zeros({5, 0}));
+  w.accumulate_grad(Tensor::zeros({5, 0}));
+  optim::Adam adam({w}, {.lr = 0.1});
+  CHECK_NOTHROW(adam.step());
+  optim::SGD sgd({w}, {.lr = 0.1, .momentum = 0.9});
+  CHECK_NOTHROW(sgd.step());
+  optim::RMSprop rmsprop({w}, {.lr = 0.1});
+  CHECK_NOTHROW(rmsprop.step());
+  CHECK(w.value().shape() == Shape{5, 0});
+}

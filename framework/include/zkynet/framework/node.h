@@ -41,6 +41,9 @@ class Node {
   Tape& tape() const { return *tape_; }
   std::uint64_t call_id() const;
   virtual std::string label() const = 0;  // an input's name or an operator's name
+  // The value's storage version when the node was recorded; back() refuses a value written
+  // in place since (it would differentiate at a point the forward pass never saw).
+  std::uint64_t recorded_version() const { return recorded_version_; }
 
  protected:
   Node(Tape& tape, Tensor value, NodeKind kind, bool requires_grad);
@@ -48,6 +51,7 @@ class Node {
  private:
   friend class Tape;
   Tensor value_;
+  std::uint64_t recorded_version_;
   Tape* tape_;
   std::size_t index_ = 0;
   int invocation_ = -1;

@@ -13,6 +13,7 @@
 #include <zkynet/framework/shape.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -21,6 +22,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -28,7 +30,11 @@ namespace zkynet {
 
 // "(2,3)" for {2, 3}; "()" for a scalar.
 std::string shape_str(const Shape& shape);
+// The number of elements; throws ShapeError when it exceeds int64.
 std::int64_t shape_numel(const Shape& shape);
+// The bytes a contiguous tensor of `shape` needs; throws ShapeError, naming `where`, for a
+// negative dimension or a count beyond int64 (instead of a wrapped, too small allocation).
+std::size_t checked_nbytes(const Shape& shape, DType dtype, std::string_view where);
 
 // A buffer on one device. CPU buffers come from (and return to) the caching allocator
 // unless the storage wraps memory owned elsewhere.
@@ -43,11 +49,15 @@ class Storage {
   void* data() const { return data_; }
   std::size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  // Counts in-place writes, so that back() can refuse values modified after the forward pass.
+  std::uint64_t version() const { return version_.load(std::memory_order_relaxed); }
+  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   void* data_;
   std::size_t nbytes_;
   Device device_;
+  std::atomic<std::uint64_t> version_{0};
   std::function<void(void*)> release_;  // empty: the caching allocator owns the buffer
 };
 
@@ -133,6 +143,14 @@ class Tensor {
   Tensor contiguous() const;
   Tensor clone() const;
   Tensor to(DType dtype) const;
+
+  // The storage's count of in-place writes (views share it, as in PyTorch). Every in-place
+  // write calls bump_version(): the methods below do, and so must code writing through data().
+  // NOTE: memory written by its foreign owner (a numpy array zkynet wraps) cannot be counted.
+  std::uint64_t version() const { return storage_ ? storage_->version() : 0; }
+  void bump_version() const {
+    if (storage_) storage_->bump_version();
+  }
 
   // In-place helpers used by autodiff and optimizers (same shapes required).
   Tensor& fill_(double value);
