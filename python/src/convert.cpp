@@ -5,6 +5,8 @@
 
 #include <dlpack/dlpack.h>
 
+#include <limits>
+
 namespace zkynet::python {
 namespace {
 
@@ -31,6 +33,17 @@ std::optional<DType> numpy_dtype(const py::dtype& dt) {
   return std::nullopt;
 }
 
+// uint64 values above 2**63 - 1 have no int64 equal: refused rather than wrapped to negatives.
+void check_uint64_range(const py::array& array) {
+  if (array.dtype().kind() != 'u' || array.itemsize() < 8 || array.size() == 0) return;
+  const auto largest = py::int_(array.attr("max")()).cast<std::uint64_t>();
+  if (largest > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    throw TypeError("zkynet: a numpy array of dtype " + std::string(py::str(array.dtype())) + " holds " +
+                    std::to_string(largest) + ", beyond int64's range [-2**63, 2**63 - 1] that unsigned integers " +
+                    "are converted to; convert it to float64 (or reduce it) first");
+  }
+}
+
 Tensor from_numpy(py::array array) {
   auto dtype = numpy_dtype(array.dtype());
   if (!dtype) {
@@ -41,6 +54,7 @@ Tensor from_numpy(py::array array) {
       throw TypeError("zkynet: cannot use a numpy array of dtype " + std::string(py::str(array.dtype())) +
                       " as a tensor (expected float32, float64 or int64, or bool/int/float to convert)");
     }
+    check_uint64_range(array);
     array = py::array(array.attr("astype")(kind == 'f' ? "float64" : "int64"));
     dtype = numpy_dtype(array.dtype());
   }
@@ -96,10 +110,51 @@ Tensor from_dlpack(py::handle obj) {
 
 }  // namespace
 
+std::int64_t int64_from_python(py::handle obj, const std::string& what) {
+  // ints, bools, numpy integers and 0-d integer arrays have __index__; floats do not.
+  auto value = py::reinterpret_steal<py::int_>(PyNumber_Index(obj.ptr()));
+  if (!value) {
+    PyErr_Clear();
+    throw TypeError("zkynet: " + what + " expects an integer, got '" +
+                    std::string(py::str(obj.get_type().attr("__name__"))) + "'");
+  }
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+  if (overflow != 0) {
+    throw TypeError("zkynet: " + what + " expects an integer in int64 range [-2**63, 2**63 - 1], got " +
+                    std::string(py::str(value)));
+  }
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return static_cast<std::int64_t>(v);
+}
+
+Shape int64s_from_python(py::handle obj, const std::string& what) {
+  const bool single = py::isinstance<py::array>(obj) ? py::reinterpret_borrow<py::array>(obj).ndim() == 0
+                                                     : PyIndex_Check(obj.ptr()) != 0;
+  if (single) return {int64_from_python(obj, what)};
+  if (py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) || !py::isinstance<py::iterable>(obj)) {
+    throw TypeError("zkynet: " + what + " expects an integer or a sequence of integers, got '" +
+                    std::string(py::str(obj.get_type().attr("__name__"))) + "'");
+  }
+  Shape out;
+  for (auto item : obj) out.push_back(int64_from_python(item, what));
+  return out;
+}
+
 Tensor tensor_from_python(py::handle obj) {
   if (py::isinstance<py::bool_>(obj)) return Tensor::scalar(obj.cast<bool>() ? 1.0 : 0.0, DType::Int64);
   // Python ints are int64 and floats float64, as in PyTorch; mixed with floats, ints promote.
-  if (py::isinstance<py::int_>(obj)) return Tensor::scalar(static_cast<double>(obj.cast<std::int64_t>()), DType::Int64);
+  if (py::isinstance<py::int_>(obj)) {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(obj.ptr(), &overflow);
+    if (overflow != 0) {
+      throw TypeError("zkynet: Python ints become int64 values: expected an integer in int64 range "
+                      "[-2**63, 2**63 - 1], got " + std::string(py::str(obj)) + " (use a float for larger numbers)");
+    }
+    Tensor t = Tensor::empty({}, DType::Int64);  // exact: no detour through double
+    *t.data<std::int64_t>() = static_cast<std::int64_t>(v);
+    return t;
+  }
   if (py::isinstance<py::float_>(obj)) return Tensor(obj.cast<double>());
   if (py::isinstance<py::array>(obj)) return from_numpy(py::reinterpret_borrow<py::array>(obj));
   if (py::hasattr(obj, "__dlpack__") && !py::isinstance<py::array>(obj)) return from_dlpack(obj);

@@ -21,6 +21,12 @@ namespace py = pybind11;
 // int64, anything with __dlpack__ on the CPU); other numbers and lists are converted.
 // Python ints become int64 scalars and floats float64 scalars, as in PyTorch.
 Tensor tensor_from_python(py::handle obj);
+// A Python integer (or anything with __index__: numpy integers) as int64. Floats, strings and
+// integers outside int64's range are refused with a zkynet TypeError naming `what` and the value.
+std::int64_t int64_from_python(py::handle obj, const std::string& what);
+// An integer or a sequence of integers (list, tuple, numpy array) as int64s, as above.
+Shape int64s_from_python(py::handle obj, const std::string& what);
+// Converted here, with the GIL held: what a binding that releases the GIL may use.
 // A read-only numpy array sharing the tensor's memory (it keeps the storage alive).
 py::array tensor_to_numpy(const Tensor& t);
 // Makes tensor_to_numpy return its arrays as views of this ndarray subclass (cg.ValueArray;

@@ -37,9 +37,9 @@ DType dtype_of(const std::string& name) {
 
 // torch's int-or-tuple arguments.
 nn::IntPair pair_of(py::handle v, const char* what) {
-  if (py::isinstance<py::int_>(v)) return nn::IntPair(v.cast<std::int64_t>());
+  if (py::isinstance<py::int_>(v)) return nn::IntPair(int64_from_python(v, what));
   if (py::isinstance<py::tuple>(v) || py::isinstance<py::list>(v)) {
-    auto s = v.cast<std::vector<std::int64_t>>();
+    const Shape s = int64s_from_python(v, what);
     if (s.size() == 2) return nn::IntPair(s[0], s[1]);
   }
   throw TypeError(std::string(what) + " must be an int or a pair of ints");
@@ -50,11 +50,7 @@ std::array<std::int64_t, 2> arr_of(py::handle v, const char* what) { return pair
 py::tuple tuple_of(const nn::IntPair& p) { return py::make_tuple(p.h, p.w); }
 py::tuple tuple_of(const std::array<std::int64_t, 2>& p) { return py::make_tuple(p[0], p[1]); }
 
-Shape shape_of(py::handle v) {
-  if (py::isinstance<py::int_>(v)) return Shape{v.cast<std::int64_t>()};
-  auto s = v.cast<std::vector<std::int64_t>>();
-  return Shape(s.begin(), s.end());
-}
+Shape shape_of(py::handle v) { return int64s_from_python(v, "normalized_shape"); }
 
 NodeRef optional_node(py::handle v) { return v.is_none() ? NodeRef() : noderef_from_python(v); }
 

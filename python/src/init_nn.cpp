@@ -71,6 +71,11 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
       .def(py::init([](const py::args& modules) {
         auto seq = std::make_shared<nn::Sequential>();
         for (auto m : modules) {
+          if (!py::isinstance<ModuleBase>(m)) {
+            throw TypeError("nn.Sequential expects modules (nn layers or cg.Module instances), got '" +
+                            std::string(py::str(m.get_type().attr("__name__"))) + "' as argument " +
+                            std::to_string(seq->size() + 1));
+          }
           // NOTE: a Python-defined module lives in a Python object; keep that object alive too.
           py::object owner = py::reinterpret_borrow<py::object>(m);
           auto* module = owner.cast<ModuleBase*>();
@@ -152,8 +157,8 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
           py::arg("x"), py::arg("dim") = -1);
   ops.def("log_softmax", [](py::handle x, std::int64_t axis) { return op::log_softmax(noderef_from_python(x), axis); },
           py::arg("x"), py::arg("dim") = -1);
-  ops.def("logsumexp", [](py::handle x, std::vector<std::int64_t> axes, bool keepdim) {
-            return op::logsumexp(noderef_from_python(x), Shape(axes.begin(), axes.end()), keepdim);
+  ops.def("logsumexp", [](py::handle x, py::handle axes, bool keepdim) {
+            return op::logsumexp(noderef_from_python(x), int64s_from_python(axes, "logsumexp: dim"), keepdim);
           }, py::arg("x"), py::arg("dim"), py::arg("keepdim") = false);
   loss<op::cross_entropy>(ops, "cross_entropy", "cross entropy of logits (N, C) and int64 class labels (N,)");
   loss<op::nll_loss>(ops, "nll_loss", "negative log likelihood of log-probabilities and int64 labels");

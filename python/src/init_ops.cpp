@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <type_traits>
 
 namespace zkynet::python {
 namespace {
@@ -15,14 +16,29 @@ namespace {
 // Kernels on big tensors run without the GIL; tiny ones keep it (releasing costs more).
 constexpr std::int64_t kReleaseGilAbove = std::int64_t{1} << 14;
 
-template <class F, class... Refs>
-NodeRef run(F&& f, const Refs&... refs) {
-  const std::int64_t largest = std::max({refs.value().numel()...});
+template <class T>
+std::int64_t numel_of(const T& arg) {
+  if constexpr (std::is_same_v<T, NodeRef>) {
+    return arg.value().numel();
+  } else {
+    return 0;
+  }
+}
+
+// f(args...), without the GIL when a NodeRef argument is big. Nothing Python may be touched
+// then, so f captures nothing (a function or a captureless lambda) and every argument is a
+// C++ value converted beforehand (Shape, not a py::list): the compiler checks both.
+template <class F, class... Args>
+NodeRef run(F f, const Args&... args) {
+  static_assert(std::is_convertible_v<F, NodeRef (*)(const Args&...)>,
+                "run(): pass a captureless function; give it converted C++ values as arguments");
+  static_assert((!std::is_base_of_v<py::handle, Args> && ...), "run(): no Python object may cross a GIL release");
+  const std::int64_t largest = std::max({std::int64_t{0}, numel_of(args)...});
   if (largest >= kReleaseGilAbove) {
     py::gil_scoped_release release;
-    return f(refs...);
+    return f(args...);
   }
-  return f(refs...);
+  return f(args...);
 }
 
 template <NodeRef (*F)(const NodeRef&)>
@@ -36,12 +52,10 @@ void binary(py::module_& m, const char* name, const char* a, const char* b, cons
         py::arg(a), py::arg(b), doc);
 }
 
-Shape axes_of(py::handle axes) {
+// None (all axes), an int or a sequence of ints; converted with the GIL held.
+Shape axes_of(py::handle axes, const char* what) {
   if (axes.is_none()) return {};
-  if (py::isinstance<py::int_>(axes)) return {axes.cast<std::int64_t>()};
-  Shape out;
-  for (auto a : axes) out.push_back(a.cast<std::int64_t>());
-  return out;
+  return int64s_from_python(axes, what);
 }
 
 std::vector<NodeRef> refs_of(const py::sequence& xs) {
@@ -57,8 +71,11 @@ void init_indexing_ops(py::module_& m) {
   m.def("stack", [](const py::sequence& xs, std::int64_t dim) { return op::stack(refs_of(xs), dim); },
         py::arg("tensors"), py::arg("dim") = 0);
   m.def("split", [](py::handle x, py::handle size, std::int64_t dim) {
-          if (py::isinstance<py::int_>(size)) return op::split(noderef_from_python(x), size.cast<std::int64_t>(), dim);
-          return op::split(noderef_from_python(x), size.cast<std::vector<std::int64_t>>(), dim);
+          if (PyIndex_Check(size.ptr()) && !py::isinstance<py::array>(size)) {
+            return op::split(noderef_from_python(x), int64_from_python(size, "split: split_size_or_sections"), dim);
+          }
+          const Shape sections = int64s_from_python(size, "split: split_size_or_sections");
+          return op::split(noderef_from_python(x), std::vector<std::int64_t>(sections.begin(), sections.end()), dim);
         }, py::arg("x"), py::arg("split_size_or_sections"), py::arg("dim") = 0);
   m.def("slice", [](py::handle x, std::int64_t dim, std::int64_t start, std::int64_t stop, std::int64_t step) {
           return op::slice(noderef_from_python(x), dim, start, stop, step);
@@ -85,10 +102,10 @@ void init_indexing_ops(py::module_& m) {
   m.def("argmax", [](py::handle x, std::int64_t dim, bool keepdim) { return op::argmax(noderef_from_python(x), dim, keepdim); },
         py::arg("x"), py::arg("dim"), py::arg("keepdim") = false);
   m.def("var", [](py::handle x, py::handle dim, bool unbiased, bool keepdim) {
-          return op::var(noderef_from_python(x), axes_of(dim), unbiased, keepdim);
+          return op::var(noderef_from_python(x), axes_of(dim, "var: dim"), unbiased, keepdim);
         }, py::arg("x"), py::arg("dim") = py::none(), py::arg("unbiased") = true, py::arg("keepdim") = false);
   m.def("std", [](py::handle x, py::handle dim, bool unbiased, bool keepdim) {
-          return op::std(noderef_from_python(x), axes_of(dim), unbiased, keepdim);
+          return op::std(noderef_from_python(x), axes_of(dim, "std: dim"), unbiased, keepdim);
         }, py::arg("x"), py::arg("dim") = py::none(), py::arg("unbiased") = true, py::arg("keepdim") = false);
 }
 
@@ -120,13 +137,15 @@ void init_ops(py::module_& m) {
   unary<op::abs>(m, "abs", "|x| (Jacobian-based)");
   unary<op::sigmoid>(m, "sigmoid", "1 / (1 + e ** -x) (Jacobian-based)");
   m.def("sum", [](py::handle x, py::handle axis, bool keepdim) {
-          return run([&](const NodeRef& r) { return op::sum(r, axes_of(axis), keepdim); }, noderef_from_python(x));
+          return run([](const NodeRef& r, const Shape& axes, const bool& keep) { return op::sum(r, axes, keep); },
+                     noderef_from_python(x), axes_of(axis, "sum: axis"), keepdim);
         }, py::arg("x"), py::arg("axis") = py::none(), py::arg("keepdim") = false);
   m.def("mean", [](py::handle x, py::handle axis, bool keepdim) {
-          return run([&](const NodeRef& r) { return op::mean(r, axes_of(axis), keepdim); }, noderef_from_python(x));
+          return run([](const NodeRef& r, const Shape& axes, const bool& keep) { return op::mean(r, axes, keep); },
+                     noderef_from_python(x), axes_of(axis, "mean: axis"), keepdim);
         }, py::arg("x"), py::arg("axis") = py::none(), py::arg("keepdim") = false);
-  m.def("reshape", [](py::handle x, std::vector<std::int64_t> shape) {
-          return op::reshape(noderef_from_python(x), Shape(shape.begin(), shape.end()));
+  m.def("reshape", [](py::handle x, py::handle shape) {
+          return op::reshape(noderef_from_python(x), int64s_from_python(shape, "reshape: shape"));
         }, py::arg("x"), py::arg("shape"));
   m.def("transpose", [](py::handle x, std::int64_t axis0, std::int64_t axis1) {
           return op::transpose(noderef_from_python(x), axis0, axis1);

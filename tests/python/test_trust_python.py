@@ -1,0 +1,147 @@
+"""Issue 9 ("Trust"), the Python side: every case is a correct result or a clear Python
+exception, never a crash, a hang or a silently wrong value.
+
+  * bindings that release the GIL convert their Python arguments first (a list axis on a big
+    tensor used to be read without the GIL: a segfault);
+  * numpy arrays of non-native byte order are converted (they recursed without end);
+  * integers beyond int64 (uint64 values >= 2**63, Python ints) are refused with the range in
+    the message instead of wrapping or pybind11's "Unable to cast";
+  * modules and parameters assigned before super().__init__() raise, as in PyTorch;
+  * torch tensors of other dtypes than float32/float64/int64 arriving by DLPack are converted
+    like the numpy arrays of those dtypes.
+"""
+import numpy as np
+import pytest
+
+from zkynet import nn
+from zkynet._zkynet import DTypeError, UsageError
+from zkynet.framework import cg, op
+
+torch = pytest.importorskip("torch")
+
+BIG = 1 << 15  # above the size from which operators release the GIL (1 << 14)
+
+
+# ---- 1. no Python object touched without the GIL -----------------------------------------------
+
+def big_matrix(dtype=np.float64):
+    return np.arange(BIG, dtype=dtype).reshape(2, BIG // 2) / BIG
+
+
+@pytest.mark.parametrize("axis", [[0], (0,), [1], (0, 1), [-1, 0], np.array([0, 1])])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_sum_of_a_big_tensor_over_a_list_or_tuple_axis(axis, keepdim):
+    x = big_matrix()
+    np_axis = tuple(int(a) for a in axis)
+    np.testing.assert_allclose(op.sum(x, axis, keepdim).value, np.sum(x, axis=np_axis, keepdims=keepdim), rtol=1e-12)
+
+
+@pytest.mark.parametrize("axis", [[0], (0, 1), [1], (-1,)])
+def test_mean_of_a_big_tensor_over_a_list_or_tuple_axis(axis):
+    x = big_matrix(np.float32)
+    np.testing.assert_allclose(op.mean(x, axis).value, np.mean(x, axis=tuple(axis)), rtol=1e-6)
+
+
+def test_keyword_axis_of_a_big_tensor():
+    x = big_matrix()
+    np.testing.assert_allclose(op.sum(x, axis=[0, 1], keepdim=True).value, x.sum(keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(op.mean(x=x, axis=(1,)).value, x.mean(axis=1), rtol=1e-12)
+
+
+def test_big_reductions_inside_a_module_with_list_axes():
+    class Reduce(cg.Module):
+        def __init__(self):
+            super().__init__(inputs=(cg.Variable("x"),))
+
+        def call(self, x):
+            return op.sum(op.mean(x, [1], True), (0, 1))
+
+    m = Reduce()
+    x = big_matrix()
+    result = m(x)
+    result.back()
+    np.testing.assert_allclose(result.value, x.mean(axis=1).sum(), rtol=1e-12)
+    np.testing.assert_allclose(result.grad(m.input("x")), np.full(x.shape, 2 / BIG), rtol=1e-12)
+
+
+def test_list_arguments_of_every_binding_on_big_tensors():
+    # The audit: sum and mean released the GIL with their axis list unread; the others keep it,
+    # or take converted arguments.
+    x = big_matrix()
+    np.testing.assert_allclose(op.sum(x, [1]).value, x.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(op.mean(x, (0,)).value, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(op.var(x, [1]).value, x.var(axis=1, ddof=1), rtol=1e-10)
+    np.testing.assert_allclose(op.std(x, (0, 1)).value, x.std(ddof=1), rtol=1e-10)
+    np.testing.assert_allclose(op.logsumexp(x, [1]).value, np.log(np.exp(x).sum(axis=1)), rtol=1e-12)
+    np.testing.assert_array_equal(op.reshape(x, [BIG]).value, x.reshape(-1))
+    np.testing.assert_array_equal(op.reshape(x, (4, -1)).value, x.reshape(4, -1))
+    parts = op.split(x, [BIG // 4, BIG // 4], 1)
+    np.testing.assert_array_equal(parts[1].value, x[:, BIG // 4:])
+    np.testing.assert_allclose(op.layer_norm(x, [BIG // 2]).value,
+                               (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5), rtol=1e-6)
+    np.testing.assert_allclose(op.add(x, x).value, 2 * x)
+    np.testing.assert_allclose(op.exp(x).value, np.exp(x))
+    w = np.ones((3, BIG // 2))
+    np.testing.assert_allclose(op.linear(x, w, np.zeros(3)).value, x @ w.T, rtol=1e-12)
+
+
+# ---- 3. integers beyond int64 ------------------------------------------------------------------
+
+def test_uint64_values_beyond_int64_are_refused():
+    with pytest.raises(TypeError, match=r"9223372036854775808.*int64"):
+        op.add(np.array([1, 2**63], dtype=np.uint64), 0)
+    with pytest.raises(DTypeError, match="int64"):
+        op.sum(np.array([2**64 - 1], dtype=np.uint64))
+    with pytest.raises(TypeError, match="int64"):
+        op.neg(np.uint64(2**63))
+    # Within int64's range they convert exactly.
+    values = np.array([0, 2**63 - 1, 12345], dtype=np.uint64)
+    result = op.reshape(values, [3]).value
+    assert result.dtype == np.int64
+    assert result.tolist() == [0, 2**63 - 1, 12345]
+    assert op.sum(np.zeros(0, dtype=np.uint64)).value == 0
+
+
+def test_python_ints_are_exact_int64_values():
+    # Used to go through a double: 2**62 + 1 became 2**62, 2**63 - 1 wrapped to -2**63.
+    assert int(op.add(2**62 + 1, 0).value) == 2**62 + 1
+    assert int(op.add(2**63 - 1, 0).value) == 2**63 - 1
+    assert int(op.add(-2**63, 0).value) == -2**63
+
+
+@pytest.mark.parametrize("value", [2**64, 2**63, -2**63 - 1, 2**70])
+def test_python_ints_beyond_int64_are_refused_with_the_range(value):
+    with pytest.raises(TypeError, match=rf"int64 range.*got {value}"):
+        op.add(np.ones(2), value)
+
+
+def test_shapes_and_axes_beyond_int64_are_refused_with_the_value():
+    x = np.ones((2, 3))
+    with pytest.raises(TypeError, match=r"reshape.*int64 range.*got 1180591620717411303424"):
+        op.reshape(x, [2**70])
+    with pytest.raises(TypeError, match=r"sum.*int64 range.*got 18446744073709551616"):
+        op.sum(x, [2**64])
+    with pytest.raises(TypeError, match=r"mean.*int64 range"):
+        op.mean(x, 2**64)
+    with pytest.raises(TypeError, match=r"logsumexp.*int64 range"):
+        op.logsumexp(x, [2**64])
+    with pytest.raises(TypeError, match=r"reshape.*expects an integer, got 'float'"):
+        op.reshape(x, [2.0, 3])
+    with pytest.raises(TypeError, match=r"normalized_shape.*int64 range"):
+        nn.LayerNorm([2**70])
+    with pytest.raises(TypeError, match=r"kernel_size.*int64 range"):
+        nn.Conv2d(1, 1, (2**70, 1))
+
+
+def test_numpy_integers_are_accepted_as_shapes_and_axes():
+    x = np.arange(6.).reshape(2, 3)
+    np.testing.assert_array_equal(op.reshape(x, np.array([3, 2])).value, x.reshape(3, 2))
+    np.testing.assert_array_equal(op.sum(x, np.int32(1)).value, x.sum(1))
+    np.testing.assert_array_equal(op.sum(x, [np.int64(0)]).value, x.sum(0))
+
+
+def test_sequential_of_a_non_module_says_it_expects_modules():
+    with pytest.raises(TypeError, match=r"Sequential expects modules.*got 'int'"):
+        nn.Sequential(3)
+    with pytest.raises(TypeError, match=r"got 'str' as argument 2"):
+        nn.Sequential(nn.ReLU(), "relu")
