@@ -44,7 +44,7 @@ void check_uint64_range(const py::array& array) {
   }
 }
 
-Tensor from_numpy(py::array array) {
+Tensor from_numpy(py::array array, bool converted = false) {
   auto dtype = numpy_dtype(array.dtype());
   if (!dtype) {
     // bool, int32, float16 ...: converted once to the nearest zkynet dtype. Complex numbers
@@ -67,7 +67,12 @@ Tensor from_numpy(py::array array) {
     usable = usable && stride >= 0 && stride % itemsize == 0;
     strides.push_back(stride / itemsize);
   }
-  if (!usable) return from_numpy(py::array(py::module_::import("numpy").attr("ascontiguousarray")(array)));
+  if (!usable) {
+    // Byte-swapped ('>f8' here), negatively strided or unaligned: one native, contiguous copy.
+    if (converted) throw TypeError("zkynet: cannot convert a numpy array of dtype " + std::string(py::str(array.dtype())));
+    py::object native = array.dtype().attr("newbyteorder")("=");
+    return from_numpy(py::array(py::module_::import("numpy").attr("ascontiguousarray")(array, native)), true);
+  }
   PyObject* owner = array.ptr();
   Py_INCREF(owner);
   // Read-only arrays (zkynet's own values, np.broadcast_to views) are used in place too:

@@ -85,6 +85,44 @@ def test_list_arguments_of_every_binding_on_big_tensors():
     np.testing.assert_allclose(op.linear(x, w, np.zeros(3)).value, x @ w.T, rtol=1e-12)
 
 
+# ---- 2. byte order -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, native", [(">f8", np.float64), (">f4", np.float32), (">i8", np.int64)])
+def test_arrays_of_any_byte_order_convert_to_the_native_values(dtype, native):
+    values = np.arange(-6, 6).reshape(3, 4).astype(dtype)
+    result = op.add(values, 0).value
+    assert result.dtype == native
+    np.testing.assert_array_equal(result, values.astype(native))
+
+
+def test_byte_swapped_strided_views_and_scalars():
+    base = np.arange(24.).reshape(4, 6).astype(">f8")
+    view = base[::-2, 1::2]
+    np.testing.assert_array_equal(op.mult(view, 2).value, 2 * view.astype(np.float64))
+    np.testing.assert_array_equal(op.neg(np.array(3.5, dtype=">f8")).value, -3.5)
+    assert op.sum(np.zeros((0, 3), dtype=">f4")).value == 0
+    # Byte-swapped dtypes that are converted anyway (to int64, float64) were fine and stay so.
+    for dtype, native in [(">i4", np.int64), (">u2", np.int64), (">f2", np.float64), (">u8", np.int64)]:
+        result = op.reshape(np.arange(12).reshape(3, 4).astype(dtype)[:, ::-1], [12]).value
+        assert result.dtype == native
+        np.testing.assert_array_equal(result, np.arange(12).reshape(3, 4)[:, ::-1].reshape(-1))
+
+
+def test_byte_swapped_module_input_and_parameter_give_gradients():
+    class Simple(cg.Module):
+        def __init__(self):
+            super().__init__(inputs=(cg.Variable("x"),), params=(cg.Parameter("w", np.array([1.0], dtype=">f8")),))
+
+        def call(self, x):
+            return op.mult(op.add(x, self.param("w")), op.square(x))
+
+    m = Simple()
+    result = m(np.array([3., 4., 5.], dtype=">f8"))
+    result.back(np.ones(3))
+    np.testing.assert_array_equal(result.value, [36., 80., 150.])
+    np.testing.assert_array_equal(result.grad(m.input("x")), [33., 56., 85.])
+
+
 # ---- 3. integers beyond int64 ------------------------------------------------------------------
 
 def test_uint64_values_beyond_int64_are_refused():
