@@ -124,6 +124,20 @@ py::object grad_of(const ModuleGraph& g, py::handle what) {
                   std::string(py::str(what.get_type().attr("__name__"))) + "'");
 }
 
+// Whether a Python Module's C++ part exists: not while its __init__ runs before super().__init__().
+bool cpp_initialized(py::handle self) {
+  if (!py::isinstance<ModuleBase>(self)) return false;
+  return reinterpret_cast<py::detail::instance*>(self.ptr())->get_value_and_holder().holder_constructed();
+}
+
+ModuleBase& initialized_module(py::handle self, const std::string& what) {
+  if (!cpp_initialized(self)) {
+    throw UsageError("cannot " + what + " before " + std::string(py::str(self.get_type().attr("__name__"))) +
+                     ".__init__() has called super().__init__()");
+  }
+  return self.cast<ModuleBase&>();
+}
+
 std::vector<NodeRef> operands_of(const py::args& args) {
   std::vector<NodeRef> refs;
   for (auto a : args) refs.push_back(noderef_from_python(a));
@@ -219,13 +233,17 @@ void init_framework(py::module_& m) {
 
   py::class_<ModuleBase, Function, std::shared_ptr<ModuleBase>>(m, "ModuleBase")
       .def("__call__", [](ModuleBase& self, const py::args& args) { return self.invoke(operands_of(args)); })
-      .def("register_parameter", [](ModuleBase& self, std::string name, py::handle value) {
-             return self.register_parameter(std::move(name), tensor_from_python(value).clone());
+      .def("register_parameter", [](py::handle self, std::string name, py::handle value) {
+             ModuleBase& module = initialized_module(self, "register parameter '" + name + "'");
+             return module.register_parameter(std::move(name), tensor_from_python(value).clone());
            })
-      .def("_register_module", [](ModuleBase& self, std::string name, ModuleBase& child) {
-             self.register_module(std::move(name), child);
+      .def("_register_module", [](py::handle self, std::string name, py::handle child) {
+             ModuleBase& module = initialized_module(self, "assign module '" + name + "'");
+             module.register_module(std::move(name), initialized_module(child, "register it as '" + name + "'"));
            },
            py::keep_alive<1, 3>())
+      .def("_initialized", [](py::handle self) { return cpp_initialized(self); },
+           "whether super().__init__() has run (the C++ module exists)")
       .def("parameters", &ModuleBase::parameters)
       .def("named_parameters", &ModuleBase::named_parameters)
       .def("zero_grad", &ModuleBase::zero_grad)

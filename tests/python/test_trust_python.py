@@ -183,3 +183,66 @@ def test_sequential_of_a_non_module_says_it_expects_modules():
         nn.Sequential(3)
     with pytest.raises(TypeError, match=r"got 'str' as argument 2"):
         nn.Sequential(nn.ReLU(), "relu")
+
+
+# ---- 4. modules and parameters assigned before super().__init__() ------------------------------
+
+def test_assigning_a_module_before_init_raises_like_pytorch():
+    class Early(cg.Module):
+        def __init__(self):
+            self.l1 = nn.Linear(2, 2)
+            super().__init__(inputs=(cg.Variable("x"),))
+
+    with pytest.raises(AttributeError, match=r"cannot assign module 'l1' before Module.__init__\(\) call"):
+        Early()
+
+
+def test_assigning_a_python_module_before_init_raises():
+    class Inner(cg.Module):
+        def __init__(self):
+            super().__init__(inputs=(cg.Variable("x"),))
+
+        def call(self, x):
+            return x
+
+    class Early(cg.Module):
+        def __init__(self):
+            self.inner = Inner()
+            super().__init__(inputs=(cg.Variable("x"),))
+
+    with pytest.raises(AttributeError, match="cannot assign module 'inner'"):
+        Early()
+
+
+def test_assigning_a_parameter_before_init_raises():
+    class Early(cg.Module):
+        def __init__(self):
+            self.w = cg.Parameter("w", 1.0)
+            super().__init__(inputs=(cg.Variable("x"),))
+
+    with pytest.raises(AttributeError, match=r"cannot assign parameter 'w' before Module.__init__\(\) call"):
+        Early()
+
+
+def test_registering_before_init_raises_a_usage_error():
+    class Early(cg.Module):
+        def __init__(self):
+            self.register_parameter("w", 1.0)
+            super().__init__()
+
+    with pytest.raises(UsageError, match=r"cannot register parameter 'w' before Early.__init__\(\)"):
+        Early()
+
+    # Plain attributes before, modules after super().__init__() are fine.
+    class Fine(cg.Module):
+        def __init__(self):
+            self.width = 2
+            super().__init__(inputs=(cg.Variable("x"),))
+            self.l1 = nn.Linear(self.width, 3)
+
+        def call(self, x):
+            return self.l1(x)
+
+    m = Fine()
+    assert [name for name, _ in m.named_parameters()] == ["l1.weight", "l1.bias"]
+    assert m(np.ones((1, 2), dtype=np.float32)).value.shape == (1, 3)

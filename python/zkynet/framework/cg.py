@@ -69,6 +69,11 @@ class Module(_fw._Module):
         super().__init__(list(inputs), list(params), type(self).__name__)
 
     def __setattr__(self, name, value):
+        if isinstance(value, (_fw.ModuleBase, Parameter)) and not self._initialized():
+            # As in PyTorch: the C++ module that registers them exists only after Module.__init__.
+            kind = "module" if isinstance(value, _fw.ModuleBase) else "parameter"
+            raise AttributeError(f"cannot assign {kind} '{name}' before Module.__init__() call: "
+                                 f"call super().__init__(...) first in {type(self).__name__}.__init__")
         if isinstance(value, _fw.ModuleBase):
             self._register_module(name, value)
         super().__setattr__(name, value)
