@@ -89,8 +89,64 @@ std::optional<DType> dlpack_dtype(const DLDataType& t) {
   return std::nullopt;
 }
 
+// bool, int8/16/32, uint8..64, float16, bfloat16 DLPack tensors: converted like numpy arrays
+// of those dtypes (to int64 or float64), through a numpy array over the tensor's memory (that
+// array's base owns the DLPack tensor and calls its deleter). Complex numbers are refused.
+Tensor from_dlpack_converted(py::capsule capsule) {
+  constexpr std::uint8_t kBool = 6;  // kDLBool (DLPack >= 0.8; not in the header we build against)
+  auto* managed = capsule.get_pointer<DLManagedTensor>();
+  const DLTensor& t = managed->dl_tensor;
+  const int bits = t.dtype.bits;
+  std::string name;
+  if (t.dtype.lanes == 1) {
+    if (t.dtype.code == kDLInt && (bits == 8 || bits == 16 || bits == 32)) name = "int" + std::to_string(bits);
+    if (t.dtype.code == kDLUInt && (bits == 8 || bits == 16 || bits == 32 || bits == 64)) name = "uint" + std::to_string(bits);
+    if (t.dtype.code == kDLFloat && bits == 16) name = "float16";
+    if (t.dtype.code == kDLBfloat && bits == 16) name = "uint16";  // its bits; widened below
+    if (t.dtype.code == kBool && bits == 8) name = "bool";
+  }
+  if (name.empty()) {
+    throw TypeError("zkynet: cannot use a DLPack tensor of dtype code " + std::to_string(t.dtype.code) + ", " +
+                    std::to_string(bits) + " bits, " + std::to_string(t.dtype.lanes) + " lanes (expected " +
+                    "float32, float64 or int64, or bool/int/uint/float16/bfloat16 to convert)");
+  }
+  const py::dtype dt(name);
+  std::vector<py::ssize_t> shape(t.shape, t.shape + t.ndim), strides;
+  for (int i = 0; i < t.ndim; ++i) {
+    const std::int64_t step = t.strides ? t.strides[i] : 1;
+    strides.push_back(static_cast<py::ssize_t>(step * dt.itemsize()));
+  }
+  if (!t.strides) {  // row-major
+    py::ssize_t step = dt.itemsize();
+    for (int i = t.ndim - 1; i >= 0; --i) {
+      strides[i] = step;
+      step *= std::max<py::ssize_t>(shape[i], 1);
+    }
+  }
+  PyCapsule_SetName(capsule.ptr(), "used_dltensor");
+  py::capsule owner(managed, [](void* p) {
+    auto* m = static_cast<DLManagedTensor*>(p);
+    if (m->deleter) m->deleter(m);
+  });
+  void* data = static_cast<char*>(t.data) + t.byte_offset;
+  py::array view(dt, shape, strides, data, owner);
+  if (t.dtype.code == kDLBfloat) {  // bfloat16 is the high half of a float32
+    py::object wide = view.attr("astype")("uint32");
+    wide = wide.attr("__lshift__")(16);
+    view = py::array(wide.attr("view")("float32").attr("astype")("float64"));  // as float16
+  }
+  return from_numpy(view);
+}
+
 Tensor from_dlpack(py::handle obj) {
-  py::capsule capsule = obj.attr("__dlpack__")();
+  py::capsule capsule;
+  try {
+    capsule = obj.attr("__dlpack__")();
+  } catch (py::error_already_set&) {
+    // Some producers cannot export every dtype (torch 1.13 refuses bool): their numpy view.
+    if (!py::hasattr(obj, "__array__")) throw;
+    return from_numpy(py::array(py::module_::import("numpy").attr("asarray")(obj)));
+  }
   if (std::string(capsule.name()) != "dltensor") throw TypeError("__dlpack__ returned a capsule already consumed");
   auto* managed = capsule.get_pointer<DLManagedTensor>();
   const DLTensor& t = managed->dl_tensor;
@@ -99,10 +155,7 @@ Tensor from_dlpack(py::handle obj) {
                     " cannot be used by this CPU-only build; copy it to the CPU first");
   }
   const auto dtype = dlpack_dtype(t.dtype);
-  if (!dtype) {
-    throw TypeError("zkynet: DLPack dtype (code " + std::to_string(t.dtype.code) + ", " +
-                    std::to_string(t.dtype.bits) + " bits) is not float32, float64 or int64");
-  }
+  if (!dtype) return from_dlpack_converted(capsule);
   Shape shape(t.shape, t.shape + t.ndim);
   Shape strides = t.strides ? Shape(t.strides, t.strides + t.ndim) : contiguous_strides(shape);
   void* data = static_cast<char*>(t.data) + t.byte_offset;

@@ -246,3 +246,44 @@ def test_registering_before_init_raises_a_usage_error():
     m = Fine()
     assert [name for name, _ in m.named_parameters()] == ["l1.weight", "l1.bias"]
     assert m(np.ones((1, 2), dtype=np.float32)).value.shape == (1, 3)
+
+
+# ---- 5. torch dtypes through DLPack -----------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool, torch.float16])
+def test_torch_tensors_convert_like_numpy_arrays_of_their_dtype(dtype):
+    t = (torch.arange(12) % 5).reshape(3, 4).to(dtype)
+    expected = op.add(t.numpy(), 0).value
+    result = op.add(t, 0).value
+    assert result.dtype == expected.dtype
+    np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_equal(result, t.numpy())
+
+
+def test_non_contiguous_torch_int32_and_float16_views():
+    t = torch.arange(12, dtype=torch.int32).reshape(3, 4).t()
+    np.testing.assert_array_equal(op.add(t, 0).value, t.numpy())
+    h = torch.linspace(-2, 2, 12, dtype=torch.float16).reshape(3, 4)[:, ::2]
+    result = op.mult(h, 1.0).value
+    assert result.dtype == np.float64
+    np.testing.assert_array_equal(result, h.numpy().astype(np.float64))
+
+
+def test_torch_bfloat16_becomes_float64():
+    t = torch.tensor([1.5, -2.0, 0.0, 3.25], dtype=torch.bfloat16)
+    result = op.add(t, 0).value
+    assert result.dtype == np.float64
+    np.testing.assert_array_equal(result, [1.5, -2.0, 0.0, 3.25])
+
+
+def test_torch_int32_module_input_and_complex_refusal():
+    class Double(cg.Module):
+        def __init__(self):
+            super().__init__(inputs=(cg.Variable("x"),))
+
+        def call(self, x):
+            return op.mult(x, 2)
+
+    np.testing.assert_array_equal(Double()(torch.tensor([1, 2, 3], dtype=torch.int32)).value, [2, 4, 6])
+    with pytest.raises(TypeError):
+        op.add(torch.ones(2, dtype=torch.complex64), 0)
