@@ -7,7 +7,8 @@ Workloads (the core issue's benchmarks):
        peer    shared/peers/graph_overhead.py (PyTorch eager + autograd, Python)
                shared/peers/graph_overhead.cpp (libtorch C++), only where libtorch-dev's
                headers are installed (compiled here into <build-dir>/peers/)
-  2. elementwise c = a*b + a on 10M float32, effective GB/s (12 B / element)
+  2. elementwise c = a*b + a on 10M float32, effective GB/s (12 B / element); reductions on 10M
+     float32 (bench_reduce, peer tools/bench/peers/reduce.py), ms
        zkynet  build/tools/bench/bench_elementwise
        peer    shared/peers/elementwise.py (torch_expr, torch_out2, torch_addcmul_out)
   3. per-operator overhead from Python: the same chain driven through zkynet's Python
@@ -49,7 +50,7 @@ usage: /usr/bin/python3 tools/bench/run.py [--build-dir build] [--out FILE] [--t
                                            [--train-steps 100] [--reps 1] [--no-stream]
                                            [--mpi-ranks 2] [--ar-samples 25]
 Build first:  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release &&
-              ninja -C build bench_graph_overhead bench_elementwise _zkynet \
+              ninja -C build bench_graph_overhead bench_elementwise bench_reduce _zkynet \
                              bench_mlp bench_cnn bench_lstm bench_allreduce
 """
 import argparse
@@ -236,10 +237,10 @@ def main():
     out_path = args.out or os.path.join(build, "bench_results.json")
     bench_dir = os.path.join(build, "tools", "bench")
     ours = {b: os.path.join(bench_dir, b)
-            for b in ("bench_graph_overhead", "bench_elementwise", "bench_mlp", "bench_cnn", "bench_lstm",
+            for b in ("bench_graph_overhead", "bench_elementwise", "bench_reduce", "bench_mlp", "bench_cnn", "bench_lstm",
                       "bench_allreduce", "bench_dp_mlp")}
     py_bench = os.path.join(HERE, "bench_python_overhead.py")
-    required = (["bench_graph_overhead", "bench_elementwise"] if core else []) + \
+    required = (["bench_graph_overhead", "bench_elementwise", "bench_reduce"] if core else []) + \
         (["bench_mlp", "bench_cnn"] if training else []) + (["bench_allreduce"] if distributed else [])
     missing = [ours[b] for b in required if not os.access(ours[b], os.X_OK)]
     if missing:
@@ -309,6 +310,11 @@ def add_core_jobs(jobs, notes, args, ours, py_bench, build, env, have_py_pkg):
     jobs.append(("torch_elementwise_py",
                  [PY, os.path.join(peers, "elementwise.py"), "--threads", t, "--samples", str(args.el_samples)],
                  peers))
+
+    # ---- 2b. reductions on 10M float32 ---------------------------------------------------------
+    jobs.append(("zkynet_reduce", [ours["bench_reduce"], "--samples", str(args.el_samples), "--warmup", "3"], ROOT))
+    jobs.append(("torch_reduce_py", [PY, os.path.join(HERE, "peers", "reduce.py"), "--threads", t,
+                                     "--samples", str(args.el_samples), "--peers", peers], ROOT))
 
     # ---- context: the machine's bandwidth ----------------------------------------------------
     if not args.no_stream:
@@ -535,6 +541,11 @@ def run_and_report(jobs, notes, args, env, build, out_path):
                 (pe, f"{peer_key}_GBps_eff"), False, TARGET_GBPS)
         row("elementwise reference: parallel_for, preallocated", "GB/s", (ze, "parallel_for_prealloc_GBps_eff"),
             "numpy_out2 (1 thread)", (pe, "numpy_out2_GBps_eff"), False)
+        zr, pr = by.get("zkynet_reduce"), by.get("torch_reduce_py")
+        for key, label in (("sum_all", "sum of 10M float32"), ("sum_rows", "sum over axis 0 of (10000,1000)"),
+                           ("sum_cols", "sum over axis 1 of (10000,1000)"),
+                           ("mean_nchw", "mean over (0,2,3) of (100,10,100,100)"), ("mse", "mse_loss of 10M float32")):
+            row(label, "ms", (zr, f"zkynet_{key}_ms"), "torch", (pr, f"torch_{key}_ms"), True)
         st = by.get("stream_c")
         if st:
             for k in ("copy", "triad"):
