@@ -9,6 +9,8 @@
 #include <catch2/catch.hpp>
 #include "ops/helpers.h"
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,9 @@ Tensor away_from_zero(const Shape& shape, Generator& gen) {
 
 // Seed of ones shaped like the inputs used by the derivative checks below.
 const Tensor kOnes3 = Tensor{1.0, 1.0, 1.0};
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 }  // namespace
 
@@ -147,6 +152,16 @@ TEST_CASE("relu derivative is 1 for positive inputs and 0 otherwise, including a
 TEST_CASE("relu passes gradcheck away from the kink") {
   Generator gen(25);
   require_gradcheck([](std::span<const NodeRef> x) { return op::relu(x[0]); }, {away_from_zero({3, 4}, gen)});
+}
+
+TEST_CASE("relu keeps NaN and passes the gradient there, as torch") {
+  // torch 1.13: torch.relu([nan, -1, 2]) = [nan, 0, 2]; backward(seed [5, 6, 7]) -> [5, 0, 7]
+  // (threshold_backward zeroes the gradient only where the output is <= 0)
+  const Tensor x{kNaN, -1.0, 2.0};
+  CHECK(allclose(op::relu(x).value(), Tensor{kNaN, 0.0, 2.0}));
+  CHECK(std::isnan(op::relu(x.to(DType::Float32)).value().at({0})));
+  const auto g = vjp([](std::span<const NodeRef> in) { return op::relu(in[0]); }, {x}, Tensor{5.0, 6.0, 7.0});
+  CHECK(allclose(g[0], Tensor{5.0, 0.0, 7.0}));
 }
 
 TEST_CASE("relu works on float32") {

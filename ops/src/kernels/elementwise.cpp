@@ -122,8 +122,9 @@ Tensor exp(const Tensor& a) { return floating_unary(a, "exp", [](auto x) { retur
 Tensor log(const Tensor& a) { return floating_unary(a, "log", [](auto x) { return std::log(x); }); }
 Tensor sqrt(const Tensor& a) { return floating_unary(a, "sqrt", [](auto x) { return std::sqrt(x); }); }
 Tensor tanh(const Tensor& a) { return floating_unary(a, "tanh", [](auto x) { return std::tanh(x); }); }
+// NaN stays NaN (torch's relu), hence `x <= 0 ? 0 : x` rather than `x > 0 ? x : 0`.
 Tensor relu(const Tensor& a) {
-  return unary(a, "relu", [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
+  return unary(a, "relu", [](auto x) { return x <= decltype(x)(0) ? decltype(x)(0) : x; });
 }
 Tensor sign(const Tensor& a) {
   return unary(a, "sign", [](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); });
@@ -133,8 +134,9 @@ Tensor tanh_backward(const Tensor& grad, const Tensor& out) {
   return floating_binary(grad, out, "tanh_backward", [](auto g, auto y) { return g * (decltype(y)(1) - y * y); });
 }
 
+// torch's threshold_backward: 0 where relu's output is <= 0, the gradient elsewhere (NaN included).
 Tensor relu_backward(const Tensor& grad, const Tensor& input) {
-  return binary(grad, input, "relu_backward", [](auto g, auto x) { return x > decltype(x)(0) ? g : decltype(g)(0); });
+  return binary(grad, input, "relu_backward", [](auto g, auto x) { return x <= decltype(x)(0) ? decltype(g)(0) : g; });
 }
 
 }  // namespace zkynet::kernels

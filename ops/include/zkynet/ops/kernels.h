@@ -36,7 +36,7 @@ Tensor relu(const Tensor& a);
 Tensor sign(const Tensor& a);
 // grad * (1 - out^2): tanh's derivative from its output.
 Tensor tanh_backward(const Tensor& grad, const Tensor& out);
-// grad where input > 0, else 0.
+// grad where input > 0 or NaN (torch), else 0.
 Tensor relu_backward(const Tensor& grad, const Tensor& input);
 
 // Sums over `axes` (all when empty); negative axes count from the end.
