@@ -1,5 +1,7 @@
-// Unary operators: hand-coded (exp, log, sqrt, tanh, relu) and Jacobian-based (pow, abs,
-// sigmoid, tanh_dual), whose derivatives come from evaluating the functor on dual numbers.
+// Unary operators: hand-coded (exp, log, sqrt, tanh, relu, sigmoid) and Jacobian-based (pow,
+// abs, tanh_dual), whose derivatives come from evaluating the functor on dual numbers.
+// Derivatives that can be read from the output are (tanh, sigmoid): those stay finite where
+// the function is flat, unlike the derivative of the formula (sigmoid's overflows to NaN).
 #include <zkynet/framework/operator.h>
 #include <zkynet/ops/jacobian.h>
 #include <zkynet/ops/kernels.h>
@@ -41,6 +43,13 @@ struct TanhDef {
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {kernels::tanh_backward(c.grad, c.output)}; }
 };
 
+struct SigmoidDef {
+  static constexpr std::string_view name = "sigmoid";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  Tensor forward(const Tensor& x) const { return kernels::sigmoid(x); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {kernels::sigmoid_backward(c.grad, c.output)}; }
+};
+
 struct ReluDef {
   static constexpr std::string_view name = "relu";
   static constexpr std::array<std::string_view, 1> inputs{"x"};
@@ -69,16 +78,6 @@ struct Abs {
   }
 };
 
-struct Sigmoid {
-  static constexpr std::string_view name = "sigmoid";
-  static constexpr std::array<std::string_view, 1> inputs{"x"};
-  template <class S>
-  S operator()(S x) const {
-    using std::exp;
-    return S(1) / (S(1) + exp(-x));
-  }
-};
-
 struct TanhDual {
   static constexpr std::string_view name = "tanh_dual";
   static constexpr std::array<std::string_view, 1> inputs{"x"};
@@ -96,10 +95,10 @@ NodeRef log(const NodeRef& x) { return apply(LogDef{}, x); }
 NodeRef sqrt(const NodeRef& x) { return apply(SqrtDef{}, x); }
 NodeRef tanh(const NodeRef& x) { return apply(TanhDef{}, x); }
 NodeRef relu(const NodeRef& x) { return apply(ReluDef{}, x); }
+NodeRef sigmoid(const NodeRef& x) { return apply(SigmoidDef{}, x); }
 
 NodeRef pow(const NodeRef& base, const NodeRef& exponent) { return elementwise(Pow{}, base, exponent); }
 NodeRef abs(const NodeRef& x) { return elementwise(Abs{}, x); }
-NodeRef sigmoid(const NodeRef& x) { return elementwise(Sigmoid{}, x); }
 NodeRef tanh_dual(const NodeRef& x) { return elementwise(TanhDual{}, x); }
 
 }  // namespace zkynet::op

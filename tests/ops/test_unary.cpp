@@ -1,4 +1,4 @@
-// Unary operators: exp, log, sqrt, tanh, relu (hand-coded derivatives) and pow, abs, sigmoid
+// Unary operators: exp, log, sqrt, tanh, relu, sigmoid (hand-coded derivatives) and pow, abs
 // (Jacobian-based). Each gets a float64 gradient check inside its domain, values and
 // derivatives against numbers from torch 1.13 or by hand, and a float32 value check.
 #include <zkynet/framework/gradcheck.h>
@@ -272,6 +272,23 @@ TEST_CASE("sigmoid derivative is s (1 - s)") {
   // torch 1.13: sigmoid grad at [-1, 0.5, 2]
   const auto g = vjp([](std::span<const NodeRef> x) { return op::sigmoid(x[0]); }, {Tensor{-1.0, 0.5, 2.0}}, kOnes3);
   CHECK(allclose(g[0], Tensor{0.19661193324148185, 0.23500371220159449, 0.10499358540350662}, 1e-13));
+}
+
+TEST_CASE("sigmoid's gradient is finite in its flat tails: 0 where torch gives 0, not NaN") {
+  // torch 1.13 float64: sigmoid grad at [-1000, -710, -100, 1000, -inf, inf]
+  //   = [0, 0, 3.7200759760208356e-44, 0, 0, 0]
+  // (the derivative of 1 / (1 + e^-x) is inf / inf = NaN from x = -710; from the output it is 0)
+  const Body f = [](std::span<const NodeRef> x) { return op::sigmoid(x[0]); };
+  const Tensor x{-1000.0, -710.0, -100.0, 1000.0, -kInf, kInf};
+  CHECK(allclose(op::sigmoid(x).value(), Tensor{0.0, 0.0, 3.7200759760208356e-44, 1.0, 0.0, 1.0}, 1e-14, 0.0));
+  CHECK(allclose(vjp(f, {x}, Tensor::ones({6}))[0], Tensor{0.0, 0.0, 3.7200759760208356e-44, 0.0, 0.0, 0.0}, 1e-14,
+                 0.0));
+  // torch 1.13 float32: sigmoid grad at [-89, -100, -1e30, 1e30] = [0, 0, 0, 0] (NaN from -89 before)
+  const Tensor g32 = vjp(f, {Tensor{-89.0, -100.0, -1e30, 1e30}.to(DType::Float32)}, Tensor::ones({4}, DType::Float32))[0];
+  CHECK(g32.dtype() == DType::Float32);
+  CHECK(allclose(g32, Tensor{0.0, 0.0, 0.0, 0.0}, 0.0, 0.0));
+  // NaN stays NaN, value and gradient
+  CHECK(allclose(vjp(f, {Tensor{kNaN}}, Tensor::ones({1}))[0], Tensor{kNaN}));
 }
 
 TEST_CASE("sigmoid passes gradcheck") {

@@ -126,12 +126,23 @@ Tensor tanh(const Tensor& a) { return floating_unary(a, "tanh", [](auto x) { ret
 Tensor relu(const Tensor& a) {
   return unary(a, "relu", [](auto x) { return x <= decltype(x)(0) ? decltype(x)(0) : x; });
 }
+// 1 / (1 + e^-x): 0 for x -> -inf (e^-x = inf), 1 for x -> inf, NaN for NaN, as torch.
+Tensor sigmoid(const Tensor& a) {
+  return floating_unary(a, "sigmoid", [](auto x) { return decltype(x)(1) / (decltype(x)(1) + std::exp(-x)); });
+}
 Tensor sign(const Tensor& a) {
   return unary(a, "sign", [](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); });
 }
 
 Tensor tanh_backward(const Tensor& grad, const Tensor& out) {
   return floating_binary(grad, out, "tanh_backward", [](auto g, auto y) { return g * (decltype(y)(1) - y * y); });
+}
+
+// From the output, so it stays finite where sigmoid is flat (the derivative of the formula,
+// e^-x / (1 + e^-x)^2, is inf / inf = NaN from x = -710 in float64, -89 in float32).
+Tensor sigmoid_backward(const Tensor& grad, const Tensor& out) {
+  return floating_binary(grad, out, "sigmoid_backward",
+                         [](auto g, auto y) { return g * (y * (decltype(y)(1) - y)); });
 }
 
 // torch's threshold_backward: 0 where relu's output is <= 0, the gradient elsewhere (NaN included).

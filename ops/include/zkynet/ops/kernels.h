@@ -33,9 +33,12 @@ Tensor log(const Tensor& a);
 Tensor sqrt(const Tensor& a);
 Tensor tanh(const Tensor& a);
 Tensor relu(const Tensor& a);
+Tensor sigmoid(const Tensor& a);
 Tensor sign(const Tensor& a);
 // grad * (1 - out^2): tanh's derivative from its output.
 Tensor tanh_backward(const Tensor& grad, const Tensor& out);
+// grad * out * (1 - out): sigmoid's derivative from its output (finite at any input).
+Tensor sigmoid_backward(const Tensor& grad, const Tensor& out);
 // grad where input > 0 or NaN (torch), else 0.
 Tensor relu_backward(const Tensor& grad, const Tensor& input);
 

@@ -24,11 +24,11 @@ NodeRef log(const NodeRef& x);
 NodeRef sqrt(const NodeRef& x);
 NodeRef tanh(const NodeRef& x);
 NodeRef relu(const NodeRef& x);
+NodeRef sigmoid(const NodeRef& x);  // derivative from the output: finite at any input
 
 // Jacobian-based: forward written once over the scalar type, derivatives from dual numbers.
 NodeRef pow(const NodeRef& base, const NodeRef& exponent);
 NodeRef abs(const NodeRef& x);
-NodeRef sigmoid(const NodeRef& x);
 // tanh through the Jacobian-based path; equals op::tanh (tests compare the two kinds).
 NodeRef tanh_dual(const NodeRef& x);
 
