@@ -10,6 +10,7 @@
 #include "ops/helpers.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -192,6 +193,20 @@ TEST_CASE("elementwise x*y + x passes gradcheck on equal and broadcast shapes") 
     INFO("shapes " << shape_str(sa) << " and " << shape_str(sb));
     require_gradcheck(kXYPlusX, {Tensor::randn(sa, gen), Tensor::randn(sb, gen)});
   }
+}
+
+TEST_CASE("elementwise partials stay apart where another operand's partial is infinite") {
+  // x * y + x at x = inf, y = 2: df/dx = y + 1 = 3 and df/dy = x = inf (torch: 3 and inf).
+  // Both come from one evaluation on Dual<T, 2>; x's partial used to catch inf * 0 = NaN from
+  // y's direction, in which x does not vary.
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto g = vjp(kXYPlusX, {Tensor{inf, 1.0}, Tensor{2.0, -1.0}}, Tensor{1.0, 1.0});
+  CHECK(allclose(g[0], Tensor{3.0, 0.0}));
+  CHECK(allclose(g[1], Tensor{inf, 1.0}));
+  // the chain rule of a unary function likewise: sqrt at 0 is steep along x only
+  const Dual<double, 2> r = sqrt(Dual<double, 2>(0.0, {1.0, 0.0}));
+  CHECK(r.d[0] == inf);
+  CHECK(r.d[1] == 0.0);
 }
 
 TEST_CASE("elementwise with a constant operand differentiates the other one only") {

@@ -198,6 +198,23 @@ TEST_CASE("pow with a zero exponent has derivative 0 with respect to the base") 
   CHECK(allclose(h[0], Tensor{0.0, 0.0, 0.0}));
 }
 
+TEST_CASE("pow keeps each partial apart where the other overflows, and follows torch off the domain") {
+  // torch 1.13: pow([1e200, -2, 0, 0], [2, 2, -1.5, 2]) = [inf, 4, inf, 0];
+  // backward(ones): base [2e200, -4, -inf, 0], exponent [inf, nan, -inf, 0]
+  // (the base's 2e200 used to be 2e200 + inf * 0 = NaN; the exponent's NaN for a negative
+  // base and -inf at 0^-1.5 used to be 0)
+  const auto g = vjp([](std::span<const NodeRef> x) { return op::pow(x[0], x[1]); },
+                     {Tensor{1e200, -2.0, 0.0, 0.0}, Tensor{2.0, 2.0, -1.5, 2.0}}, Tensor::ones({4}));
+  CHECK(allclose(g[0], Tensor{2e200, -4.0, -kInf, 0.0}, 1e-15));
+  CHECK(allclose(g[1], Tensor{kInf, kNaN, -kInf, 0.0}, 1e-15));
+  // float32: 1e30^2.5 overflows; both partials are inf as in torch, not NaN
+  const auto h = vjp([](std::span<const NodeRef> x) { return op::pow(x[0], x[1]); },
+                     {Tensor{1e30}.to(DType::Float32), Tensor{2.5}.to(DType::Float32)},
+                     Tensor::ones({1}, DType::Float32));
+  CHECK(allclose(h[0], Tensor{kInf}));
+  CHECK(allclose(h[1], Tensor{kInf}));
+}
+
 TEST_CASE("pow passes gradcheck on positive bases with broadcast exponents") {
   Generator gen(26);
   const Body f = [](std::span<const NodeRef> x) { return op::pow(x[0], x[1]); };

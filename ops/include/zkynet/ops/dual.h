@@ -20,6 +20,17 @@
 
 namespace zkynet {
 
+// slope * tangent, but exactly 0 for a zero tangent, whatever the slope. A zero tangent means
+// "does not depend on this direction": an infinite or NaN slope of another operand (1/b at
+// b = 0, pow's derivatives at overflow, sqrt at 0) must not turn it into inf * 0 = NaN. With
+// N directions, every partial would otherwise catch the other operands' infinities.
+namespace detail {
+template <class T>
+ZKYNET_HOST_DEVICE constexpr T scaled(T slope, T tangent) {
+  return tangent == T(0) ? T(0) : slope * tangent;
+}
+}  // namespace detail
+
 template <class T, std::size_t N>
 struct Dual {
   T v{};                 // value
@@ -33,7 +44,7 @@ struct Dual {
   // A Dual whose derivative is `slope` times this one's (the chain rule for unary functions).
   ZKYNET_HOST_DEVICE constexpr Dual chain(T value, T slope) const {
     Dual r(value, {});
-    for (std::size_t i = 0; i < N; ++i) r.d[i] = slope * d[i];
+    for (std::size_t i = 0; i < N; ++i) r.d[i] = detail::scaled(slope, d[i]);
     return r;
   }
 };
@@ -47,7 +58,9 @@ struct is_dual<Dual<T, N>> : std::true_type {};
   template <class T, std::size_t N>                                                          \
   ZKYNET_HOST_DEVICE constexpr Dual<T, N> operator op(const Dual<T, N>& a, const Dual<T, N>& b) { \
     Dual<T, N> r(value_expr, {});                                                            \
-    for (std::size_t i = 0; i < N; ++i) r.d[i] = (da_expr) * a.d[i] + (db_expr) * b.d[i];    \
+    for (std::size_t i = 0; i < N; ++i) {                                                    \
+      r.d[i] = detail::scaled<T>(da_expr, a.d[i]) + detail::scaled<T>(db_expr, b.d[i]);       \
+    }                                                                                        \
     return r;                                                                                \
   }                                                                                          \
   template <class T, std::size_t N, class U, class = std::enable_if_t<std::is_arithmetic_v<U>>> \
@@ -107,13 +120,15 @@ template <class T, std::size_t N>
 ZKYNET_HOST_DEVICE Dual<T, N> abs(const Dual<T, N>& a) {
   return a.chain(std::abs(a.v), static_cast<T>((a.v > T(0)) - (a.v < T(0))));
 }
+// torch's derivatives: b a^(b-1) (0 where b = 0), and a^b log(a) (0 where a = 0 and b >= 0;
+// NaN for a negative base, where the real power has no derivative in the exponent).
 template <class T, std::size_t N>
 ZKYNET_HOST_DEVICE Dual<T, N> pow(const Dual<T, N>& a, const Dual<T, N>& b) {
   const T p = std::pow(a.v, b.v);
   Dual<T, N> r(p, {});
   const T da = b.v == T(0) ? T(0) : b.v * std::pow(a.v, b.v - T(1));
-  const T db = a.v > T(0) ? p * std::log(a.v) : T(0);
-  for (std::size_t i = 0; i < N; ++i) r.d[i] = da * a.d[i] + db * b.d[i];
+  const T db = a.v == T(0) && b.v >= T(0) ? T(0) : p * std::log(a.v);
+  for (std::size_t i = 0; i < N; ++i) r.d[i] = detail::scaled(da, a.d[i]) + detail::scaled(db, b.d[i]);
   return r;
 }
 template <class T, std::size_t N, class U, class = std::enable_if_t<std::is_arithmetic_v<U>>>
