@@ -128,7 +128,7 @@ struct CrossEntropyDef {
           const T* row = p + n * s.c;
           T m = -std::numeric_limits<T>::infinity();
           for (std::int64_t j = 0; j < s.c; ++j) m = std::max(m, row[j]);
-          const T shift = std::isfinite(m) ? m : T(0);
+          const T shift = m;  // +inf or all -inf: NaN, as torch's log_softmax
           double total = 0.0;
           for (std::int64_t j = 0; j < s.c; ++j) total += std::exp(static_cast<double>(row[j] - shift));
           out[n] = static_cast<T>(std::log(total) - static_cast<double>(row[idx[static_cast<std::size_t>(n)]] - shift));
@@ -157,7 +157,7 @@ struct CrossEntropyDef {
           T* drow = d + n * s.c;
           T m = -std::numeric_limits<T>::infinity();
           for (std::int64_t j = 0; j < s.c; ++j) m = std::max(m, row[j]);
-          const T shift = std::isfinite(m) ? m : T(0);
+          const T shift = m;  // +inf or all -inf: NaN, as torch's log_softmax
           double total = 0.0;
           for (std::int64_t j = 0; j < s.c; ++j) total += std::exp(static_cast<double>(row[j] - shift));
           const double gn = static_cast<double>(sample_grad(gp, n, s, reduction));

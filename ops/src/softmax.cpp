@@ -58,12 +58,21 @@ void for_each_lane(const Lanes& l, Body&& body) {
       grain);
 }
 
-// The lane's maximum, or 0 when that is infinite (all -inf, or some +inf): the shift that
-// keeps exp(x - shift) finite, with PyTorch's results for infinite lanes.
+// The lane's maximum: softmax's and log_softmax's shift. As in PyTorch, a lane holding +inf
+// (inf - inf) or only -inf (-inf + inf) then gives NaN throughout, as does one holding NaN.
 template <class T>
-T lane_shift(const T* p, std::int64_t n, std::int64_t stride) {
+T lane_max(const T* p, std::int64_t n, std::int64_t stride) {
   T m = -std::numeric_limits<T>::infinity();
   for (std::int64_t j = 0; j < n; ++j) m = std::max(m, p[j * stride]);
+  return m;
+}
+
+// logsumexp's shift: the lane's maximum, or 0 when that is infinite (all -inf, or some +inf),
+// which keeps exp(x - shift) defined, with PyTorch's logsumexp results for infinite lanes
+// (-inf and +inf).
+template <class T>
+T lane_shift(const T* p, std::int64_t n, std::int64_t stride) {
+  const T m = lane_max(p, n, stride);
   return std::isfinite(m) ? m : T(0);
 }
 
@@ -89,7 +98,7 @@ struct SoftmaxDef {
       const T* p = in.data<T>();
       T* y = out.data<T>();
       for_each_lane(l, [&](std::int64_t start, std::int64_t) {
-        const T shift = lane_shift(p + start, l.n, l.inner);
+        const T shift = lane_max(p + start, l.n, l.inner);
         double total = 0.0;
         for (std::int64_t j = 0; j < l.n; ++j) {
           const std::int64_t i = start + j * l.inner;
@@ -149,7 +158,7 @@ struct LogSoftmaxDef {
       const T* p = in.data<T>();
       T* y = out.data<T>();
       for_each_lane(l, [&](std::int64_t start, std::int64_t) {
-        const T shift = lane_shift(p + start, l.n, l.inner);
+        const T shift = lane_max(p + start, l.n, l.inner);
         const double log_total = std::log(lane_sum_exp(p + start, l.n, l.inner, shift));
         for (std::int64_t j = 0; j < l.n; ++j) {
           const std::int64_t i = start + j * l.inner;

@@ -176,6 +176,27 @@ TEST_CASE("log_softmax of a row of -inf and finite values keeps -inf where the i
   CHECK(y.at({1}) == Approx(-std::log(2.0)).epsilon(1e-15));
 }
 
+TEST_CASE("softmax and log_softmax of a lane holding +inf, or only -inf, are NaN throughout, as torch") {
+  // torch 1.13: F.softmax([[0.5, inf, -1.5], [1, 2, 3]], 1) = [[nan, nan, nan], [0.090.., 0.244.., 0.665..]],
+  // likewise log_softmax, and backward(seed [[1, 2, 3], [1, 2, 3]]) gives NaN in row 0 only;
+  // F.softmax([-inf, -inf]) = [nan, nan]. (Row 0 used to give softmax [0, nan, 0], log_softmax
+  // [-inf, nan, -inf] with finite gradients 0.5 and 1.5.)
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor x{{0.5, inf, -1.5}, {1.0, 2.0, 3.0}};
+  const Tensor seed{{1.0, 2.0, 3.0}, {1.0, 2.0, 3.0}};
+  CHECK(close(op::softmax(x, 1).value(),
+              Tensor{{nan, nan, nan}, {0.09003057317038045, 0.2447284710547976, 0.6652409557748218}}));
+  CHECK(close(vjp([](std::span<const NodeRef> in) { return op::softmax(in[0], 1); }, {x}, seed)[0],
+              Tensor{{nan, nan, nan}, {-0.1418170936098121, -0.14077035746962996, 0.28258745107944266}}));
+  CHECK(close(op::log_softmax(x, 1).value(),
+              Tensor{{nan, nan, nan}, {-2.4076059644443806, -1.4076059644443804, -0.4076059644443804}}));
+  CHECK(close(vjp([](std::span<const NodeRef> in) { return op::log_softmax(in[0], 1); }, {x}, seed)[0],
+              Tensor{{nan, nan, nan}, {0.4598165609777174, 0.5316291736712142, -0.9914457346489307}}));
+  CHECK(close(op::softmax(Tensor{-inf, -inf}).value(), Tensor{nan, nan}));
+  CHECK(close(op::log_softmax(Tensor{-inf, -inf}.to(DType::Float32)).value(), Tensor{nan, nan}));
+}
+
 TEST_CASE("log_softmax equals the log of softmax") {
   Generator gen(4);
   const Tensor x = Tensor::randn({3, 5}, gen);
@@ -362,6 +383,20 @@ TEST_CASE("cross_entropy of logits around 1000 is finite and matches torch") {
   const Tensor f32 = op::cross_entropy(logits.to(DType::Float32), target).value();
   CHECK(f32.dtype() == DType::Float32);
   CHECK(f32.item() == Approx(1.1698460195562856).epsilon(1e-6));
+}
+
+TEST_CASE("cross_entropy of a row holding +inf is NaN with a NaN gradient row, as torch") {
+  // torch 1.13: F.cross_entropy([[0.5, inf, -1.5], [1, 2, 3]], [0, 1], reduction="none")
+  //   = [nan, 1.4076..], backward(ones) -> [[nan, nan, nan], [0.0900.., -0.7552.., 0.6652..]]
+  // (row 0 used to give the loss inf and the gradient [0, nan, 0] minus the one-hot target)
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor x{{0.5, inf, -1.5}, {1.0, 2.0, 3.0}};
+  const Tensor target = labels({0, 1});
+  CHECK(close(op::cross_entropy(x, target, Reduction::None).value(), Tensor{nan, 1.4076059644443804}));
+  const Body f = [&](std::span<const NodeRef> in) { return op::cross_entropy(in[0], target, Reduction::None); };
+  CHECK(close(vjp(f, {x}, Tensor{1.0, 1.0})[0],
+              Tensor{{nan, nan, nan}, {0.09003057317038043, -0.7552715289452023, 0.6652409557748218}}));
 }
 
 TEST_CASE("cross_entropy leaves the integer target's gradient undefined") {
