@@ -254,14 +254,17 @@ struct BceWithLogitsDef {
   static constexpr std::array<std::string_view, 2> inputs{"input", "target"};
   Reduction reduction = Reduction::Mean;
 
-  // loss = max(x, 0) - x y + log(1 + exp(-|x|)).
+  // loss = (1 - y) x + max(-x, 0) + log(1 + exp(-|x|)): torch's (1 - y) x + m + log(exp(-m) +
+  // exp(-x - m)), m = max(-x, 0), with log1p. Equal to max(x, 0) - x y + ... for finite x, it
+  // gives torch's results at infinite logits (+inf with y = 0: inf, where x y was inf * 0 = NaN).
   Tensor forward(const Tensor& input, const Tensor& target) const {
     check_pair(input, target, name);
     return reduce(dispatch_floating(input.dtype(), [&](auto zero) {
       using T = decltype(zero);
       return kernels::map<T, 2>(
           {input, target},
-          [](T x, T y) { return std::max(x, T(0)) - x * y + std::log1p(std::exp(-std::abs(x))); }, name);
+          [](T x, T y) { return (T(1) - y) * x + std::max(-x, T(0)) + std::log1p(std::exp(-std::abs(x))); },
+          name);
     }), reduction);
   }
 

@@ -622,6 +622,22 @@ TEST_CASE("binary_cross_entropy_with_logits of logits at +-1000 is finite and ma
                  1e-12, 1e-30));
 }
 
+TEST_CASE("binary_cross_entropy_with_logits at infinite logits gives torch's values") {
+  // torch 1.13: F.binary_cross_entropy_with_logits([inf, -inf, inf, -inf, 3], [0, 1, 1, 0, 0.5],
+  //   reduction="none") = [inf, nan, nan, nan, 1.548587351573742], backward(ones) -> [1, -1, 0, 0, 0.4525..]
+  // (the first used to be NaN: max(x, 0) - x y with x y = inf * 0)
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor logits{inf, -inf, inf, -inf, 3.0};
+  const Tensor target{0.0, 1.0, 1.0, 0.0, 0.5};
+  CHECK(close(op::binary_cross_entropy_with_logits(logits, target, Reduction::None).value(),
+              Tensor{inf, nan, nan, nan, 1.548587351573742}));
+  const Body f = [](std::span<const NodeRef> x) {
+    return op::binary_cross_entropy_with_logits(x[0], x[1], Reduction::None);
+  };
+  CHECK(close(vjp(f, {logits, target}, Tensor::ones({5}))[0], Tensor{1.0, -1.0, 0.0, 0.0, 0.45257412682243336}));
+}
+
 TEST_CASE("binary_cross_entropy_with_logits rejects operands of different shapes, naming both") {
   CHECK_THAT(error_message<ShapeError>([] { op::binary_cross_entropy_with_logits(kBceIn, Tensor::zeros({2, 1})); }),
              Contains("binary_cross_entropy_with_logits") && Contains("(2,3)") && Contains("(2,1)"));
