@@ -14,12 +14,17 @@ void check_kernel(const char* layer, IntPair kernel) {
   }
 }
 
+// nn's stride 0 (its default) stands for the kernel size: op's unset stride.
+op::PoolStride pool_stride(IntPair stride) {
+  return stride.h == 0 && stride.w == 0 ? op::PoolStride() : op::PoolStride(stride.array());
+}
+
 }  // namespace
 
 MaxPool2d::MaxPool2d(IntPair kernel_size, MaxPool2dOptions options)
     : Module({Variable("x")}),
       kernel_(kernel_size),
-      options_{options.stride.array(), options.padding.array(), options.dilation.array()} {
+      options_{pool_stride(options.stride), options.padding.array(), options.dilation.array()} {
   check_kernel("MaxPool2d", kernel_);
 }
 
@@ -28,7 +33,7 @@ NodeRef MaxPool2d::call(const NodeRef& x) { return op::max_pool2d(x, kernel_.arr
 AvgPool2d::AvgPool2d(IntPair kernel_size, AvgPool2dOptions options)
     : Module({Variable("x")}),
       kernel_(kernel_size),
-      options_{options.stride.array(), options.padding.array(), options.count_include_pad} {
+      options_{pool_stride(options.stride), options.padding.array(), options.count_include_pad} {
   check_kernel("AvgPool2d", kernel_);
 }
 

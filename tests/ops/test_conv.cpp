@@ -514,6 +514,20 @@ TEST_CASE("max_pool2d rejects a non-positive kernel size or negative stride", "[
   CHECK_THROWS_AS(op::max_pool2d(Tensor::ones({1, 1, 4, 4}), {2, 2}, {.stride = {-1, 1}}), UsageError);
 }
 
+TEST_CASE("max_pool2d and avg_pool2d refuse a stride of 0, which used to mean the kernel size", "[conv]") {
+  // torch 1.13: F.max_pool2d(x, 2, stride=0) raises "stride should be greater than zero"
+  const Tensor x = Tensor::ones({1, 1, 4, 4});
+  CHECK_THAT(error_message<UsageError>([&] { op::max_pool2d(x, {2, 2}, {.stride = {0, 0}}); }),
+             Contains("max_pool2d") && Contains("stride") && Contains("(0, 0)"));
+  CHECK_THAT(error_message<UsageError>([&] { op::avg_pool2d(x, {2, 2}, {.stride = {0, 0}}); }),
+             Contains("avg_pool2d") && Contains("stride") && Contains("(0, 0)"));
+  CHECK_THAT(error_message<UsageError>([&] { op::max_pool2d(x, {2, 2}, {.stride = {0, 1}}); }),
+             Contains("max_pool2d") && Contains("stride"));
+  // unset, the stride is the kernel size
+  CHECK(op::max_pool2d(x, {2, 2}).value().shape() == Shape{1, 1, 2, 2});
+  CHECK(op::avg_pool2d(x, {2, 1}).value().shape() == Shape{1, 1, 2, 4});
+}
+
 // ---- avg_pool2d ----------------------------------------------------------------------------
 
 TEST_CASE("avg_pool2d with a 2x2 kernel and the default stride matches torch", "[conv]") {

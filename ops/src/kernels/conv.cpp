@@ -572,13 +572,14 @@ struct PoolGeometry {
   Axis h, w;
 };
 
-// Checks a pooling input and window as PyTorch does (padding at most half the kernel).
-PoolGeometry pool_geometry(std::string_view op, const Tensor& input, Pair kernel, Pair stride, Pair padding,
-                           Pair dilation) {
+// Checks a pooling input and window as PyTorch does (padding at most half the kernel; the
+// stride, given or the kernel size, positive).
+PoolGeometry pool_geometry(std::string_view op, const Tensor& input, Pair kernel, const op::PoolStride& given_stride,
+                           Pair padding, Pair dilation) {
+  const Pair stride = given_stride.resolve(kernel);
   const std::string ctx = std::string(op) + ": input " + shape_str(input.shape()) + ", kernel_size " + pair_str(kernel);
   require_floating_4d(input, "input", ctx);
   require_at_least(kernel, 1, "kernel_size", ctx);
-  if (stride[0] == 0 && stride[1] == 0) stride = kernel;
   require_at_least(stride, 1, "stride", ctx);
   require_at_least(padding, 0, "padding", ctx);
   require_at_least(dilation, 1, "dilation", ctx);

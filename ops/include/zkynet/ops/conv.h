@@ -28,14 +28,29 @@ struct Conv2dOptions {
   std::int64_t groups = 1;  // channels split into groups convolved separately
 };
 
+// A pooling stride: the kernel size unless given (PyTorch's default), and when given, positive
+// like every other stride (a stride of 0 is refused, not read as "the kernel size").
+//   {.stride = {2, 1}}  given;   {}  the kernel size
+struct PoolStride {
+  constexpr PoolStride() = default;
+  constexpr PoolStride(std::int64_t h, std::int64_t w) : value{h, w}, given(true) {}
+  constexpr PoolStride(std::array<std::int64_t, 2> v) : value(v), given(true) {}  // NOLINT: implicit
+  // The stride of a window of `kernel_size`.
+  constexpr std::array<std::int64_t, 2> resolve(std::array<std::int64_t, 2> kernel_size) const {
+    return given ? value : kernel_size;
+  }
+  std::array<std::int64_t, 2> value{0, 0};
+  bool given = false;
+};
+
 struct MaxPool2dOptions {
-  std::array<std::int64_t, 2> stride{0, 0};  // {0, 0}: the kernel size, PyTorch's default
+  PoolStride stride{};                        // default: the kernel size
   std::array<std::int64_t, 2> padding{0, 0};  // implicit -inf, at most half the kernel size
   std::array<std::int64_t, 2> dilation{1, 1};
 };
 
 struct AvgPool2dOptions {
-  std::array<std::int64_t, 2> stride{0, 0};  // {0, 0}: the kernel size, PyTorch's default
+  PoolStride stride{};                        // default: the kernel size
   std::array<std::int64_t, 2> padding{0, 0};  // implicit zeros, at most half the kernel size
   bool count_include_pad = true;              // whether padded zeros count in the average
 };
