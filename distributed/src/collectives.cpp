@@ -62,7 +62,23 @@ struct CommDef {
   static constexpr bool visit_without_gradient = true;
   Impl comm;
   std::string text;
+  detail::CallSite site;  // where the forward ran: the reports of the backward name it
   std::string label() const { return text; }
+};
+
+// The backward of a collective is a collective call too, numbered and checked like the
+// forward: a rank whose backward skips it (no back(), a step under no_grad, another graph)
+// is caught at its next collective call instead of leaving the others waiting.
+class BackwardCall {
+ public:
+  BackwardCall(const CommDef& def, const Tensor& grad, std::int64_t free_axis = -1)
+      : what_("backward of " + def.text), activity_(*def.comm, what_, -1, &def.site) {
+    detail::start_collective(activity_, &grad, free_axis);
+  }
+
+ private:
+  std::string what_;
+  detail::Activity activity_;
 };
 
 struct AllreduceDef : CommDef {
@@ -72,6 +88,7 @@ struct AllreduceDef : CommDef {
   Tensor forward(const Tensor& x) const { return detail::allreduce(comm->forward, x, op); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const BackwardCall call(*this, c.grad);
     const Tensor summed = detail::allreduce(comm->backward, c.grad, ReduceOp::Sum);
     return {route(comm->backward, op, c.in(0), c.output, summed)};
   }
@@ -85,6 +102,7 @@ struct ReduceDef : CommDef {
   Tensor forward(const Tensor& x) const { return detail::reduce(comm->forward, x, op, root); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const BackwardCall call(*this, c.grad);
     const Tensor summed = detail::bcast(comm->backward, c.grad, root);
     const bool needs_out = op == ReduceOp::Max || op == ReduceOp::Min;
     const Tensor out = needs_out ? detail::bcast(comm->backward, c.output, root) : c.output;
@@ -99,6 +117,7 @@ struct BcastDef : CommDef {
   Tensor forward(const Tensor& x) const { return detail::bcast(comm->forward, x, root); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const BackwardCall call(*this, c.grad);
     return {detail::reduce(comm->backward, c.grad, ReduceOp::Sum, root)};
   }
 };
@@ -111,6 +130,7 @@ struct GatherDef : CommDef {
   Tensor forward(const Tensor& x) const { return detail::gatherv(comm->forward, x, axis, root); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const BackwardCall call(*this, c.grad, axis);
     const auto counts = detail::allgather_int(comm->backward, c.in(0).size(axis));
     const Tensor g = comm->rank == root ? c.grad : Tensor::zeros(c.in(0).shape(), c.grad.dtype());
     return {detail::scatterv(comm->backward, g, axis, counts, root)};
@@ -124,6 +144,7 @@ struct AllgatherDef : CommDef {
   Tensor forward(const Tensor& x) const { return detail::allgatherv(comm->forward, x, axis); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const BackwardCall call(*this, c.grad);
     const auto counts = detail::allgather_int(comm->backward, c.in(0).size(axis));
     return {detail::reduce_scatterv(comm->backward, c.grad, axis, counts)};
   }
@@ -138,6 +159,7 @@ struct ScatterDef : CommDef {
   Tensor forward(const Tensor& x) const { return detail::scatterv(comm->forward, x, axis, counts, root); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const BackwardCall call(*this, c.grad, axis);
     Tensor g = detail::gatherv(comm->backward, c.grad, axis, root);
     return {comm->rank == root ? g : Tensor()};
   }
@@ -152,6 +174,7 @@ struct AlltoallDef : CommDef {
   }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const BackwardCall call(*this, c.grad, scatter_axis);
     return {detail::alltoallv(comm->backward, c.grad, scatter_axis, gather_axis, c.in(0).size(gather_axis))};
   }
 };
@@ -171,6 +194,7 @@ struct CopyToRanksDef : CommDef {
   Tensor forward(const Tensor& x) const { return x; }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    const BackwardCall call(*this, c.grad);
     return {detail::allreduce(comm->backward, c.grad, ReduceOp::Sum)};
   }
 };
@@ -184,48 +208,77 @@ void check_root(const Communicator& comm, int root, std::string_view what) {
 
 std::string with_op(std::string_view what, ReduceOp op) { return std::string(what) + " " + std::string(reduce_op_name(op)); }
 
+// A forward collective call: labelled ("Allreduce SUM #3 @world"), numbered and checked, and
+// this rank's activity until the operator has run.
+class ForwardCall {
+ public:
+  ForwardCall(const Communicator& comm, const std::string& what, const Tensor& x, std::int64_t free_axis = -1)
+      : comm_(comm.impl_ptr()), label_(comm.impl().collective_label(what)), activity_(comm.impl(), label_) {
+    detail::start_collective(activity_, &x, free_axis);
+  }
+  CommDef def() const { return {comm_, label_, detail::CallSite::here()}; }
+
+ private:
+  Impl comm_;
+  std::string label_;
+  detail::Activity activity_;
+};
+
+// An eager collective call: numbered and checked, and this rank's activity until it returns.
+class EagerCall {
+ public:
+  EagerCall(const Communicator& comm, const std::string& what, const Tensor& t)
+      : what_(what + " @" + comm.name()), activity_(comm.impl(), what_) {
+    detail::start_collective(activity_, &t);
+  }
+
+ private:
+  std::string what_;
+  detail::Activity activity_;
+};
+
 }  // namespace
 
 NodeRef allreduce(const NodeRef& x, ReduceOp op, const Communicator& comm) {
   const std::string what = with_op("Allreduce", op);
-  detail::check_same_call(comm.impl(), what, x.value());
-  return apply(AllreduceDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, op}, x);
+  const ForwardCall call(comm, what, x.value());
+  return apply(AllreduceDef{call.def(), op}, x);
 }
 
 NodeRef reduce(const NodeRef& x, ReduceOp op, int root, const Communicator& comm) {
   const std::string what = with_op("Reduce", op) + " to " + std::to_string(root);
   check_root(comm, root, what);
-  detail::check_same_call(comm.impl(), what, x.value());
-  return apply(ReduceDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, op, root}, x);
+  const ForwardCall call(comm, what, x.value());
+  return apply(ReduceDef{call.def(), op, root}, x);
 }
 
 NodeRef bcast(const NodeRef& x, int root, const Communicator& comm) {
   const std::string what = "Bcast from " + std::to_string(root);
   check_root(comm, root, what);
-  detail::check_same_call(comm.impl(), what, x.value());
-  return apply(BcastDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, root}, x);
+  const ForwardCall call(comm, what, x.value());
+  return apply(BcastDef{call.def(), root}, x);
 }
 
 NodeRef gather(const NodeRef& x, std::int64_t axis, int root, const Communicator& comm) {
   const std::string what = "Gather to " + std::to_string(root);
   check_root(comm, root, what);
   const std::int64_t a = detail::normalize_axis(axis, x.value().dim(), what);
-  detail::check_same_call(comm.impl(), what, x.value(), a);
-  return apply(GatherDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, a, root}, x);
+  const ForwardCall call(comm, what, x.value(), a);
+  return apply(GatherDef{call.def(), a, root}, x);
 }
 
 NodeRef allgather(const NodeRef& x, std::int64_t axis, const Communicator& comm) {
   const std::string what = "Allgather";
   const std::int64_t a = detail::normalize_axis(axis, x.value().dim(), what);
-  detail::check_same_call(comm.impl(), what, x.value(), a);
-  return apply(AllgatherDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, a}, x);
+  const ForwardCall call(comm, what, x.value(), a);
+  return apply(AllgatherDef{call.def(), a}, x);
 }
 
 NodeRef scatter(const NodeRef& x, std::int64_t axis, std::int64_t numelem, int root, const Communicator& comm) {
   const std::string what = "Scatter from " + std::to_string(root);
   check_root(comm, root, what);
   const std::int64_t a = detail::normalize_axis(axis, x.value().dim(), what);
-  detail::check_same_call(comm.impl(), what, x.value(), a);
+  const ForwardCall call(comm, what, x.value(), a);
   auto counts = detail::allgather_int(comm.impl().forward, numelem);
   std::string problem;
   const std::int64_t total = std::accumulate(counts.begin(), counts.end(), std::int64_t{0});
@@ -236,7 +289,7 @@ NodeRef scatter(const NodeRef& x, std::int64_t axis, std::int64_t numelem, int r
               std::to_string(a);
   }
   detail::agree(comm.impl().forward, problem, what);
-  return apply(ScatterDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, a, std::move(counts), root}, x);
+  return apply(ScatterDef{call.def(), a, std::move(counts), root}, x);
 }
 
 NodeRef alltoall(const NodeRef& x, std::int64_t gather_axis, std::int64_t scatter_axis, std::int64_t numelem,
@@ -245,7 +298,7 @@ NodeRef alltoall(const NodeRef& x, std::int64_t gather_axis, std::int64_t scatte
   const std::int64_t g = detail::normalize_axis(gather_axis, x.value().dim(), what);
   const std::int64_t s = detail::normalize_axis(scatter_axis, x.value().dim(), what);
   if (g == s) throw ShapeError(what + ": gather axis and scatter axis must differ (both " + std::to_string(g) + ")");
-  detail::check_same_call(comm.impl(), what, x.value(), g);
+  const ForwardCall call(comm, what, x.value(), g);
   const auto counts = detail::allgather_int(comm.impl().forward, numelem);
   const std::int64_t total = std::accumulate(counts.begin(), counts.end(), std::int64_t{0});
   std::string problem;
@@ -254,18 +307,19 @@ NodeRef alltoall(const NodeRef& x, std::int64_t gather_axis, std::int64_t scatte
               " has " + std::to_string(x.value().size(s)) + " on the scatter axis " + std::to_string(s);
   }
   detail::agree(comm.impl().forward, problem, what);
-  return apply(AlltoallDef{{comm.impl_ptr(), comm.impl().collective_label(what)}, g, s, numelem}, x);
+  return apply(AlltoallDef{call.def(), g, s, numelem}, x);
 }
 
 NodeRef replicated_sum(const NodeRef& x, const Communicator& comm) {
   const std::string what = "Replicated sum";
-  detail::check_same_call(comm.impl(), what, x.value());
-  return apply(ReplicatedSumDef{{comm.impl_ptr(), comm.impl().collective_label(what)}}, x);
+  const ForwardCall call(comm, what, x.value());
+  return apply(ReplicatedSumDef{call.def()}, x);
 }
 
 NodeRef copy_to_ranks(const NodeRef& x, const Communicator& comm) {
   // No forward communication, but its backward allreduce is a collective: label it as one.
-  return apply(CopyToRanksDef{{comm.impl_ptr(), comm.impl().collective_label("Copy to ranks")}}, x);
+  const std::string label = comm.impl().collective_label("Copy to ranks");
+  return apply(CopyToRanksDef{{comm.impl_ptr(), label, detail::CallSite::here()}}, x);
 }
 
 // ---- eager ------------------------------------------------------------------------------
@@ -273,7 +327,7 @@ NodeRef copy_to_ranks(const NodeRef& x, const Communicator& comm) {
 void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
   if (!t.is_contiguous()) throw UsageError("dist::allreduce_: needs a contiguous tensor, got " + shape_str(t.shape()));
   const MPI_Op mop = detail::mpi_op(op, t.dtype());
-  detail::check_same_call(comm.impl(), with_op("allreduce_", op), t);
+  const EagerCall call(comm, with_op("allreduce_", op), t);
   ZKYNET_MPI(Allreduce, Iallreduce, MPI_IN_PLACE, t.raw_data(), detail::count_of(t.numel(), "allreduce_"),
              detail::mpi_type(t.dtype()), mop, comm.impl().forward);
   if (op == ReduceOp::Avg) t.copy_(kernels::scale(t, 1.0 / comm.size()));
@@ -282,7 +336,7 @@ void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
 void bcast_(Tensor& t, int root, const Communicator& comm) {
   if (!t.is_contiguous()) throw UsageError("dist::bcast_: needs a contiguous tensor, got " + shape_str(t.shape()));
   check_root(comm, root, "bcast_");
-  detail::check_same_call(comm.impl(), "bcast_ from " + std::to_string(root), t);
+  const EagerCall call(comm, "bcast_ from " + std::to_string(root), t);
   ZKYNET_MPI(Bcast, Ibcast, t.raw_data(), detail::count_of(t.numel(), "bcast_"), detail::mpi_type(t.dtype()), root,
              comm.impl().forward);
 }

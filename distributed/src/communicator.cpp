@@ -29,6 +29,8 @@ bool mpi_finalized() {
 // would often lose the last lines, which say why.
 void let_output_drain() { std::this_thread::sleep_for(std::chrono::milliseconds(200)); }
 
+// A rank that exits with status 0 says farewell to the others first and waits for theirs:
+// one still waiting for it in a communication learns that it never will, and aborts the job.
 void finalize_at_exit(int status, void*) {
   if (mpi_finalized()) return;
   int size = 1;
@@ -39,6 +41,7 @@ void finalize_at_exit(int status, void*) {
     let_output_drain();
     MPI_Abort(MPI_COMM_WORLD, status);
   }
+  detail::farewell();
   MPI_Finalize();
 }
 
@@ -56,6 +59,16 @@ void finalize_at_exit(int status, void*) {
     }
   }
   abort(why, 1);
+}
+
+// ZKYNET_DIST_TIMEOUT=<seconds>: set_timeout without code changes.
+void set_timeout_from(const char* env) {
+  char* end = nullptr;
+  const double seconds = std::strtod(env, &end);
+  if (end == env || *end != '\0' || !(seconds >= 0)) {
+    abort(std::string("ZKYNET_DIST_TIMEOUT=") + env + ": expected a number of seconds >= 0 (0: no timeout)", 2);
+  }
+  set_timeout(seconds);
 }
 
 std::string mpi_error_string(int rc) {
@@ -118,6 +131,9 @@ void init(int* argc, char*** argv) {
     std::set_terminate(terminate_job);
     oversubscribed_node = detail::detect_oversubscription();
     if (const char* env = std::getenv("ZKYNET_DIST_CHECKED")) checked_mode = std::string(env) != "0";
+    if (const char* env = std::getenv("ZKYNET_DIST_TIMEOUT")) set_timeout_from(env);
+    // Whoever started MPI finalizes it: the watch's farewell runs in finalize_at_exit.
+    if (!started) detail::start_watch();
   });
 }
 
@@ -147,6 +163,15 @@ Communicator::Impl::Impl(MPI_Comm comm, bool owns, std::string comm_name)
   detail::check(MPI_Comm_set_errhandler(backward, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   MPI_Comm_rank(forward, &rank);
   MPI_Comm_size(forward, &size);
+  MPI_Group group = MPI_GROUP_NULL, world_group = MPI_GROUP_NULL;
+  MPI_Comm_group(forward, &group);
+  MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+  std::vector<int> members(static_cast<std::size_t>(size));
+  for (int r = 0; r < size; ++r) members[static_cast<std::size_t>(r)] = r;
+  world_ranks.resize(members.size());
+  MPI_Group_translate_ranks(group, size, members.data(), world_group, world_ranks.data());
+  MPI_Group_free(&group);
+  MPI_Group_free(&world_group);
 }
 
 Communicator::Impl::~Impl() {
@@ -170,14 +195,26 @@ int Communicator::rank() const { return impl_->rank; }
 int Communicator::size() const { return impl_->size; }
 const std::string& Communicator::name() const { return impl_->name; }
 
+// Every rank is there first (checked mode's comparison, or a barrier): MPI_Comm_split has no
+// non-blocking form, and a rank blocked in it could not notice a fault.
 Communicator Communicator::split(int color, int key) const {
+  const std::string what = "split @" + impl_->name;
+  detail::Activity activity(*impl_, what);
+  detail::start_collective(activity, nullptr);
+  if (!checked()) ZKYNET_MPI(Barrier, Ibarrier, impl_->forward);
   MPI_Comm out = MPI_COMM_NULL;
   detail::check(MPI_Comm_split(impl_->forward, color, key, &out), "MPI_Comm_split");
   return Communicator(
       std::make_shared<Impl>(out, true, impl_->name + "/split(color " + std::to_string(color) + ")"));
 }
 
-void Communicator::barrier() const { ZKYNET_MPI(Barrier, Ibarrier, impl_->forward); }
+void Communicator::barrier() const {
+  const std::string what = "Barrier @" + impl_->name;
+  detail::Activity activity(*impl_, what);
+  detail::start_collective(activity, nullptr);
+  // In checked mode the comparison waited for every rank already: it was the barrier.
+  if (!checked()) ZKYNET_MPI(Barrier, Ibarrier, impl_->forward);
+}
 
 Communicator world() {
   init();
@@ -188,25 +225,6 @@ Communicator world() {
 }
 
 namespace detail {
-
-
-
-void complete(MPI_Request& request, std::string_view what, MPI_Status* status) {
-  if (!oversubscribed()) {
-    check(MPI_Wait(&request, status), what);
-    return;
-  }
-  // Poll for a moment (the peer is often nearly there), then sleep between polls.
-  const auto start = std::chrono::steady_clock::now();
-  for (;;) {
-    int done = 0;
-    check(MPI_Test(&request, &done, status), what);
-    if (done) return;
-    if (std::chrono::steady_clock::now() - start > std::chrono::microseconds(50)) {
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
-  }
-}
 
 void check(int rc, std::string_view call) {
   if (rc == MPI_SUCCESS) return;

@@ -9,10 +9,15 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <vector>
+
+namespace zkynet {
+class Tape;
+}
 
 namespace zkynet::dist {
 
@@ -23,7 +28,11 @@ struct Communicator::Impl {
   int rank = 0;
   int size = 1;
   std::string name;
+  std::vector<int> world_ranks;   // each member's rank in the world, for the reports of faults
   std::uint64_t collectives = 0;  // per-rank sequence numbers that label collective nodes
+  // Every collective call (forward, backward, eager, barrier, split) on this communicator:
+  // checked mode compares the numbers across ranks.
+  std::uint64_t calls = 0;
   std::map<std::tuple<char, int, int>, std::uint64_t> messages;  // (direction, peer, tag) -> count
 
   Impl(MPI_Comm comm, bool owns, std::string comm_name);
@@ -46,14 +55,65 @@ void check(int rc, std::string_view call);
 // blocking calls spin; oversubscribed ranks would then burn each other's time slices, so
 // waits poll and sleep instead. ZKYNET_DIST_WAIT=spin or =sleep overrides the choice.
 bool oversubscribed();
-// Waits for `request`: MPI_Wait, or (oversubscribed) MPI_Test with short sleeps.
-void complete(MPI_Request& request, std::string_view what, MPI_Status* status = MPI_STATUS_IGNORE);
 
-// One MPI call: the blocking form normally, the non-blocking form plus complete() when
-// oversubscribed. Both forms take the same arguments; the non-blocking one adds a request.
+// Where an operation was called: the module invocation that was running, kept by graph
+// operators for the reports of their backward (which runs outside any module call).
+struct CallSite {
+  std::weak_ptr<const Tape> tape;
+  int invocation = -1;
+  static CallSite here();
+  std::string text() const;  // "MLP.l1 (Linear)"; "" at top level
+};
+
+// What this rank does in MPI, from an entry point (allreduce, recv, barrier, a backward ...)
+// until it returns: the waits read it to report faults and timeouts, and tell other ranks
+// that ask. Scopes nest; the innermost is current.
+class Activity {
+ public:
+  // peer: the other rank (in comm) of a message; -1 for a collective of all comm's ranks.
+  // site: null for "the current module path" (forward calls).
+  Activity(Communicator::Impl& comm, std::string_view what, int peer = -1, const CallSite* site = nullptr);
+  ~Activity();
+  Activity(const Activity&) = delete;
+  Activity& operator=(const Activity&) = delete;
+  static const Activity* current();
+
+  std::string site_text() const;
+  // "Allreduce SUM #3 @world (collective call 5 on world, called at MLP.l1 (Linear))"
+  std::string describe() const;
+
+  Communicator::Impl& comm;
+  const std::string_view what;
+  const int peer;
+  const CallSite* const site;
+  std::int64_t call = -1;  // this collective call's number on comm (start_collective), -1: none
+
+ private:
+  const Activity* previous_;
+};
+
+// Numbers a collective call on its communicator and, in checked mode, compares the call
+// across ranks: its text, dtype and shape (x; null for none, e.g. a barrier) and number; the
+// size along `free_axis` (-1: none) may differ. On a mismatch every rank throws the same
+// ShapeError listing each rank's call and where it was made. Every collective starts here.
+void start_collective(Activity& activity, const Tensor* x, std::int64_t free_axis = -1);
+
+// Waits for `request`, polling it: meanwhile the rank answers other ranks' questions, and the
+// job is aborted, with a message naming the operation and the ranks concerned, when a rank
+// the operation needs has finished or when the timeout (set_timeout) passes. Oversubscribed
+// nodes sleep between polls. `call` names the MPI call for errors ("MPI_Iallreduce").
+void complete(MPI_Request& request, std::string_view call, MPI_Status* status = MPI_STATUS_IGNORE);
+
+// True when every rank is known to be in the same collective call (checked mode compared the
+// calls, so none is missing) and the node is not oversubscribed: the blocking MPI call is safe
+// and fastest. Otherwise collectives are posted non-blocking and waited for by complete().
+inline bool arrived() { return checked() && !oversubscribed(); }
+
+// One collective MPI call: blocking when arrived(), else non-blocking plus complete(). Both
+// forms take the same arguments; the non-blocking one adds a request.
 template <class Blocking, class NonBlocking>
 void call(std::string_view what, Blocking&& blocking, NonBlocking&& nonblocking) {
-  if (!oversubscribed()) {
+  if (arrived()) {
     check(blocking(), what);
     return;
   }
@@ -67,6 +127,12 @@ void call(std::string_view what, Blocking&& blocking, NonBlocking&& nonblocking)
   ::zkynet::dist::detail::call(                                                       \
       "MPI_" #Name, [&] { return MPI_##Name(__VA_ARGS__); },                           \
       [&](MPI_Request* zkynet_request) { return MPI_##IName(__VA_ARGS__, zkynet_request); })
+
+// The fault watch (watch.cpp): a private duplicate of the world communicator on which ranks
+// say that they finish and ask each other what they wait for. Started by init when zkynet
+// started MPI; farewell() is the finishing rank's part, at exit, before MPI_Finalize.
+void start_watch();
+void farewell();
 MPI_Datatype mpi_type(DType dtype);
 // MPI's operation for `op` (AVG: a sum, finished by finish_avg); AVG of int64 is a TypeError.
 MPI_Op mpi_op(ReduceOp op, DType dtype);
@@ -79,11 +145,6 @@ int count_of(std::int64_t n, std::string_view what);
 std::vector<std::int64_t> allgather_int(MPI_Comm comm, std::int64_t value);
 // All ranks learn whether any rank failed a local check; all throw the same kind of error.
 void agree(MPI_Comm comm, const std::string& local_problem, std::string_view what);
-// Checked mode: compares (what, dtype, shape) across ranks, ignoring the size along
-// `free_axis` (-1: none), and throws ShapeError on every rank listing each rank's call.
-void check_same_call(const Communicator::Impl& comm, std::string_view what, const Tensor& x,
-                     std::int64_t free_axis = -1);
-
 // Tensor collectives on one MPI communicator (forward or backward twin). Results are fresh
 // contiguous tensors; inputs are never written.
 Tensor allreduce(MPI_Comm comm, const Tensor& x, ReduceOp op);

@@ -63,11 +63,16 @@ void check_arrival(const MPI_Status& status, const Tensor& buffer, std::string_v
   }
 }
 
+// Messages are always posted non-blocking and waited for by complete(): a peer that never
+// comes is reported (finished, or the timeout), not waited for forever. The current activity
+// (the caller's) says what the wait is for.
 void blocking_send(MPI_Comm comm, const Tensor& t, int peer, int tag, std::string_view what) {
   const Tensor c = t.contiguous();
-  const int count = detail::count_of(c.numel(), what);
-  detail::call(what, [&] { return MPI_Send(c.raw_data(), count, detail::mpi_type(c.dtype()), peer, tag, comm); },
-               [&](MPI_Request* r) { return MPI_Isend(c.raw_data(), count, detail::mpi_type(c.dtype()), peer, tag, comm, r); });
+  MPI_Request request = MPI_REQUEST_NULL;
+  detail::check(MPI_Isend(c.raw_data(), detail::count_of(c.numel(), what), detail::mpi_type(c.dtype()), peer, tag, comm,
+                          &request),
+                what);
+  detail::complete(request, what);
 }
 
 Tensor blocking_recv(MPI_Comm comm, const Shape& shape, DType dtype, int peer, int tag, std::string_view what) {
@@ -88,6 +93,7 @@ struct P2PDef {
   int peer;
   int tag;
   std::string text;
+  detail::CallSite site;  // where the forward ran: the reports of the backward name it
   std::string label() const { return text; }
 };
 
@@ -95,12 +101,15 @@ struct SendDef : P2PDef {
   static constexpr std::string_view name = "send";
   static constexpr std::array<std::string_view, 1> inputs{"x"};
   Tensor forward(const Tensor& x) const {
-    blocking_send(comm->forward, x, peer, tag, peer_text("send to", peer, tag, *comm));
+    const std::string what = peer_text("send to", peer, tag, *comm);
+    const detail::Activity activity(*comm, what, peer);
+    blocking_send(comm->forward, x, peer, tag, what);
     return x;
   }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
-    const Tensor back = blocking_recv(comm->backward, c.in(0).shape(), c.in(0).dtype(), peer, tag,
-                                      peer_text("send's backward: gradient from", peer, tag, *comm));
+    const std::string what = peer_text("send's backward: gradient from", peer, tag, *comm);
+    const detail::Activity activity(*comm, what, peer, &site);
+    const Tensor back = blocking_recv(comm->backward, c.in(0).shape(), c.in(0).dtype(), peer, tag, what);
     return {kernels::add(c.grad, back)};
   }
 };
@@ -109,10 +118,14 @@ struct RecvDef : P2PDef {
   static constexpr std::string_view name = "recv";
   static constexpr std::array<std::string_view, 1> inputs{"x"};
   Tensor forward(const Tensor& x) const {
-    return blocking_recv(comm->forward, x.shape(), x.dtype(), peer, tag, peer_text("recv from", peer, tag, *comm));
+    const std::string what = peer_text("recv from", peer, tag, *comm);
+    const detail::Activity activity(*comm, what, peer);
+    return blocking_recv(comm->forward, x.shape(), x.dtype(), peer, tag, what);
   }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
-    blocking_send(comm->backward, c.grad, peer, tag, peer_text("recv's backward: gradient to", peer, tag, *comm));
+    const std::string what = peer_text("recv's backward: gradient to", peer, tag, *comm);
+    const detail::Activity activity(*comm, what, peer, &site);
+    blocking_send(comm->backward, c.grad, peer, tag, what);
     return {Tensor()};
   }
 };
@@ -129,14 +142,15 @@ struct ISendDef : P2PDef {
     return x;
   }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    const std::string what = peer_text("isend's backward: gradient from", peer, tag, *comm);
+    const detail::Activity activity(*comm, what, peer, &site);
     Tensor received;
     if (state->grad_request == MPI_REQUEST_NULL) {  // never waited: receive the gradient now
-      received = blocking_recv(comm->backward, c.in(0).shape(), c.in(0).dtype(), peer, tag,
-                               peer_text("isend's backward: gradient from", peer, tag, *comm));
+      received = blocking_recv(comm->backward, c.in(0).shape(), c.in(0).dtype(), peer, tag, what);
     } else {
       MPI_Status status;
       detail::complete(state->grad_request, "isend's backward: MPI_Wait", &status);
-      check_arrival(status, state->grad_buffer, peer_text("isend's backward: gradient from", peer, tag, *comm));
+      check_arrival(status, state->grad_buffer, what);
       received = state->grad_buffer;
     }
     return {kernels::add(c.grad, received)};
@@ -155,9 +169,10 @@ struct IRecvDef : P2PDef {
     return state->buffer;
   }
   std::array<Tensor, 1> vjp(const VjpContext<1>&) const {
+    const std::string what = peer_text("irecv's backward: gradient to", peer, tag, *comm);
+    const detail::Activity activity(*comm, what, peer, &site);
     if (state->grad_request == MPI_REQUEST_NULL) {  // never waited: the sender still expects a gradient
-      blocking_send(comm->backward, Tensor::zeros(state->buffer.shape(), state->buffer.dtype()), peer, tag,
-                    peer_text("irecv's backward: gradient to", peer, tag, *comm));
+      blocking_send(comm->backward, Tensor::zeros(state->buffer.shape(), state->buffer.dtype()), peer, tag, what);
     } else {
       detail::complete(state->grad_request, "irecv's backward: MPI_Wait");
     }
@@ -175,6 +190,7 @@ struct WaitDef {
 
   Tensor forward(const Tensor&) const {
     if (state->waited) throw UsageError(text + ": this handle was already waited on");
+    const detail::Activity activity(*state->comm, text, state->peer);
     MPI_Status status;
     detail::complete(state->request, text, &status);
     state->waited = true;
@@ -206,12 +222,14 @@ struct WaitDef {
 
 NodeRef send(const NodeRef& x, int dest, int tag, const Communicator& comm) {
   check_peer(comm, dest, tag, "send");
-  return apply(SendDef{{comm.impl_ptr(), dest, tag, comm.impl().message_label('s', dest, tag)}}, x);
+  const std::string label = comm.impl().message_label('s', dest, tag);
+  return apply(SendDef{{comm.impl_ptr(), dest, tag, label, detail::CallSite::here()}}, x);
 }
 
 NodeRef recv(const NodeRef& x, int source, int tag, const Communicator& comm) {
   check_peer(comm, source, tag, "recv");
-  return apply(RecvDef{{comm.impl_ptr(), source, tag, comm.impl().message_label('r', source, tag)}}, x);
+  const std::string label = comm.impl().message_label('r', source, tag);
+  return apply(RecvDef{{comm.impl_ptr(), source, tag, label, detail::CallSite::here()}}, x);
 }
 
 namespace {
@@ -231,14 +249,14 @@ WaitHandle isend(const NodeRef& x, int dest, int tag, const Communicator& comm) 
   check_peer(comm, dest, tag, "isend");
   auto state = pending(WaitHandle::State::Kind::Send, comm, dest, tag);
   const std::string label = "I" + comm.impl().message_label('s', dest, tag);
-  return WaitHandle(apply(ISendDef{{comm.impl_ptr(), dest, tag, label}, state}, x), state);
+  return WaitHandle(apply(ISendDef{{comm.impl_ptr(), dest, tag, label, detail::CallSite::here()}, state}, x), state);
 }
 
 WaitHandle irecv(const NodeRef& x, int source, int tag, const Communicator& comm) {
   check_peer(comm, source, tag, "irecv");
   auto state = pending(WaitHandle::State::Kind::Recv, comm, source, tag);
   const std::string label = "I" + comm.impl().message_label('r', source, tag);
-  return WaitHandle(apply(IRecvDef{{comm.impl_ptr(), source, tag, label}, state}, x), state);
+  return WaitHandle(apply(IRecvDef{{comm.impl_ptr(), source, tag, label, detail::CallSite::here()}, state}, x), state);
 }
 
 NodeRef wait(const WaitHandle& handle) {

@@ -125,34 +125,65 @@ void agree(MPI_Comm comm, const std::string& local_problem, std::string_view wha
   throw ShapeError(std::string(what) + ": another rank's arguments do not fit (see its error)");
 }
 
-void check_same_call(const Communicator::Impl& comm, std::string_view what, const Tensor& x, std::int64_t free_axis) {
+namespace {
+
+// Every rank's text, in rank order (ranks known to be in the same call).
+std::vector<std::string> allgather_text(MPI_Comm comm, const std::string& mine) {
+  const std::vector<std::int64_t> lengths = allgather_int(comm, static_cast<std::int64_t>(mine.size()));
+  const Layout l = layout(lengths, 1, "checked mode");
+  std::string all(static_cast<std::size_t>(std::accumulate(lengths.begin(), lengths.end(), std::int64_t{0})), '\0');
+  ZKYNET_MPI(Allgatherv, Iallgatherv, mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(),
+             l.counts.data(), l.displs.data(), MPI_CHAR, comm);
+  std::vector<std::string> out;
+  for (std::size_t r = 0; r < lengths.size(); ++r) {
+    out.push_back(all.substr(static_cast<std::size_t>(l.displs[r]), static_cast<std::size_t>(l.counts[r])));
+  }
+  return out;
+}
+
+}  // namespace
+
+void start_collective(Activity& activity, const Tensor* x, std::int64_t free_axis) {
+  Communicator::Impl& comm = activity.comm;
+  activity.call = static_cast<std::int64_t>(comm.calls++);
   if (!checked()) return;
-  // Signature: a hash of the operation name, dtype, ndim, then the dims (free axis masked).
-  constexpr int kLen = 3 + 16;
+  // Signature: a hash of the call's text, its number, dtype (-1: no tensor), ndim, then the
+  // dims (free axis masked). One MAX-allreduce of (sig, -sig) gives every rank the extremes.
+  constexpr int kDims = 16, kLen = 4 + kDims;
   std::int64_t sig[2 * kLen] = {};
-  sig[0] = static_cast<std::int64_t>(std::hash<std::string_view>{}(what) & 0x7fffffffffff);
-  sig[1] = static_cast<std::int64_t>(x.dtype());
-  sig[2] = x.dim();
-  for (std::int64_t d = 0; d < x.dim() && d < 16; ++d) sig[3 + d] = d == free_axis ? -1 : x.shape()[d];
+  sig[0] = static_cast<std::int64_t>(std::hash<std::string_view>{}(activity.what) & 0x7fffffffffff);
+  sig[1] = activity.call;
+  sig[2] = x ? static_cast<std::int64_t>(x->dtype()) : -1;
+  sig[3] = x ? x->dim() : -1;
+  for (std::int64_t d = 0; x && d < x->dim() && d < kDims; ++d) sig[4 + d] = d == free_axis ? -1 : x->shape()[d];
   for (int i = 0; i < kLen; ++i) sig[kLen + i] = -sig[i];
   std::int64_t extremes[2 * kLen];
-  ZKYNET_MPI(Allreduce, Iallreduce, sig, extremes, 2 * kLen, MPI_INT64_T, MPI_MAX, comm.forward);
+  // Non-blocking whatever the mode: this is where a missing rank would leave the others waiting.
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Iallreduce(sig, extremes, 2 * kLen, MPI_INT64_T, MPI_MAX, comm.forward, &request), "MPI_Iallreduce");
+  complete(request, "MPI_Iallreduce");
   bool same = true;
   for (int i = 0; i < kLen; ++i) same = same && extremes[i] == -extremes[kLen + i];
   if (same) return;
-  // Every rank saw the mismatch: gather what each called, so all report the same thing.
-  std::vector<std::int64_t> all(static_cast<std::size_t>(comm.size) * kLen);
-  ZKYNET_MPI(Allgather, Iallgather, sig, kLen, MPI_INT64_T, all.data(), kLen, MPI_INT64_T, comm.forward);
+  // Every rank saw the mismatch: gather what each called, so that all report the same thing.
+  std::ostringstream mine;
+  mine << activity.what;
+  if (x) mine << " " << dtype_name(x->dtype()) << " " << shape_str(x->shape());
+  mine << " [call " << activity.call << "]";
+  if (const std::string site = activity.site_text(); !site.empty()) mine << " at " << site;
+  const std::vector<std::string> calls = allgather_text(comm.forward, mine.str());
+  // The ranks' numbers may have drifted apart (say, a backward against a forward): take the
+  // largest, so that a program which catches the error goes on with matching numbers.
+  std::int64_t counters[2] = {static_cast<std::int64_t>(comm.collectives), static_cast<std::int64_t>(comm.calls)};
+  ZKYNET_MPI(Allreduce, Iallreduce, MPI_IN_PLACE, counters, 2, MPI_INT64_T, MPI_MAX, comm.forward);
+  comm.collectives = static_cast<std::uint64_t>(counters[0]);
+  comm.calls = static_cast<std::uint64_t>(counters[1]);
   std::ostringstream os;
-  os << what << " on " << comm.name << ": the ranks' calls differ (checked mode):";
+  os << "zkynet.distributed: the ranks' collective calls on " << comm.name << " differ (checked mode):";
   for (int r = 0; r < comm.size; ++r) {
-    const std::int64_t* s = &all[static_cast<std::size_t>(r) * kLen];
-    Shape shape;
-    for (std::int64_t d = 0; d < s[2] && d < 16; ++d) shape.push_back(s[3 + d]);
-    os << " rank " << r << ": " << (s[0] == sig[0] ? std::string(what) : std::string("another operation")) << " "
-       << dtype_name(static_cast<DType>(s[1])) << " " << shape_str(shape) << (r + 1 < comm.size ? ";" : "");
+    os << " rank " << r << ": " << calls[static_cast<std::size_t>(r)] << (r + 1 < comm.size ? ";" : "");
   }
-  if (free_axis >= 0) os << " (size on axis " << free_axis << " may differ, shown as -1)";
+  if (free_axis >= 0) os << " (the size on axis " << free_axis << " may differ)";
   throw ShapeError(os.str());
 }
 

@@ -160,9 +160,16 @@ void init_distributed(py::module_& m) {
          return dist::join_dummies_handle(handle, nodes_of(dummies));
        }, py::arg("handle"), py::arg("dummies"), "The handle, its Wait depending on dummies.");
   m.def("set_checked", &dist::set_checked, py::arg("checked"),
-        "Checked mode (default on): collectives compare their operation, dtype and shapes across "
-        "ranks first and raise ValueError on all ranks when they differ, instead of hanging.");
+        "Checked mode (default on): every collective call (operators, their backward, the array "
+        "collectives, barrier, split) compares its operation, number on the communicator, dtype and "
+        "shape across ranks first and raises ValueError on all ranks when they differ, instead of "
+        "hanging or pairing the wrong calls. Set it alike on every rank.");
   m.def("checked", &dist::checked);
+  m.def("set_timeout", &dist::set_timeout, py::arg("seconds"),
+        "A communication that does not complete within `seconds` aborts the whole job (status 1), "
+        "naming the operation, where it was called and what the ranks it waits for are doing. "
+        "0 (the default) turns it off; the environment variable ZKYNET_DIST_TIMEOUT sets it too.");
+  m.def("timeout", &dist::timeout, "The timeout in seconds; 0: none.");
   m.def("initialized", &dist::initialized, "MPI started and not yet finalized.");
   m.def("abort", [](const std::string& why, int code) { dist::abort(why, code); }, py::arg("why"),
         py::arg("code") = 1, "Ends the whole job now with code on every rank (MPI_Abort), after printing why.");

@@ -67,6 +67,8 @@ JoinDummies = _dist.JoinDummies
 JoinDummiesHandle = _dist.JoinDummiesHandle
 set_checked = _dist.set_checked
 checked = _dist.checked
+set_timeout = _dist.set_timeout
+timeout = _dist.timeout
 abort = _dist.abort
 
 # COMM_WORLD's methods as module functions: dist.Allreduce(x, dist.MPI_SUM).
@@ -122,5 +124,5 @@ if not getattr(sys.excepthook, "zkynet_aborts_job", False):
 
 __all__ = ["COMM_WORLD", "Communicator", "WaitHandle", "ReduceOp", "MPI_SUM", "MPI_AVG", "MPI_MAX", "MPI_MIN",
            "MPI_PROD", "Allreduce", "Reduce_", "Bcast_", "Gather", "Allgather", "Scatter", "Alltoall", "Send", "Recv",
-           "Isend", "Irecv", "Wait", "JoinDummies", "JoinDummiesHandle", "set_checked", "checked", "abort",
-           "allreduce_array", "bcast_array", "DataParallel", "Pipeline"]
+           "Isend", "Irecv", "Wait", "JoinDummies", "JoinDummiesHandle", "set_checked", "checked", "set_timeout",
+           "timeout", "abort", "allreduce_array", "bcast_array", "DataParallel", "Pipeline"]

@@ -204,8 +204,9 @@ TEST_CASE("PROD's gradient handles zeros exactly") {
 TEST_CASE("checked mode reports shapes that differ across ranks on every rank") {
   const Tensor x = Tensor::ones({2, rank() == 0 ? 3 : 4});
   std::string msg = error_message<ShapeError>([&] { dist::allreduce(x); });
-  CHECK_THAT(msg, Contains("Allreduce SUM on world") && Contains("rank 0: Allreduce SUM float64 (2,3)") &&
-                      Contains("rank 1: Allreduce SUM float64 (2,4)"));
+  CHECK_THAT(msg, Contains("collective calls on world differ") && Contains("rank 0: Allreduce SUM #") &&
+                      Contains("@world float64 (2,3)") && Contains("rank 1: Allreduce SUM #") &&
+                      Contains("@world float64 (2,4)"));
 }
 
 TEST_CASE("scatter counts that do not add up are refused on every rank") {
@@ -290,4 +291,48 @@ TEST_CASE("checked mode catches ranks that disagree on the operation or the root
   CHECK_THROWS_AS(dist::allreduce_(t, rank() == 0 ? ReduceOp::Sum : ReduceOp::Max), ShapeError);
   CHECK_THROWS_AS(dist::bcast_(t, rank() == 0 ? 0 : 1), ShapeError);
   CHECK_THROWS_AS(dist::allreduce(Tensor::ones({2}), rank() == 0 ? ReduceOp::Sum : ReduceOp::Min), ShapeError);
+}
+
+TEST_CASE("checked mode compares barrier and split with the other collectives") {
+  Tensor t = Tensor::ones({2});
+  const std::string msg = error_message<ShapeError>([&] {
+    if (rank() == 0) {
+      W().barrier();
+    } else {
+      dist::allreduce_(t);
+    }
+  });
+  CHECK_THAT(msg, Contains("rank 0: Barrier @world [call ") && Contains("rank 1: allreduce_ SUM @world float64 (2,)"));
+  CHECK_THROWS_AS(rank() == 0 ? (void)W().split(0) : W().barrier(), ShapeError);
+  W().barrier();  // and the next calls match again
+}
+
+TEST_CASE("checked mode catches a rank whose backward skips a collective, and the ranks go on") {
+  // Rank 0 differentiates its step; the others skip back() and start the next step. The
+  // collective numbers drift apart (a backward against a forward); they agree again after.
+  Lambda step({"x"}, [](std::span<const NodeRef> in) { return op::sum(op::mult(dist::allreduce(in[0]), in[0])); },
+              "Step");
+  const std::vector<NodeRef> args{NodeRef(Tensor::ones({3}))};
+  ModuleGraph first = step.invoke(args);
+  const std::string msg = error_message<ShapeError>([&] {
+    if (rank() == 0) {
+      first.back();
+    } else {
+      step.invoke(args);
+    }
+  });
+  CHECK_THAT(msg, Contains("rank 0: backward of Allreduce SUM #") && Contains("at Step (Step)") &&
+                      Contains("rank 1: Allreduce SUM #"));
+  ModuleGraph g = step.invoke(args);
+  g.back();
+  CHECK(allclose(g.grad(step.input("x")), Tensor::full({3}, 2.0 * size())));
+}
+
+TEST_CASE("set_timeout takes seconds; 0 turns it off; a negative value is refused") {
+  const double before = dist::timeout();  // ZKYNET_DIST_TIMEOUT's, or 0
+  dist::set_timeout(2.5);
+  CHECK(dist::timeout() == 2.5);
+  CHECK_THROWS_WITH(dist::set_timeout(-1), Contains("expected a number of seconds >= 0"));
+  CHECK(dist::timeout() == 2.5);
+  dist::set_timeout(before);
 }

@@ -1,6 +1,7 @@
 """Misuse across ranks: checked mode turns calls that differ between ranks into the same
 ValueError on every rank (instead of a hang), and bad arguments into Python exceptions."""
 import importlib
+import re
 import sys
 
 import numpy as np
@@ -21,8 +22,8 @@ def test_shapes_that_differ_across_ranks_raise_value_error_on_every_rank():
         dist.Allreduce(x, dist.MPI_SUM)
     assert isinstance(error.value, zkynet._zkynet.ShapeError)
     message = str(error.value)
-    assert "rank 0: Allreduce SUM float64 (2,3)" in message
-    assert "rank 1: Allreduce SUM float64 (2,4)" in message
+    assert re.search(r"rank 0: Allreduce SUM #\d+ @world float64 \(2,3\)", message), message
+    assert re.search(r"rank 1: Allreduce SUM #\d+ @world float64 \(2,4\)", message), message
 
 
 @needs_two_ranks
@@ -66,6 +67,21 @@ def test_checked_mode_can_be_turned_off_and_on():
     finally:
         dist.set_checked(True)
     assert dist.checked()
+
+
+def test_set_timeout_takes_seconds_and_zero_turns_it_off():
+    # What it does is tested from the single-process suite (test_distributed_faults.py).
+    before = dist.timeout()  # ZKYNET_DIST_TIMEOUT's, or 0
+    try:
+        dist.set_timeout(2.5)
+        assert dist.timeout() == 2.5
+        with pytest.raises(RuntimeError, match="set_timeout: expected a number of seconds >= 0"):
+            dist.set_timeout(-1)
+        assert dist.timeout() == 2.5
+        dist.set_timeout(0)
+        assert dist.timeout() == 0
+    finally:
+        dist.set_timeout(before)
 
 
 def test_importing_installs_the_job_aborting_excepthook_once():

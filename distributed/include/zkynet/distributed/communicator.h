@@ -27,11 +27,23 @@ bool initialized();
 // Ends the whole job now with `code` on every rank (MPI_Abort), after printing `why`.
 [[noreturn]] void abort(const std::string& why, int code = 1);
 
-// Checked mode: before each collective the ranks compare the operation, dtype and shapes
-// they call it with, and all throw the same ShapeError on a mismatch instead of hanging or
-// corrupting memory. On by default; costs one small allreduce per collective.
+// Checked mode: before each collective call (operators and their backward, allreduce_ /
+// bcast_, barrier, split) the ranks compare what they call: the operation, its number on the
+// communicator, dtype and shape. On a mismatch all throw the same ShapeError listing each
+// rank's call and where it was made, instead of hanging or pairing the wrong calls. So a rank
+// whose backward skips communication (no back(), a step under no_grad) is caught at the next
+// collective call. On by default (ZKYNET_DIST_CHECKED=0 turns it off); costs one small
+// allreduce per call. Set it alike on every rank.
 void set_checked(bool checked);
 bool checked();
+
+// Timeout (as torch.distributed has): a collective or message that does not complete within
+// `seconds` aborts the whole job (MPI_Abort, status 1) with a message naming the operation,
+// where it was called, and what the ranks it waits for are doing. 0 (the default) turns it
+// off; ZKYNET_DIST_TIMEOUT=<seconds> sets it without code changes. Without a timeout, a rank
+// still aborts the job when a rank it waits for has finished (its program ended normally).
+void set_timeout(double seconds);
+double timeout();
 
 class Communicator {
  public:
