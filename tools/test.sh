@@ -14,9 +14,12 @@ fi
 
 bash tools/setup.sh
 jobs=$(nproc)
+# The release build compiles every CUDA source when the toolkit is there (ZKYNET_CUDA=AUTO); the
+# sanitizer build leaves CUDA out: ASan's shadow memory and the CUDA runtime's mappings collide.
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZKYNET_SANITIZE=$sanitize \
       -DZKYNET_BUILD_BENCHMARKS=$([ $sanitize = ON ] && echo OFF || echo ON) \
-      -DZKYNET_BUILD_PYTHON=$([ $sanitize = ON ] && echo OFF || echo ON)
+      -DZKYNET_BUILD_PYTHON=$([ $sanitize = ON ] && echo OFF || echo ON) \
+      -DZKYNET_CUDA=$([ $sanitize = ON ] && echo OFF || echo AUTO)
 cmake --build "$build_dir" -j "$jobs"
 [ $sanitize = ON ] || bash tools/python_env.sh "$build_dir"
 

@@ -199,6 +199,16 @@ std::vector<std::pair<std::string, Tensor>> ModuleBase::named_buffers() const {
   return out;
 }
 
+void ModuleBase::to(Device device) {
+  for (Parameter& p : parameters()) {
+    InputData& data = *p.data();
+    data.value = data.value.to(device);
+    if (data.grad.defined()) data.grad = data.grad.to(device);
+  }
+  for (auto& [name, value] : buffers_) value = value.to(device);
+  for (auto& [name, child] : children_) child->to(device);
+}
+
 void ModuleBase::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);

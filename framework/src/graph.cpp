@@ -153,6 +153,24 @@ void throw_vjp_shape(std::string_view op_name, std::size_t input, const Shape& g
                    " for input " + std::to_string(input) + " of shape " + shape_str(want) + " (operator bug)");
 }
 
+void check_devices(std::string_view op_name, std::span<const Tensor* const> values) {
+  const Tensor* first = nullptr;
+  for (const Tensor* v : values) {
+    if (v->device().is_cpu() && v->dim() == 0) continue;  // a number
+    if (first == nullptr) {
+      first = v;
+    } else if (v->device() != first->device()) {
+      throw DeviceError(std::string(op_name) + ": operands on two devices, " + shape_str(first->shape()) + " on " +
+                        first->device().str() + " and " + shape_str(v->shape()) + " on " + v->device().str() +
+                        " (move one with .to(device); zkynet never copies between devices silently)");
+    }
+  }
+}
+
+void rethrow_device_error(std::string_view op_name, const DeviceError& error) {
+  throw DeviceError(std::string(op_name) + " has no CUDA implementation yet: " + error.what());
+}
+
 }  // namespace detail
 
 NodeRef apply_dynamic(const std::shared_ptr<const DynamicOperator>& op, std::span<const NodeRef> operands) {
@@ -235,10 +253,15 @@ std::vector<Tensor> backward_pass(const Tape& tape, const Node& root, const Tens
     const bool reached = grads[i].defined();
     if (!op.visit_without_gradient() && (!reached || !node.requires_grad())) continue;
     check_not_modified(tape, op);
-    const Tensor g = reached ? grads[i] : Tensor::zeros(node.value().shape(), node.value().dtype());
+    const Tensor g = reached ? grads[i] : Tensor::zeros(node.value().shape(), node.value().dtype(), node.value().device());
     const auto parents = op.parents();
     grad_in.assign(parents.size(), Tensor());
-    op.backward(g, grad_in);
+    try {
+      op.backward(g, grad_in);
+    } catch (const DeviceError& e) {
+      throw DeviceError("back: the gradient of " + std::string(op.op_name()) + " has no CUDA implementation yet: " +
+                        e.what());
+    }
     for (std::size_t j = 0; j < parents.size(); ++j) {
       if (!grad_in[j].defined()) continue;
       // A gradient has its value's dtype: 0-d operands of mixed precision may promote a result.
@@ -295,7 +318,7 @@ void ModuleGraph::back(const Tensor& seed) {
                      shape_str(root.value().shape()));
   }
   // A copy: pass-through VJPs (add, reshape) would otherwise hand out views of the caller's seed.
-  auto grads = backward_pass(t, root, seed.to(root.value().dtype()).clone());
+  auto grads = backward_pass(t, root, seed.to(root.value().device()).to(root.value().dtype()).clone());
   accumulate_parameter_grads(t, grads);
   grads_ = std::make_shared<std::vector<Tensor>>(std::move(grads));
   jacobian_mode_ = false;
@@ -306,13 +329,13 @@ void ModuleGraph::back() {
   const Node& root = *root_.node();
   const Tensor& out = root.value();
   if (out.numel() == 1) {
-    back(Tensor::ones(out.shape(), out.dtype()));
+    back(Tensor::ones(out.shape(), out.dtype(), out.device()));
     return;
   }
   // Full Jacobians: one reverse pass per output element, each a row of d(out)/d(node).
   const std::size_t end = root.index() + 1;
   auto jacobians = std::make_shared<std::vector<Tensor>>(end);
-  Tensor seed = Tensor::zeros(out.shape(), out.dtype());
+  Tensor seed = Tensor::zeros(out.shape(), out.dtype(), out.device());
   Tensor flat_seed = seed.reshape({out.numel()});
   for (std::int64_t k = 0; k < out.numel(); ++k) {
     flat_seed.slice(0, k, k + 1).fill_(1.0);
@@ -326,7 +349,7 @@ void ModuleGraph::back() {
       if (!jac.defined()) {
         Shape shape = out.shape();
         shape.insert(shape.end(), in_shape.begin(), in_shape.end());
-        jac = Tensor::zeros(shape, grads[i].dtype());
+        jac = Tensor::zeros(shape, grads[i].dtype(), grads[i].device());
       }
       jac.reshape({out.numel(), shape_numel(in_shape)}).slice(0, k, k + 1).copy_(grads[i].reshape({1, shape_numel(in_shape)}));
     }

@@ -1,6 +1,7 @@
 #include <zkynet/framework/allocator.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/tensor.h>
+#include <zkynet/internal/device.h>
 #include <zkynet/internal/xt.h>
 
 #include <xtensor/xnoalias.hpp>
@@ -104,10 +105,7 @@ void NestedList::flatten_into(std::vector<double>& out) const {
 // ---- storage ------------------------------------------------------------------------------
 
 Storage::Storage(std::size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  if (device.kind != DeviceKind::CPU) {
-    throw TypeError("Storage: device " + device.str() + " is not available in this build (CPU only)");
-  }
-  data_ = cpu_allocate(nbytes);
+  data_ = device.is_cpu() ? cpu_allocate(nbytes) : detail::device_allocate(nbytes, device);
 }
 
 Storage::Storage(void* external, std::size_t nbytes, Device device, std::function<void(void*)> release)
@@ -118,8 +116,10 @@ Storage::Storage(void* external, std::size_t nbytes, Device device, std::functio
 Storage::~Storage() {
   if (release_) {
     release_(data_);
-  } else {
+  } else if (device_.is_cpu()) {
     cpu_release(data_, nbytes_);
+  } else {
+    detail::device_release(data_, device_);
   }
 }
 
@@ -163,7 +163,8 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 
 Tensor Tensor::scalar(double value, DType dtype) { return full({}, value, dtype); }
 
-Tensor Tensor::arange(std::int64_t n, DType dtype) {
+Tensor Tensor::arange(std::int64_t n, DType dtype, Device device) {
+  if (!device.is_cpu()) return arange(n, dtype).to(device);
   Tensor t = empty({n}, dtype);
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
@@ -173,7 +174,8 @@ Tensor Tensor::arange(std::int64_t n, DType dtype) {
   return t;
 }
 
-Tensor Tensor::eye(std::int64_t n, DType dtype) {
+Tensor Tensor::eye(std::int64_t n, DType dtype, Device device) {
+  if (!device.is_cpu()) return eye(n, dtype).to(device);
   Tensor t = zeros({n, n}, dtype);
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
@@ -183,7 +185,8 @@ Tensor Tensor::eye(std::int64_t n, DType dtype) {
   return t;
 }
 
-Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
+Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
+  if (!device.is_cpu()) return randn(shape, gen, dtype).to(device);
   Tensor t = empty(shape, dtype);
   dispatch_floating(dtype, [&](auto zero) {
     using T = decltype(zero);
@@ -194,7 +197,8 @@ Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype) {
   return t;
 }
 
-Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& gen, DType dtype) {
+Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& gen, DType dtype, Device device) {
+  if (!device.is_cpu()) return uniform(shape, low, high, gen, dtype).to(device);
   Tensor t = empty(shape, dtype);
   dispatch_floating(dtype, [&](auto zero) {
     using T = decltype(zero);
@@ -205,9 +209,10 @@ Tensor Tensor::uniform(const Shape& shape, double low, double high, Generator& g
   return t;
 }
 
-Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, std::function<void(void*)> release) {
+Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, std::function<void(void*)> release,
+                         Device device) {
   const std::size_t nbytes = checked_nbytes(shape, dtype, "Tensor::from_blob");
-  auto storage = std::make_shared<Storage>(data, nbytes, Device::cpu(), std::move(release));
+  auto storage = std::make_shared<Storage>(data, nbytes, device, std::move(release));
   return view_of(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
 }
 
@@ -228,6 +233,14 @@ void Tensor::check_dtype(DType requested) const {
 }
 
 void* Tensor::raw_data() const {
+  if (defined() && !storage_->device().is_cpu()) {
+    throw DeviceError("Tensor: the memory of a " + shape_str(shape_) + " tensor on " + storage_->device().str() +
+                      " is not readable from the host; copy it with .cpu() first");
+  }
+  return device_raw_data();
+}
+
+void* Tensor::device_raw_data() const {
   if (!defined()) throw UsageError("Tensor: access to an undefined tensor");
   return static_cast<char*>(storage_->data()) + offset_ * static_cast<std::int64_t>(dtype_size(dtype_));
 }
@@ -248,10 +261,12 @@ double Tensor::item() const {
     throw ShapeError("Tensor::item: tensor of shape " + shape_str(shape_) + " has " + std::to_string(numel_) +
                      " elements, not 1");
   }
+  if (!device().is_cpu()) return cpu().item();
   return dispatch_dtype(dtype_, [&](auto zero) { return static_cast<double>(*data<decltype(zero)>()); });
 }
 
 double Tensor::at(std::initializer_list<std::int64_t> index) const {
+  if (!device().is_cpu()) return cpu().at(index);
   if (static_cast<std::int64_t>(index.size()) != dim()) {
     throw IndexError("Tensor::at: " + std::to_string(index.size()) + " indices for a tensor of shape " +
                      shape_str(shape_));
@@ -269,7 +284,7 @@ double Tensor::at(std::initializer_list<std::int64_t> index) const {
 }
 
 std::vector<double> Tensor::to_doubles() const {
-  const Tensor c = contiguous().to(DType::Float64);
+  const Tensor c = cpu().contiguous().to(DType::Float64);
   const double* p = c.data<double>();
   return std::vector<double>(p, p + c.numel());
 }
@@ -380,6 +395,10 @@ Tensor Tensor::clone() const {
 Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
   Tensor out = empty(shape_, dtype, device());
+  if (!device().is_cpu()) {
+    detail::cuda_copy(out, *this);
+    return out;
+  }
   dispatch_dtype(dtype, [&](auto to_zero) {
     using To = decltype(to_zero);
     dispatch_dtype(dtype_, [&](auto from_zero) {
@@ -395,8 +414,21 @@ Tensor Tensor::to(DType dtype) const {
   return out;
 }
 
+Tensor Tensor::to(Device target) const {
+  if (target == device()) return *this;
+  const Tensor src = contiguous();
+  Tensor out = empty(shape_, dtype_, target);
+  detail::copy_bytes(out.device_raw_data(), target, src.device_raw_data(), device(),
+                     static_cast<std::size_t>(numel_) * dtype_size(dtype_));
+  return out;
+}
+
 Tensor& Tensor::fill_(double value) {
   bump_version();
+  if (!device().is_cpu()) {
+    detail::cuda_fill(*this, value);
+    return *this;
+  }
   dispatch_dtype(dtype_, [&](auto zero) {
     using T = decltype(zero);
     if (is_contiguous()) {
@@ -412,6 +444,12 @@ Tensor& Tensor::fill_(double value) {
 Tensor& Tensor::copy_(const Tensor& source) {
   if (source.shape_ != shape_) {
     throw ShapeError("copy_: source shape " + shape_str(source.shape_) + " differs from " + shape_str(shape_));
+  }
+  if (source.device() != device()) return copy_(source.to(device()));  // the one explicit transfer
+  if (!device().is_cpu()) {
+    bump_version();
+    detail::cuda_copy(*this, source);
+    return *this;
   }
   const Tensor src = source.to(dtype_);
   bump_version();
@@ -431,8 +469,16 @@ Tensor& Tensor::add_(const Tensor& other) {
   if (other.shape_ != shape_) {
     throw ShapeError("add_: shape " + shape_str(other.shape_) + " differs from " + shape_str(shape_));
   }
+  if (other.device() != device()) {
+    throw DeviceError("add_: operands on " + device().str() + " and " + other.device().str() +
+                      " (move one with .to(device))");
+  }
   const Tensor src = other.to(dtype_);
   bump_version();
+  if (!device().is_cpu()) {
+    detail::cuda_add_inplace(*this, src);
+    return *this;
+  }
   dispatch_dtype(dtype_, [&](auto zero) {
     using T = decltype(zero);
     if (is_contiguous() && src.is_contiguous()) {

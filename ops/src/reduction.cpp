@@ -10,7 +10,7 @@ namespace {
 // The reduced gradient, reshaped with the reduced axes kept as 1 and broadcast to `shape`.
 Tensor unreduce(const Tensor& grad, const Shape& shape, const Shape& axes) {
   // A full reduction's gradient is one number: a fill, not a strided copy of a broadcast view.
-  if (grad.numel() == 1) return Tensor::full(shape, grad.item(), grad.dtype());
+  if (grad.numel() == 1 && grad.device().is_cpu()) return Tensor::full(shape, grad.item(), grad.dtype());
   Shape kept = shape;
   for (auto a : axes) kept[static_cast<std::size_t>(a)] = 1;
   return grad.reshape(kept).expand(shape).contiguous();

@@ -2,6 +2,9 @@
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/strided.h>
 
+#include "cuda/api.h"
+#include "functors.h"
+
 #include <array>
 #include <cmath>
 #include <optional>
@@ -63,9 +66,11 @@ DType result_dtype(const Tensor& a, const Tensor& b, std::string_view op) {
 
 namespace {
 
+bool on_device(const Tensor& a) { return !a.device().is_cpu(); }
+
 template <class F>
-Tensor binary(const Tensor& a, const Tensor& b, std::string_view op, F f) {
-  const DType dtype = result_dtype(a, b, op);
+Tensor map_in(DType dtype, const Tensor& a, const Tensor& b, std::string_view op, const F& f) {
+  if (on_device(a) || on_device(b)) return cuda::map_binary(a, b, dtype, f, op);
   return dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     return map<T, 2>({a, b}, [&](T x, T y) { return f(x, y); }, op);
@@ -73,81 +78,66 @@ Tensor binary(const Tensor& a, const Tensor& b, std::string_view op, F f) {
 }
 
 template <class F>
-Tensor floating_binary(const Tensor& a, const Tensor& b, std::string_view op, F f) {
-  const DType dtype = result_dtype(a, b, op);
-  if (!is_floating(dtype)) throw TypeError(std::string(op) + ": needs floating-point operands, got int64");
-  return dispatch_floating(dtype, [&](auto zero) {
-    using T = decltype(zero);
-    return map<T, 2>({a, b}, [&](T x, T y) { return f(x, y); }, op);
-  });
-}
-
-template <class F>
-Tensor unary(const Tensor& a, std::string_view op, F f) {
-  return dispatch_dtype(a.dtype(), [&](auto zero) {
+Tensor map_in(DType dtype, const Tensor& a, std::string_view op, const F& f) {
+  if (on_device(a)) return cuda::map_unary(a, dtype, f, op);
+  return dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     return map<T, 1>({a}, [&](T x) { return f(x); }, op);
   });
 }
 
 template <class F>
-Tensor floating_unary(const Tensor& a, std::string_view op, F f) {
+Tensor binary(const Tensor& a, const Tensor& b, std::string_view op, const F& f) {
+  return map_in(result_dtype(a, b, op), a, b, op, f);
+}
+
+template <class F>
+Tensor floating_binary(const Tensor& a, const Tensor& b, std::string_view op, const F& f) {
+  const DType dtype = result_dtype(a, b, op);
+  if (!is_floating(dtype)) throw TypeError(std::string(op) + ": needs floating-point operands, got int64");
+  return map_in(dtype, a, b, op, f);
+}
+
+template <class F>
+Tensor unary(const Tensor& a, std::string_view op, const F& f) {
+  return map_in(a.dtype(), a, op, f);
+}
+
+template <class F>
+Tensor floating_unary(const Tensor& a, std::string_view op, const F& f) {
   if (!is_floating(a.dtype())) {
     throw TypeError(std::string(op) + " " + shape_str(a.shape()) + ": needs a floating-point tensor, got int64");
   }
-  return dispatch_floating(a.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    return map<T, 1>({a}, [&](T x) { return f(x); }, op);
-  });
+  return map_in(a.dtype(), a, op, f);
 }
 
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) { return binary(a, b, "add", [](auto x, auto y) { return x + y; }); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, "sub", [](auto x, auto y) { return x - y; }); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, "mult", [](auto x, auto y) { return x * y; }); }
-Tensor div(const Tensor& a, const Tensor& b) {
-  return floating_binary(a, b, "div", [](auto x, auto y) { return x / y; });
-}
-Tensor pow(const Tensor& a, const Tensor& b) {
-  return floating_binary(a, b, "pow", [](auto x, auto y) { return std::pow(x, y); });
-}
-Tensor scale(const Tensor& a, double factor) {
-  return unary(a, "scale", [factor](auto x) { return static_cast<decltype(x)>(x * factor); });
-}
+Tensor add(const Tensor& a, const Tensor& b) { return binary(a, b, "add", fn::Add{}); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, "sub", fn::Sub{}); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, "mult", fn::Mul{}); }
+Tensor div(const Tensor& a, const Tensor& b) { return floating_binary(a, b, "div", fn::Div{}); }
+Tensor pow(const Tensor& a, const Tensor& b) { return floating_binary(a, b, "pow", fn::Pow{}); }
+Tensor scale(const Tensor& a, double factor) { return unary(a, "scale", fn::Scale{factor}); }
 
-Tensor neg(const Tensor& a) { return unary(a, "neg", [](auto x) { return -x; }); }
-Tensor square(const Tensor& a) { return unary(a, "square", [](auto x) { return x * x; }); }
-Tensor exp(const Tensor& a) { return floating_unary(a, "exp", [](auto x) { return std::exp(x); }); }
-Tensor log(const Tensor& a) { return floating_unary(a, "log", [](auto x) { return std::log(x); }); }
-Tensor sqrt(const Tensor& a) { return floating_unary(a, "sqrt", [](auto x) { return std::sqrt(x); }); }
-Tensor tanh(const Tensor& a) { return floating_unary(a, "tanh", [](auto x) { return std::tanh(x); }); }
-// NaN stays NaN (torch's relu), hence `x <= 0 ? 0 : x` rather than `x > 0 ? x : 0`.
-Tensor relu(const Tensor& a) {
-  return unary(a, "relu", [](auto x) { return x <= decltype(x)(0) ? decltype(x)(0) : x; });
-}
-// 1 / (1 + e^-x): 0 for x -> -inf (e^-x = inf), 1 for x -> inf, NaN for NaN, as torch.
-Tensor sigmoid(const Tensor& a) {
-  return floating_unary(a, "sigmoid", [](auto x) { return decltype(x)(1) / (decltype(x)(1) + std::exp(-x)); });
-}
-Tensor sign(const Tensor& a) {
-  return unary(a, "sign", [](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); });
-}
+Tensor neg(const Tensor& a) { return unary(a, "neg", fn::Neg{}); }
+Tensor square(const Tensor& a) { return unary(a, "square", fn::Square{}); }
+Tensor exp(const Tensor& a) { return floating_unary(a, "exp", fn::Exp{}); }
+Tensor log(const Tensor& a) { return floating_unary(a, "log", fn::Log{}); }
+Tensor sqrt(const Tensor& a) { return floating_unary(a, "sqrt", fn::Sqrt{}); }
+Tensor tanh(const Tensor& a) { return floating_unary(a, "tanh", fn::Tanh{}); }
+Tensor relu(const Tensor& a) { return unary(a, "relu", fn::Relu{}); }
+Tensor sigmoid(const Tensor& a) { return floating_unary(a, "sigmoid", fn::Sigmoid{}); }
+Tensor sign(const Tensor& a) { return unary(a, "sign", fn::Sign{}); }
 
 Tensor tanh_backward(const Tensor& grad, const Tensor& out) {
-  return floating_binary(grad, out, "tanh_backward", [](auto g, auto y) { return g * (decltype(y)(1) - y * y); });
+  return floating_binary(grad, out, "tanh_backward", fn::TanhBackward{});
 }
-
-// From the output, so it stays finite where sigmoid is flat (the derivative of the formula,
-// e^-x / (1 + e^-x)^2, is inf / inf = NaN from x = -710 in float64, -89 in float32).
 Tensor sigmoid_backward(const Tensor& grad, const Tensor& out) {
-  return floating_binary(grad, out, "sigmoid_backward",
-                         [](auto g, auto y) { return g * (y * (decltype(y)(1) - y)); });
+  return floating_binary(grad, out, "sigmoid_backward", fn::SigmoidBackward{});
 }
-
-// torch's threshold_backward: 0 where relu's output is <= 0, the gradient elsewhere (NaN included).
 Tensor relu_backward(const Tensor& grad, const Tensor& input) {
-  return binary(grad, input, "relu_backward", [](auto g, auto x) { return x <= decltype(x)(0) ? decltype(g)(0) : g; });
+  return binary(grad, input, "relu_backward", fn::ReluBackward{});
 }
 
 }  // namespace zkynet::kernels

@@ -4,6 +4,8 @@
 
 #include <cblas.h>
 
+#include "cuda/api.h"
+
 #include <string>
 
 namespace zkynet::kernels {
@@ -29,9 +31,11 @@ BlasMatrix blas_layout(const Tensor& m) {
   return {c, false, std::max<std::int64_t>(cols, 1)};
 }
 
+// C = A B (+ beta C) on `device`: OpenBLAS on the CPU, cuBLAS on a CUDA device.
 template <class T>
-void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
+void gemm(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
           const T* b, std::int64_t ldb, T* c, std::int64_t ldc, T beta = T(0)) {
+  if (device.is_cuda()) return cuda::gemm<T>(device, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, beta);
   const auto tra = ta ? CblasTrans : CblasNoTrans;
   const auto trb = tb ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
@@ -47,6 +51,14 @@ std::string operands(const Tensor& a, const Tensor& b) {
   return "matmul " + shape_str(a.shape()) + " x " + shape_str(b.shape());
 }
 
+void require_one_device(const std::string& what, std::initializer_list<const Tensor*> operands) {
+  for (const Tensor* t : operands) {
+    if (t->defined() && t->device() != (*operands.begin())->device()) {
+      throw DeviceError(what + ": operands on " + (*operands.begin())->device().str() + " and " + t->device().str());
+    }
+  }
+}
+
 }  // namespace
 
 Tensor matmul_t(const Tensor& a_in, bool transpose_a, const Tensor& b_in, bool transpose_b) {
@@ -56,6 +68,7 @@ Tensor matmul_t(const Tensor& a_in, bool transpose_a, const Tensor& b_in, bool t
                     std::string(dtype_name(b_in.dtype())) + " differ");
   }
   if (!is_floating(a_in.dtype())) throw TypeError(operands(a_in, b_in) + ": needs floating-point operands");
+  require_one_device(operands(a_in, b_in), {&a_in, &b_in});
   // numpy rules for 1-d operands: a vector is a row on the left, a column on the right.
   Tensor a = a_in.dim() == 1 ? a_in.reshape({1, a_in.size(0)}) : a_in;
   Tensor b = b_in.dim() == 1 ? b_in.reshape({b_in.size(0), 1}) : b_in;
@@ -85,7 +98,7 @@ Tensor matmul_t(const Tensor& a_in, bool transpose_a, const Tensor& b_in, bool t
   const BlasMatrix B = blas_layout(b.expand(b_full));
   Shape out_shape = batch;
   out_shape.insert(out_shape.end(), {m, n});
-  Tensor out = Tensor::empty(out_shape, a.dtype());
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
 
   const Shape out_strides = contiguous_strides(out_shape);
   const Shape a_strides(A.t.strides().begin(), A.t.strides().end() - 2);
@@ -93,15 +106,15 @@ Tensor matmul_t(const Tensor& a_in, bool transpose_a, const Tensor& b_in, bool t
   const Shape o_strides(out_strides.begin(), out_strides.end() - 2);
   dispatch_floating(a.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    const T* pa = A.t.data<T>();
-    const T* pb = B.t.data<T>();
-    T* po = out.data<T>();
+    const T* pa = A.t.device_data<T>();
+    const T* pb = B.t.device_data<T>();
+    T* po = out.device_data<T>();
     if (k == 0) {
       out.fill_(0.0);
       return;
     }
     detail::for_each_strided<3>(batch, {&a_strides, &b_strides, &o_strides}, [&](const std::array<std::int64_t, 3>& off) {
-      gemm<T>(A.trans, B.trans, m, n, k, pa + off[0], A.ld, pb + off[1], B.ld, po + off[2], std::max<std::int64_t>(n, 1));
+      gemm<T>(out.device(), A.trans, B.trans, m, n, k, pa + off[0], A.ld, pb + off[1], B.ld, po + off[2], std::max<std::int64_t>(n, 1));
     });
   });
   // Undo the 1-d promotions.
@@ -130,6 +143,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     throw TypeError(where() + ": needs one floating-point dtype, got " + std::string(dtype_name(x.dtype())) + " and " +
                     std::string(dtype_name(weight.dtype())));
   }
+  require_one_device(where(), {&x, &weight, &bias});
   const std::int64_t in = weight.size(1);
   const std::int64_t out_features = weight.size(0);
   const std::int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
@@ -137,22 +151,24 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const BlasMatrix W = blas_layout(weight);
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   out_shape.push_back(out_features);
-  Tensor out = Tensor::empty({rows, out_features}, x.dtype());
+  Tensor out = Tensor::empty({rows, out_features}, x.dtype(), x.device());
   dispatch_floating(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    T* po = out.data<T>();
     // The bias goes in first and BLAS adds the product to it (beta = 1), as torch's addmm.
-    if (bias.defined()) {
+    if (bias.defined() && out.device().is_cpu()) {
       const Tensor b = bias.contiguous();
       const T* pb = b.data<T>();
+      T* po = out.data<T>();
       for (std::int64_t r = 0; r < rows; ++r) std::copy(pb, pb + out_features, po + r * out_features);
+    } else if (bias.defined()) {
+      out.copy_(bias.expand({rows, out_features}));
     }
     if (in == 0 || rows == 0) {
       if (!bias.defined()) out.fill_(0.0);
       return;
     }
-    gemm<T>(false, !W.trans, rows, out_features, in, x2.data<T>(), in, W.t.data<T>(), W.ld, po, out_features,
-            bias.defined() ? T(1) : T(0));
+    gemm<T>(out.device(), false, !W.trans, rows, out_features, in, x2.device_data<T>(), in, W.t.device_data<T>(), W.ld,
+            out.device_data<T>(), out_features, bias.defined() ? T(1) : T(0));
   });
   return out.reshape(out_shape);
 }

@@ -3,6 +3,7 @@
 #include <zkynet/ops/kernels.h>
 
 #include "accumulate.h"
+#include "cuda/api.h"
 
 #include <algorithm>
 #include <limits>
@@ -182,6 +183,7 @@ void reduce_rows(const T* p, const Dims& kept, const Dims& red, T* out, const Fi
 // The sum over `axes` times `scale` (1 for sum, 1/count for mean), accumulated as accumulate.h
 // says and rounded to the dtype once, at the end.
 Tensor scaled_sum(const Tensor& a, const Shape& axes, bool keepdim, double scale) {
+  if (!a.device().is_cpu()) return cuda::sum(a, axes, keepdim, scale);
   Tensor out = Tensor::empty(reduced_shape(a.shape(), axes, keepdim), a.dtype());
   Dims kept;
   Dims red;

@@ -41,7 +41,7 @@ decltype(auto) dispatch_floating(DType dtype, F&& f) {
   return f(double{});
 }
 
-// A CUDA device slots in as DeviceKind::CUDA; CPU-only builds reject it with a clear error.
+// A CUDA device is DeviceKind::CUDA; builds without CUDA reject it with a clear error.
 enum class DeviceKind : std::uint8_t { CPU, CUDA };
 
 struct Device {
@@ -49,6 +49,11 @@ struct Device {
   int index = 0;
 
   static Device cpu() { return {}; }
+  static Device cuda(int index = 0) { return {DeviceKind::CUDA, index}; }
+  // "cpu", "cuda" or "cuda:N"; throws TypeError for anything else.
+  static Device parse(std::string_view text);
+  bool is_cpu() const { return kind == DeviceKind::CPU; }
+  bool is_cuda() const { return kind == DeviceKind::CUDA; }
   std::string str() const;
   friend bool operator==(const Device&, const Device&) = default;
 };

@@ -48,7 +48,17 @@ ZKYNET_ERROR_KIND(TypeError);
 ZKYNET_ERROR_KIND(IndexError);
 // A graph, module or input used in a way the framework does not allow (Python: RuntimeError).
 ZKYNET_ERROR_KIND(UsageError);
+// A device allocation that failed even after the allocator's cache was emptied; the message
+// names the device, the bytes requested, in use, cached and free (Python: MemoryError).
+ZKYNET_ERROR_KIND(OutOfMemoryError);
 
 #undef ZKYNET_ERROR_KIND
+
+// Host code reached memory on a device, or operands sit on two devices (Python: TypeError).
+class DeviceError : public TypeError {
+ public:
+  explicit DeviceError(const std::string& message) : TypeError(message) {}
+  [[noreturn]] void rethrow_at(const std::string& location) const override { throw at<DeviceError>(location); }
+};
 
 }  // namespace zkynet

@@ -51,6 +51,10 @@ class ModuleBase : public Function {
   Tensor& buffer(std::string_view name);
   std::vector<std::pair<std::string, Tensor>> named_buffers() const;
 
+  // Moves every parameter (with its gradient) and buffer, here and in the submodules, to
+  // `device`; an optimizer's state follows its parameters at its next step.
+  void to(Device device);
+
   // Training mode (the default) or evaluation mode, for this module and its submodules.
   void train(bool on = true);
   void eval() { train(false); }

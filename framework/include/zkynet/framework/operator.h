@@ -53,6 +53,11 @@ std::shared_ptr<Tape> common_tape(std::span<const NodeRef* const> operands, std:
 // The node for an operand on `tape`: its own node, or a new constant node.
 Node* node_on(Tape& tape, const NodeRef& operand);
 [[noreturn]] void throw_vjp_shape(std::string_view op_name, std::size_t input, const Shape& got, const Shape& want);
+// Operands off the CPU: all on one device (0-d CPU numbers may join any device, as in PyTorch),
+// else a DeviceError naming the operator and both devices.
+void check_devices(std::string_view op_name, std::span<const Tensor* const> values);
+// Rethrows a DeviceError raised inside `op_name`'s kernels as "op has no CUDA implementation".
+[[noreturn]] void rethrow_device_error(std::string_view op_name, const DeviceError& error);
 
 template <class Def>
 constexpr std::size_t arity() {
@@ -116,7 +121,18 @@ template <class Def, class... Operands>
 NodeRef apply(Def def, const Operands&... operands) {
   static_assert(sizeof...(Operands) == detail::arity<Def>(), "operand count differs from Def::inputs");
   const std::array<const NodeRef*, sizeof...(Operands)> refs{&operands...};
-  Tensor out = def.forward(operands.value()...);
+  Tensor out;
+  if ((operands.value().device().is_cpu() && ...)) {
+    out = def.forward(operands.value()...);
+  } else {
+    const std::array<const Tensor*, sizeof...(Operands)> values{&operands.value()...};
+    detail::check_devices(Def::name, values);
+    try {
+      out = def.forward(operands.value()...);
+    } catch (const DeviceError& e) {
+      detail::rethrow_device_error(Def::name, e);
+    }
+  }
   auto& session = CallSessionManager::current();
   if (!session.grad_enabled()) return NodeRef(std::move(out));
   std::shared_ptr<Tape> tape = detail::common_tape(refs, Def::name);

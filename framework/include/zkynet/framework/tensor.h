@@ -95,19 +95,21 @@ class Tensor {
   static Tensor ones(const Shape& shape, DType dtype = DType::Float64, Device device = {});
   static Tensor full(const Shape& shape, double value, DType dtype = DType::Float64, Device device = {});
   static Tensor scalar(double value, DType dtype = DType::Float64);
-  static Tensor arange(std::int64_t n, DType dtype = DType::Float64);
-  static Tensor eye(std::int64_t n, DType dtype = DType::Float64);
-  // Normal(0, 1) and uniform [low, high) samples drawn from `gen`.
-  static Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::Float64);
+  static Tensor arange(std::int64_t n, DType dtype = DType::Float64, Device device = {});
+  static Tensor eye(std::int64_t n, DType dtype = DType::Float64, Device device = {});
+  // Normal(0, 1) and uniform [low, high) samples drawn from `gen`: the same seed gives the same
+  // values on every device (they are drawn on the host).
+  static Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::Float64, Device device = {});
   static Tensor uniform(const Shape& shape, double low, double high, Generator& gen,
-                        DType dtype = DType::Float64);
+                        DType dtype = DType::Float64, Device device = {});
 
   // Copies `values` (row-major) into a new tensor of `shape`.
   template <class T>
   static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
-  // Wraps memory owned by the caller without copying; `release` runs when the last view dies.
+  // Wraps memory owned by the caller (on `device`) without copying; `release` runs when the
+  // last view dies.
   static Tensor from_blob(void* data, const Shape& shape, DType dtype,
-                          std::function<void(void*)> release = [](void*) {});
+                          std::function<void(void*)> release = [](void*) {}, Device device = {});
   // A view with explicit strides (in elements) and offset into `storage`.
   static Tensor view_of(std::shared_ptr<Storage> storage, const Shape& shape, const Shape& strides,
                         std::int64_t offset, DType dtype);
@@ -125,12 +127,17 @@ class Tensor {
   const std::shared_ptr<Storage>& storage() const { return storage_; }
   bool shares_storage_with(const Tensor& other) const { return storage_ && storage_ == other.storage_; }
 
-  // Typed pointer to the first element; throws TypeError when T is not the dtype.
+  // Typed pointer to the first element, for host code: throws TypeError when T is not the
+  // dtype, UsageError when the memory is on a device (copy it with cpu() first).
   template <class T>
   T* data() const;
   void* raw_data() const;
+  // The same pointers on any device, for device kernels.
+  template <class T>
+  T* device_data() const;
+  void* device_raw_data() const;
 
-  double item() const;  // the single element, as double; throws unless numel() == 1
+  double item() const;  // the single element, as double (copied to the host); numel() == 1
   double at(std::initializer_list<std::int64_t> index) const;
   std::vector<double> to_doubles() const;  // row-major copy of the elements
 
@@ -143,6 +150,11 @@ class Tensor {
   Tensor contiguous() const;
   Tensor clone() const;
   Tensor to(DType dtype) const;
+  // A copy on `device` (this tensor itself when it is there already). Copies between devices
+  // happen only here and in copy_: no operator moves data silently.
+  Tensor to(Device device) const;
+  Tensor cuda(int index = 0) const { return to(Device::cuda(index)); }
+  Tensor cpu() const { return to(Device::cpu()); }
 
   // The storage's count of in-place writes (views share it, as in PyTorch). Every in-place
   // write calls bump_version(): the methods below do, and so must code writing through data().
@@ -194,6 +206,12 @@ template <class T>
 T* Tensor::data() const {
   check_dtype(dtype_of<T>());
   return static_cast<T*>(raw_data());
+}
+
+template <class T>
+T* Tensor::device_data() const {
+  check_dtype(dtype_of<T>());
+  return static_cast<T*>(device_raw_data());
 }
 
 }  // namespace zkynet

@@ -1,0 +1,31 @@
+// The CUDA kernels of ops/, as the device-neutral kernels (elementwise.cpp, reduce.cpp,
+// linalg.cpp) call them when an operand is on a CUDA device. Defined in the .cu files next to
+// this header in CUDA builds, and by ../no_cuda.cpp (which throws) in others. No CUDA header
+// here: .cpp files include it.
+#pragma once
+
+#include <zkynet/framework/tensor.h>
+
+#include <string_view>
+
+namespace zkynet::kernels::cuda {
+
+// out = f(a) / f(a, b) over the broadcast shape in `dtype`; operands of any strides, converted
+// to `dtype` first; 0-d host numbers are copied to the device.
+template <class F>
+Tensor map_unary(const Tensor& a, DType dtype, const F& f, std::string_view op);
+template <class F>
+Tensor map_binary(const Tensor& a, const Tensor& b, DType dtype, const F& f, std::string_view op);
+
+// The sum over `axes` (normalized, sorted) times `scale`, accumulated in double (the contract of
+// ../accumulate.h): each output's terms split into blocks, summed pairwise per block, the
+// block sums then added in double.
+Tensor sum(const Tensor& a, const Shape& axes, bool keepdim, double scale);
+
+// C = A B (+ beta C) on row-major matrices with leading dimensions, through cuBLAS on
+// `device`'s stream. TF32 only when zkynet::cuda::allow_tf32().
+template <class T>
+void gemm(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
+          std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, T beta);
+
+}  // namespace zkynet::kernels::cuda

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds what the GPU machine runs and packs it, with the shared libraries it needs that the GPU
+# machine lacks (OpenBLAS, HDF5 and theirs; not CUDA's: the GPU machine has pip's cuBLAS), into
+# gpu-bundle.tar.xz at the repository root (ignored by git; carry it: run(carry=["gpu-bundle.tar.xz"])).
+#   bash tools/gpu_bundle.sh            then, on the GPU machine: bash tools/gpu_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+# -march=native would tie the binaries to this machine's CPU: the GPU machine's may differ.
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DZKYNET_CUDA=ON -DZKYNET_NATIVE=OFF \
+      -DZKYNET_BUILD_PYTHON=OFF -DZKYNET_BUILD_DISTRIBUTED=OFF -DZKYNET_BUILD_EXAMPLES=OFF
+cmake --build build-gpu -j "$(nproc)" --target test_cuda bench_gpu
+
+stage=$(mktemp -d)
+mkdir -p "$stage/gpu-bundle/bin" "$stage/gpu-bundle/lib" "$stage/gpu-bundle/peers"
+cp build-gpu/tests/test_cuda build-gpu/tools/bench/bench_gpu "$stage/gpu-bundle/bin/"
+# Every library the programs load, but the C runtime, the driver and CUDA's own libraries.
+for program in "$stage"/gpu-bundle/bin/*; do
+  ldd "$program" | awk '/=> \// {print $3}'
+done | sort -u | while read -r lib; do
+  case "$(basename "$lib")" in
+    libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libcuda.so*|libcublas*|libcudart*) ;;
+    *) cp -L "$lib" "$stage/gpu-bundle/lib/" ;;
+  esac
+done
+cp ../shared/peers/gpu.py ../shared/peers/_common.py "$stage/gpu-bundle/peers/"
+tar -C "$stage" -cJf gpu-bundle.tar.xz gpu-bundle
+rm -rf "$stage"
+ls -la gpu-bundle.tar.xz
