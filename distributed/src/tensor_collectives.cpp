@@ -147,23 +147,26 @@ void start_collective(Activity& activity, const Tensor* x, std::int64_t free_axi
   Communicator::Impl& comm = activity.comm;
   activity.call = static_cast<std::int64_t>(comm.calls++);
   if (!checked()) return;
-  // Signature: a hash of the call's text, its number, dtype (-1: no tensor), ndim, then the
-  // dims (free axis masked). One MAX-allreduce of (sig, -sig) gives every rank the extremes.
-  constexpr int kDims = 16, kLen = 4 + kDims;
-  std::int64_t sig[2 * kLen] = {};
-  sig[0] = static_cast<std::int64_t>(std::hash<std::string_view>{}(activity.what) & 0x7fffffffffff);
-  sig[1] = activity.call;
-  sig[2] = x ? static_cast<std::int64_t>(x->dtype()) : -1;
-  sig[3] = x ? x->dim() : -1;
-  for (std::int64_t d = 0; x && d < x->dim() && d < kDims; ++d) sig[4 + d] = d == free_axis ? -1 : x->shape()[d];
-  for (int i = 0; i < kLen; ++i) sig[kLen + i] = -sig[i];
-  std::int64_t extremes[2 * kLen];
+  // Signature: one hash of the call's text, its number, dtype (-1: no tensor), ndim and dims
+  // (the free axis masked). A MAX-allreduce of (sig, -sig) gives every rank the extremes.
+  std::uint64_t h = std::hash<std::string_view>{}(activity.what);
+  const auto mix = [&h](std::int64_t v) {  // splitmix64's finalizer: every input bit moves every output bit
+    h ^= static_cast<std::uint64_t>(v) + 0x9e3779b97f4a7c15ULL;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+  };
+  mix(activity.call);
+  mix(x ? static_cast<std::int64_t>(x->dtype()) : -1);
+  mix(x ? x->dim() : -1);
+  for (std::int64_t d = 0; x && d < x->dim(); ++d) mix(d == free_axis ? -1 : x->shape()[d]);
+  const auto sig = static_cast<std::int64_t>(h >> 2);  // 62 bits: -sig cannot overflow
+  std::int64_t both[2] = {sig, -sig}, extremes[2];
   // Non-blocking whatever the mode: this is where a missing rank would leave the others waiting.
   MPI_Request request = MPI_REQUEST_NULL;
-  check(MPI_Iallreduce(sig, extremes, 2 * kLen, MPI_INT64_T, MPI_MAX, comm.forward, &request), "MPI_Iallreduce");
+  check(MPI_Iallreduce(both, extremes, 2, MPI_INT64_T, MPI_MAX, comm.forward, &request), "MPI_Iallreduce");
   complete(request, "MPI_Iallreduce");
-  bool same = true;
-  for (int i = 0; i < kLen; ++i) same = same && extremes[i] == -extremes[kLen + i];
+  const bool same = extremes[0] == -extremes[1];
   if (same) return;
   // Every rank saw the mismatch: gather what each called, so that all report the same thing.
   std::ostringstream mine;

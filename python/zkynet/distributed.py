@@ -36,7 +36,11 @@ Training drivers over the same communicators (the model built identically on eve
     logits = pipe.predict(x)                              # on the last stage; None elsewhere
 
 Importing this module starts MPI and makes an uncaught exception on any rank end the whole
-job (MPI_Abort) instead of leaving the other ranks waiting.
+job (MPI_Abort) instead of leaving the other ranks waiting. Ranks never wait silently: checked
+mode (set_checked) compares every collective call across ranks, backward ones included; a rank
+waiting for one whose script has ended aborts the job; and set_timeout(seconds) (or the
+environment variable ZKYNET_DIST_TIMEOUT) aborts a communication that does not complete in
+time, naming it and what the ranks it waits for are doing.
 """
 import sys
 import time
