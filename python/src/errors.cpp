@@ -8,6 +8,7 @@ struct ErrorTypes {
   PyObject* type = nullptr;   // TypeError
   PyObject* index = nullptr;  // IndexError
   PyObject* usage = nullptr;  // RuntimeError
+  PyObject* memory = nullptr;  // MemoryError
 };
 
 ErrorTypes& types() {
@@ -34,6 +35,8 @@ void init_errors(py::module_& m) {
   t.type = make("DTypeError", PyExc_TypeError, "An operand of the wrong dtype or kind.");
   t.index = make("IndexError", PyExc_IndexError, "An unknown name or an index out of range.");
   t.usage = make("UsageError", PyExc_RuntimeError, "A graph, module or input used in a way zkynet does not allow.");
+  t.memory = make("OutOfMemoryError", PyExc_MemoryError,
+                  "A device allocation that failed even after zkynet's cache was emptied.");
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -43,6 +46,8 @@ void init_errors(py::module_& m) {
       raise(types().type, e);
     } catch (const IndexError& e) {
       raise(types().index, e);
+    } catch (const OutOfMemoryError& e) {
+      raise(types().memory, e);
     } catch (const Error& e) {
       raise(types().usage, e);
     }
@@ -58,6 +63,7 @@ void rethrow_unlocated(py::error_already_set& error) {
   if (error.matches(t.type)) throw TypeError(message);
   if (error.matches(t.index)) throw IndexError(message);
   if (error.matches(t.usage)) throw UsageError(message);
+  if (error.matches(t.memory)) throw OutOfMemoryError(message);
 }
 
 }  // namespace zkynet::python
