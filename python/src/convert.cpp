@@ -71,7 +71,8 @@ Tensor from_numpy(py::array array, bool converted = false) {
     // Byte-swapped ('>f8' here), negatively strided or unaligned: one native, contiguous copy.
     if (converted) throw TypeError("zkynet: cannot convert a numpy array of dtype " + std::string(py::str(array.dtype())));
     py::object native = array.dtype().attr("newbyteorder")("=");
-    return from_numpy(py::array(py::module_::import("numpy").attr("ascontiguousarray")(array, native)), true);
+    // astype, not ascontiguousarray: that one makes 0-d arrays 1-d.
+    return from_numpy(py::array(array.attr("astype")(native, py::arg("order") = "C")), true);
   }
   PyObject* owner = array.ptr();
   Py_INCREF(owner);

@@ -99,7 +99,8 @@ def test_byte_swapped_strided_views_and_scalars():
     base = np.arange(24.).reshape(4, 6).astype(">f8")
     view = base[::-2, 1::2]
     np.testing.assert_array_equal(op.mult(view, 2).value, 2 * view.astype(np.float64))
-    np.testing.assert_array_equal(op.neg(np.array(3.5, dtype=">f8")).value, -3.5)
+    scalar = op.neg(np.array(3.5, dtype=">f8")).value
+    assert scalar.shape == () and scalar == -3.5  # 0-d stays 0-d (the first fix made it (1,))
     assert op.sum(np.zeros((0, 3), dtype=">f4")).value == 0
     # Byte-swapped dtypes that are converted anyway (to int64, float64) were fine and stay so.
     for dtype, native in [(">i4", np.int64), (">u2", np.int64), (">f2", np.float64), (">u8", np.int64)]:
