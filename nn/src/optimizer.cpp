@@ -2,6 +2,7 @@
 #include <zkynet/optim/optimizer.h>
 
 #include <cmath>
+#include <string>
 
 namespace zkynet::optim {
 
@@ -22,18 +23,33 @@ Tensor Optimizer::gradient_for_step(const Parameter& p, std::string_view optimiz
     throw ShapeError(std::string(optimizer) + ": parameter '" + p.functional_name() + "' has a gradient of shape " +
                      shape_str(p.grad().shape()) + " for a value of shape " + shape_str(value.shape()));
   }
-  return p.grad().to(value.dtype()).contiguous();
+  return p.grad().to(value.device()).to(value.dtype()).contiguous();
 }
 
 void Optimizer::ensure_state(Tensor& state, const Parameter& p, std::string_view optimizer) {
   const Tensor& value = p.value();
   if (!state.defined()) {
-    state = Tensor::zeros(value.shape(), value.dtype());
-  } else if (state.shape() != value.shape() || state.dtype() != value.dtype()) {
+    state = Tensor::zeros(value.shape(), value.dtype(), value.device());
+    return;
+  }
+  if (state.shape() != value.shape() || state.dtype() != value.dtype()) {
     throw UsageError(std::string(optimizer) + ": parameter '" + p.functional_name() + "' is now " +
                      shape_str(value.shape()) + " " + std::string(dtype_name(value.dtype())) +
                      " but its optimizer state is " + shape_str(state.shape()) + " " +
                      std::string(dtype_name(state.dtype())) + "; make a new optimizer after set_value");
+  }
+  // The parameter moved (model.to(device) after the optimizer was built): its state follows.
+  if (state.device() != value.device()) state = state.to(value.device());
+}
+
+std::map<std::string, Tensor> Optimizer::state(std::size_t i) const {
+  check_index(i);
+  return {};
+}
+
+void Optimizer::check_index(std::size_t i) const {
+  if (i >= params_.size()) {
+    throw IndexError("optimizer state: parameter " + std::to_string(i) + " of " + std::to_string(params_.size()));
   }
 }
 

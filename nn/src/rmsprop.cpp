@@ -1,7 +1,9 @@
 #include <zkynet/framework/error.h>
+#include <zkynet/ops/optim_kernels.h>
 #include <zkynet/optim/rmsprop.h>
 
-#include <cmath>
+#include <utility>
+#include <vector>
 
 namespace zkynet::optim {
 
@@ -19,7 +21,20 @@ void RMSprop::set_lr(double lr) {
   options_.lr = lr;
 }
 
+std::map<std::string, Tensor> RMSprop::state(std::size_t i) const {
+  check_index(i);
+  std::map<std::string, Tensor> out;
+  const State& s = state_[i];
+  for (const auto& [name, t] : {std::pair{"square_avg", &s.square_avg}, std::pair{"grad_avg", &s.grad_avg},
+                                std::pair{"momentum_buffer", &s.momentum_buffer}}) {
+    if (t->defined()) out.emplace(name, *t);
+  }
+  return out;
+}
+
 void RMSprop::step() {
+  std::vector<kernels::RmspropSlot> slots;
+  std::vector<State*> stepped;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = params_[i];
     const Tensor grad = gradient_for_step(p, "RMSprop");
@@ -29,41 +44,16 @@ void RMSprop::step() {
     if (options_.centered) ensure_state(s.grad_avg, p, "RMSprop");
     // Unlike SGD's, torch's RMSprop momentum buffer starts at zero rather than at the first update.
     if (options_.momentum > 0) ensure_state(s.momentum_buffer, p, "RMSprop");
-    ++s.step;
-    Tensor value = p.value();
-    dispatch_floating(value.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      T* w = value.data<T>();
-      value.bump_version();
-      const T* g = grad.data<T>();
-      T* sq = s.square_avg.data<T>();
-      T* ga = options_.centered ? s.grad_avg.data<T>() : nullptr;
-      T* buf = options_.momentum > 0 ? s.momentum_buffer.data<T>() : nullptr;
-      const T alpha = static_cast<T>(options_.alpha), one_minus_alpha = static_cast<T>(1 - options_.alpha);
-      const T wd = static_cast<T>(options_.weight_decay), eps = static_cast<T>(options_.eps);
-      const T mu = static_cast<T>(options_.momentum), neg_lr = static_cast<T>(-options_.lr);
-      // The operation order mirrors torch's kernels (mul_, add_ with alpha, addcmul_, addcdiv_).
-      for (std::int64_t k = 0; k < value.numel(); ++k) {
-        T gk = g[k];
-        if (options_.weight_decay != 0) gk = gk + wd * w[k];
-        sq[k] = sq[k] * alpha + one_minus_alpha * gk * gk;
-        T avg;
-        if (ga) {
-          ga[k] = ga[k] * alpha + one_minus_alpha * gk;
-          avg = std::sqrt(sq[k] + T(-1) * ga[k] * ga[k]);
-        } else {
-          avg = std::sqrt(sq[k]);
-        }
-        avg = avg + eps;
-        if (buf) {
-          buf[k] = buf[k] * mu + gk / avg;
-          w[k] = w[k] + neg_lr * buf[k];
-        } else {
-          w[k] = w[k] + neg_lr * gk / avg;
-        }
-      }
-    });
+    slots.push_back({p.value(), grad, s.square_avg, s.grad_avg, s.momentum_buffer});
+    stepped.push_back(&s);
   }
+  kernels::rmsprop_step(slots, {.lr = options_.lr,
+                                .alpha = options_.alpha,
+                                .eps = options_.eps,
+                                .weight_decay = options_.weight_decay,
+                                .momentum = options_.momentum,
+                                .centered = options_.centered});
+  for (State* s : stepped) ++s->step;
 }
 
 }  // namespace zkynet::optim

@@ -1,4 +1,5 @@
 #include <zkynet/framework/error.h>
+#include <zkynet/ops/optim_kernels.h>
 #include <zkynet/optim/sgd.h>
 
 namespace zkynet::optim {
@@ -18,33 +19,27 @@ void SGD::set_lr(double lr) {
   options_.lr = lr;
 }
 
+std::map<std::string, Tensor> SGD::state(std::size_t i) const {
+  check_index(i);
+  if (!momentum_[i].defined()) return {};
+  return {{"momentum_buffer", momentum_[i]}};
+}
+
 void SGD::step() {
+  std::vector<kernels::SgdSlot> slots;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = params_[i];
     const Tensor grad = gradient_for_step(p, "SGD");
     if (!grad.defined()) continue;
-    Tensor value = p.value();
     const bool first = options_.momentum != 0 && !momentum_[i].defined();
     if (options_.momentum != 0) ensure_state(momentum_[i], p, "SGD");
-    dispatch_floating(value.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      T* w = value.data<T>();
-      value.bump_version();
-      const T* g = grad.data<T>();
-      T* buf = options_.momentum != 0 ? momentum_[i].data<T>() : nullptr;
-      const T lr = static_cast<T>(options_.lr), wd = static_cast<T>(options_.weight_decay);
-      const T mu = static_cast<T>(options_.momentum), damp = static_cast<T>(1 - options_.dampening);
-      for (std::int64_t k = 0; k < value.numel(); ++k) {
-        T d = g[k] + wd * w[k];
-        if (buf) {
-          // torch.optim.SGD: the first step copies d into the buffer, later ones average it in.
-          buf[k] = first ? d : mu * buf[k] + damp * d;
-          d = options_.nesterov ? d + mu * buf[k] : buf[k];
-        }
-        w[k] -= lr * d;
-      }
-    });
+    slots.push_back({p.value(), grad, momentum_[i], first});
   }
+  kernels::sgd_step(slots, {.lr = options_.lr,
+                            .momentum = options_.momentum,
+                            .dampening = options_.dampening,
+                            .weight_decay = options_.weight_decay,
+                            .nesterov = options_.nesterov});
 }
 
 }  // namespace zkynet::optim

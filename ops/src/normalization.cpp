@@ -16,10 +16,11 @@
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/normalization.h>
 
+#include "kernels/random.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -469,14 +470,10 @@ NodeRef dropout(const NodeRef& x, double p, bool training, Generator& gen) {
   const Tensor& value = x.value();
   require_floating(value, "dropout", "input");
   if (!training || p == 0.0) return x;
-  Tensor mask = Tensor::empty(value.shape(), value.dtype());
   const double scale = p == 1.0 ? 0.0 : 1.0 / (1.0 - p);
-  std::bernoulli_distribution keep(1.0 - p);
-  dispatch_floating(value.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    T* m = mask.data<T>();
-    for (std::int64_t i = 0; i < mask.numel(); ++i) m[i] = keep(gen.engine()) ? static_cast<T>(scale) : T(0);
-  });
+  // One draw from the generator keys the whole mask (counter-based: element i's number depends
+  // on the key and i only), so a seed gives the same mask on every device.
+  Tensor mask = kernels::dropout_mask(value.shape(), value.dtype(), value.device(), 1.0 - p, scale, gen.engine()());
   return apply(DropoutDef{std::move(mask)}, x);
 }
 

@@ -6,13 +6,19 @@
 #include <zkynet/framework/module.h>
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/loss.h>
+#include <zkynet/ops/normalization.h>
 #include <zkynet/ops/ops.h>
 #include <zkynet/ops/select.h>
+#include <zkynet/nn/linear.h>
+#include <zkynet/optim/adam.h>
+#include <zkynet/optim/rmsprop.h>
+#include <zkynet/optim/sgd.h>
 
 #include <catch2/catch.hpp>
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -145,4 +151,143 @@ TEST_CASE("the caching allocator reuses a freed block on the device", "[cuda]") 
   const auto after = cuda::memory_stats();
   CHECK(after.cache_hits >= before.cache_hits + 1);
   CHECK(after.allocated_bytes == before.allocated_bytes);
+}
+
+// ---- optimizer steps and dropout (ops/src/kernels/cuda/optim.cu, random.cu) ---------------
+// Three steps of each optimizer on CUDA against the CPU loops, over more parameters than one
+// launch's table holds (32) and one longer than a launch's chunks (256 x 16384 elements); a
+// model moved to the GPU after its optimizer was built; dropout's mask equal to the CPU's bit
+// for bit (counter-based: the same key gives the same numbers on both devices).
+
+namespace {
+
+using MakeOptimizer = std::function<std::unique_ptr<optim::Optimizer>(std::vector<Parameter>)>;
+
+const std::vector<std::pair<std::string, MakeOptimizer>>& optimizers() {
+  static const std::vector<std::pair<std::string, MakeOptimizer>> list = {
+      {"SGD momentum dampening", [](auto p) {
+         return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.2,
+                                                                  .weight_decay = 0.01});
+       }},
+      {"SGD nesterov", [](auto p) {
+         return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .nesterov = true});
+       }},
+      {"SGD plain", [](auto p) { return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.1}); }},
+      {"Adam amsgrad weight_decay", [](auto p) {
+         return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.1, .weight_decay = 0.1, .amsgrad = true});
+       }},
+      {"AdamW", [](auto p) { return std::make_unique<optim::AdamW>(p, optim::AdamWOptions{.lr = 0.1}); }},
+      {"RMSprop centered momentum weight_decay", [](auto p) {
+         return std::make_unique<optim::RMSprop>(
+             p, optim::RMSpropOptions{.lr = 0.01, .weight_decay = 0.1, .momentum = 0.9, .centered = true});
+       }},
+      {"RMSprop plain", [](auto p) { return std::make_unique<optim::RMSprop>(p, optim::RMSpropOptions{.lr = 0.01}); }},
+  };
+  return list;
+}
+
+std::vector<Shape> optimizer_shapes() {
+  std::vector<Shape> shapes;
+  for (std::int64_t k = 0; k < 40; ++k) shapes.push_back({k % 7 + 1, 3 * k + 1});
+  shapes.push_back({4'500'000});
+  shapes.push_back({0, 3});
+  return shapes;
+}
+
+// The values and state after three steps, gradients drawn on the host from a fixed seed.
+std::vector<Tensor> three_steps(const MakeOptimizer& make, DType dtype, Device device) {
+  Generator gen(21);
+  std::vector<Parameter> params;
+  for (const Shape& shape : optimizer_shapes()) {
+    params.emplace_back("p" + std::to_string(params.size()), Tensor::randn(shape, gen, dtype).to(device));
+  }
+  const auto opt = make(params);
+  for (int step = 0; step < 3; ++step) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      if (step == 0 && i % 5 == 3) continue;  // some parameters start late (their own step counts)
+      params[i].zero_grad();
+      params[i].accumulate_grad(Tensor::randn(params[i].value().shape(), gen, dtype).to(device));
+    }
+    opt->step();
+  }
+  std::vector<Tensor> out;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    out.push_back(params[i].value().cpu());
+    for (const auto& [name, t] : opt->state(i)) {
+      REQUIRE(t.device() == device);
+      out.push_back(t.cpu());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("each optimizer's step on CUDA gives the CPU's values and state", "[cuda][optim]") {
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    const double rtol = dtype == DType::Float64 ? 1e-12 : 1e-5;
+    for (const auto& [name, make] : optimizers()) {
+      INFO(name << " " << dtype_name(dtype));
+      const std::vector<Tensor> want = three_steps(make, dtype, Device::cpu());
+      const std::vector<Tensor> got = three_steps(make, dtype, Device::cuda());
+      REQUIRE(got.size() == want.size());
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        INFO("tensor " << i);
+        CHECK(allclose(got[i], want[i], rtol, rtol));
+      }
+    }
+  }
+}
+
+TEST_CASE("a model moved to CUDA after its optimizer was built trains on, its state moved with it",
+          "[cuda][optim]") {
+  const Tensor x = Tensor{{1.0, -2.0, 0.5}, {0.25, 1.0, 3.0}}.to(DType::Float32);
+  auto train_step = [](nn::Linear& m, optim::Optimizer& opt, const Tensor& input) {
+    Lambda loss({"x"}, [&](std::span<const NodeRef> in) { return op::sum(op::square(m(in[0]))); });
+    opt.zero_grad();
+    loss(input).back();
+    opt.step();
+  };
+  Generator gen(5);
+  nn::Linear cpu_model(3, 2, {.generator = &gen}), gpu_model(3, 2);
+  for (const char* name : {"weight", "bias"}) gpu_model.param(name).set_value(cpu_model.param(name).value().clone());
+  optim::Adam cpu_opt(cpu_model.parameters(), {.lr = 0.1, .amsgrad = true});
+  optim::Adam gpu_opt(gpu_model.parameters(), {.lr = 0.1, .amsgrad = true});
+  for (int step = 0; step < 4; ++step) {
+    if (step == 2) gpu_model.to(Device::cuda());  // the optimizer already holds CPU state
+    train_step(cpu_model, cpu_opt, x);
+    train_step(gpu_model, gpu_opt, step < 2 ? x : x.cuda());
+  }
+  for (const char* name : {"weight", "bias"}) {
+    INFO(name);
+    CHECK(gpu_model.param(name).value().device() == Device::cuda());
+    CHECK(allclose(gpu_model.param(name).value().cpu(), cpu_model.param(name).value(), 1e-5, 1e-6));
+  }
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto state = gpu_opt.state(i);
+    CHECK(state.size() == 3);
+    for (const auto& [name, t] : state) CHECK(t.device() == Device::cuda());
+  }
+}
+
+TEST_CASE("dropout on CUDA draws the CPU's mask from the same seed", "[cuda][dropout]") {
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    Generator gen(8);
+    const Tensor x = Tensor::randn({300, 77}, gen, dtype);
+    auto run_on = [&](const Tensor& input) {
+      Generator g(42);  // a fresh generator per device: the same key
+      Lambda f({"x"}, [&](std::span<const NodeRef> in) { return op::dropout(in[0], 0.3, true, g); });
+      ModuleGraph y = f(input);
+      y.back(Tensor::ones(input.shape(), dtype, input.device()));
+      return std::pair{y.value().cpu(), y.grad(f.input("x")).cpu()};
+    };
+    const auto [want, want_grad] = run_on(x);
+    const auto [got, got_grad] = run_on(x.cuda());
+    CHECK(allclose(got, want, 0.0, 0.0));
+    CHECK(allclose(got_grad, want_grad, 0.0, 0.0));
+    double zeros = 0;
+    for (double v : want_grad.to_doubles()) zeros += v == 0.0 ? 1 : 0;
+    CHECK(std::abs(zeros / static_cast<double>(want_grad.numel()) - 0.3) < 0.02);
+  }
 }

@@ -1,4 +1,6 @@
+#include <zkynet/framework/module.h>
 #include <zkynet/nn/linear.h>
+#include <zkynet/ops/optim_kernels.h>
 #include <zkynet/ops/ops.h>
 #include <zkynet/optim/adam.h>
 #include <zkynet/optim/clip.h>
@@ -423,4 +425,110 @@ TEST_CASE("Adam, SGD and RMSprop step an empty parameter (as PyTorch does)") {
   optim::RMSprop rmsprop({w}, {.lr = 0.1});
   CHECK_NOTHROW(rmsprop.step());
   CHECK(w.value().shape() == Shape{5, 0});
+}
+
+// ---- state on the parameter's device, the fused kernels ----------------------------------
+// The steps run in kernels::{sgd,adam,rmsprop}_step (zkynet/ops/optim_kernels.h); the CUDA
+// suite (tests/cuda/test_operators.cpp) compares their CUDA kernels with these CPU loops.
+
+TEST_CASE("optimizer state is allocated at the first step, on the parameter's device, under torch's names") {
+  Parameter w = start();
+  optim::Adam adam({w}, {.lr = 0.1, .amsgrad = true});
+  optim::SGD sgd({w}, {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.5});
+  optim::RMSprop rmsprop({w}, {.lr = 0.1, .momentum = 0.9, .centered = true});
+  CHECK(adam.state(0).empty());
+  set_cubic_grad(w);
+  const Tensor g = w.grad().clone(), w0 = w.value().clone();
+  adam.step();
+  const auto a = adam.state(0);
+  REQUIRE(a.size() == 3);
+  for (const auto& [name, t] : a) CHECK(t.device() == w.value().device());
+  // torch: exp_avg = (1 - beta1) g, exp_avg_sq = (1 - beta2) g^2 after the first step
+  CHECK(allclose(a.at("exp_avg"), op::mult(g, 0.1).value(), 1e-15, 0.0));
+  CHECK(allclose(a.at("exp_avg_sq"), op::mult(op::square(g), 1 - 0.999).value(), 1e-12, 0.0));
+  CHECK(allclose(a.at("max_exp_avg_sq"), a.at("exp_avg_sq"), 0.0, 0.0));
+
+  w.set_value(w0.clone());
+  sgd.step();  // the first step copies g + weight_decay * w into the buffer
+  CHECK(allclose(sgd.state(0).at("momentum_buffer"), op::add(g, op::mult(w0, 0.5)).value(), 1e-15, 0.0));
+  rmsprop.step();
+  const auto r = rmsprop.state(0);
+  CHECK(r.size() == 3);
+  CHECK(allclose(r.at("square_avg"), op::mult(op::square(g), 1 - 0.99).value(), 1e-12, 0.0));
+  CHECK(allclose(r.at("grad_avg"), op::mult(g, 1 - 0.99).value(), 1e-12, 0.0));
+  CHECK_THROWS_AS(adam.state(1), IndexError);
+}
+
+TEST_CASE("a parameter moved after the optimizer was built is stepped from its new place, its state with it") {
+  // Module::to replaces each parameter's value by a copy on the device; the optimizer holds the
+  // parameter, not the tensor, and moves its state to wherever the value now is. On this
+  // machine the copy is a CPU one; the CUDA suite moves a model to the GPU the same way.
+  const Tensor x{{1.0, -2.0, 0.5}, {0.25, 1.0, 3.0}};
+  auto train_step = [&](nn::Linear& m, optim::Optimizer& opt) {
+    Lambda loss({"x"}, [&](std::span<const NodeRef> in) { return op::sum(op::square(m(in[0]))); });
+    opt.zero_grad();
+    loss(x).back();
+    opt.step();
+  };
+  for (const bool moved : {false, true}) {
+    INFO("moved: " << moved);
+    Generator gen(5);
+    nn::Linear a(3, 2, {.dtype = DType::Float64, .generator = &gen}), b(3, 2, {.dtype = DType::Float64});
+    for (const char* name : {"weight", "bias"}) b.param(name).set_value(a.param(name).value().clone());
+    optim::Adam opt_a(a.parameters(), {.lr = 0.1, .amsgrad = true});
+    optim::Adam opt_b(b.parameters(), {.lr = 0.1, .amsgrad = true});
+    for (int s = 0; s < 4; ++s) {
+      if (s == 2 && moved) {
+        b.to(Device::cpu());
+        for (const char* name : {"weight", "bias"}) b.param(name).set_value(b.param(name).value().clone());
+      }
+      train_step(a, opt_a);
+      train_step(b, opt_b);
+    }
+    CHECK(allclose(b.param("weight").value(), a.param("weight").value(), 0.0, 0.0));
+    CHECK(allclose(b.param("bias").value(), a.param("bias").value(), 0.0, 0.0));
+    for (const auto& [name, t] : opt_b.state(0)) CHECK(t.device() == b.param("weight").value().device());
+  }
+}
+
+TEST_CASE("a step bumps the versions of the parameter and its state") {
+  Parameter w = start();
+  optim::RMSprop opt({w}, {.lr = 0.1, .momentum = 0.5});
+  set_cubic_grad(w);
+  opt.step();
+  const std::uint64_t value_version = w.value().version();
+  const std::uint64_t buffer_version = opt.state(0).at("momentum_buffer").version();
+  set_cubic_grad(w);
+  opt.step();
+  CHECK(w.value().version() > value_version);
+  CHECK(opt.state(0).at("momentum_buffer").version() > buffer_version);
+}
+
+TEST_CASE("the fused step kernels take several parameters at once and refuse misplaced state before writing") {
+  const Tensor w1 = Tensor::from_vector(kW0, {4}), w2 = Tensor{{1.0, 2.0}, {3.0, 4.0}};
+  const Tensor g1 = Tensor::ones({4}), g2 = Tensor::full({2, 2}, -0.5);
+  std::vector<kernels::AdamSlot> slots{{w1, g1, Tensor::zeros({4}), Tensor::zeros({4}), {}, 1},
+                                       {w2, g2, Tensor::zeros({2, 2}), Tensor::zeros({2, 2}), {}, 3}};
+  const kernels::AdamHyper hyper{.lr = 0.1};
+  kernels::adam_step(slots, hyper);
+  // A first step moves by lr * sign(g); the third step of w2 from zero state too, less the bias
+  // corrections' mismatch: -lr / (1 - 0.9^3) * 0.1 g / (sqrt(0.001 g^2) / sqrt(1 - 0.999^3) + eps).
+  CHECK(allclose(w1, Tensor{0.9, -2.1, 0.4, 2.9}, 1e-7, 0.0));
+  const double third = 0.1 / (1 - 0.729) * 0.05 / (std::sqrt(0.001 * 0.25) / std::sqrt(1 - 0.997002999) + 1e-8);
+  CHECK(allclose(w2, Tensor{{1.0 + third, 2.0 + third}, {3.0 + third, 4.0 + third}}, 1e-12, 0.0));
+
+  const Tensor before = w1.clone();
+  slots[1].exp_avg = Tensor::zeros({4});
+  CHECK_THAT(error_message<ShapeError>([&] { kernels::adam_step(slots, hyper); }),
+             Catch::Contains("Adam step") && Catch::Contains("exp_avg"));
+  CHECK(allclose(w1, before, 0.0, 0.0));  // the first slot was not written either
+  slots[1].exp_avg = Tensor::zeros({2, 2}, DType::Float32);
+  CHECK_THROWS_AS(kernels::adam_step(slots, hyper), TypeError);
+  slots[1].exp_avg = Tensor();
+  CHECK_THROWS_AS(kernels::adam_step(slots, hyper), UsageError);
+  CHECK_THROWS_AS(kernels::sgd_step(std::vector<kernels::SgdSlot>{{w1, g1, {}, true}}, {.lr = 0.1, .momentum = 0.9}),
+                  UsageError);
+  CHECK_THROWS_AS(kernels::rmsprop_step(std::vector<kernels::RmspropSlot>{{w1, Tensor::ones({3}), Tensor::zeros({4}), {}, {}}},
+                                        {.lr = 0.1}),
+                  ShapeError);
 }

@@ -37,4 +37,12 @@ template void gemm<float>(Device, bool, bool, std::int64_t, std::int64_t, std::i
 template void gemm<double>(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const double*, std::int64_t,
                            const double*, std::int64_t, double*, std::int64_t, double);
 
+// Optimizer steps and random masks.
+void sgd_step(std::span<const SgdSlot>, const SgdHyper&) { zkynet::detail::throw_no_cuda("SGD step"); }
+void adam_step(std::span<const AdamSlot>, const AdamHyper&) { zkynet::detail::throw_no_cuda("Adam step"); }
+void rmsprop_step(std::span<const RmspropSlot>, const RmspropHyper&) { zkynet::detail::throw_no_cuda("RMSprop step"); }
+Tensor dropout_mask(const Shape&, DType, Device, double, double, std::uint64_t) {
+  zkynet::detail::throw_no_cuda("dropout");
+}
+
 }  // namespace zkynet::kernels::cuda

@@ -39,6 +39,7 @@ class Adam : public Optimizer {
   void step() override;
   double lr() const override { return options_.lr; }
   void set_lr(double lr) override;
+  std::map<std::string, Tensor> state(std::size_t i) const override;
   AdamOptions& options() { return options_; }
 
  protected:

@@ -8,6 +8,7 @@
 
 #include <zkynet/framework/function.h>
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +30,10 @@ class Optimizer {
   virtual void set_lr(double lr) = 0;
 
   const std::vector<Parameter>& parameters() const { return params_; }
+  // The state of parameters()[i] under torch's names (optimizer.state[p]), the tensors that have
+  // been allocated so far (none before its first step); they live on the parameter's device.
+  // IndexError when i is out of range.
+  virtual std::map<std::string, Tensor> state(std::size_t i) const;
 
  protected:
   explicit Optimizer(std::vector<Parameter> params) : params_(std::move(params)) {}
@@ -37,14 +42,18 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = default;
   Optimizer& operator=(Optimizer&&) = default;
 
-  // The gradient of `p` as a contiguous tensor of the value's dtype, or an undefined tensor when
-  // `p` takes no update (no gradient yet, or frozen). Throws when the value cannot be updated in place.
+  // The gradient of `p` as a contiguous tensor of the value's dtype and device, or an undefined
+  // tensor when `p` takes no update (no gradient yet, or frozen). Throws when the value cannot be
+  // updated in place.
   static Tensor gradient_for_step(const Parameter& p, std::string_view optimizer);
-  // Allocates per-parameter state (zeros like the value) on first use; a value whose shape or
-  // dtype changed since (Parameter::set_value) is refused rather than read out of bounds.
+  // Allocates per-parameter state (zeros like the value, on its device) on first use, and moves
+  // it to the value's device when the parameter has moved since (Module::to); a value whose
+  // shape or dtype changed since (Parameter::set_value) is refused rather than read out of bounds.
   static void ensure_state(Tensor& state, const Parameter& p, std::string_view optimizer);
   // torch.optim's argument checks: UsageError naming the optimizer and the option.
   static void check_non_negative(double value, std::string_view optimizer, std::string_view option);
+  // IndexError unless i < params_.size().
+  void check_index(std::size_t i) const;
 
   std::vector<Parameter> params_;
 };

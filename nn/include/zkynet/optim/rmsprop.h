@@ -30,6 +30,7 @@ class RMSprop : public Optimizer {
   void step() override;
   double lr() const override { return options_.lr; }
   void set_lr(double lr) override;
+  std::map<std::string, Tensor> state(std::size_t i) const override;
   RMSpropOptions& options() { return options_; }
 
  private:

@@ -26,6 +26,7 @@ class SGD : public Optimizer {
   void step() override;
   double lr() const override { return options_.lr; }
   void set_lr(double lr) override;
+  std::map<std::string, Tensor> state(std::size_t i) const override;
   SGDOptions& options() { return options_; }
 
  private:

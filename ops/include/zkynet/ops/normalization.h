@@ -38,8 +38,9 @@ NodeRef batch_norm(const NodeRef& x, const Tensor& running_mean, const Tensor& r
                    double momentum = 0.1, double eps = 1e-5);
 
 // torch.nn.functional.dropout (inverted): in training mode each element is zeroed with
-// probability p, the others scaled by 1 / (1 - p); the mask is drawn from `gen` (one draw per
-// element, so a generator with the same seed gives the same mask). p = 1 zeroes everything.
+// probability p, the others scaled by 1 / (1 - p). The mask is keyed by one draw from `gen`
+// and is a counter-based function of that key and each element's index, so a generator with
+// the same seed gives the same mask, on the CPU and on CUDA alike. p = 1 zeroes everything.
 // In evaluation mode, or with p = 0, x is returned as it is (no node is recorded).
 // p outside [0, 1] is a UsageError.
 NodeRef dropout(const NodeRef& x, double p, bool training, Generator& gen);

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <zkynet/framework/tensor.h>
+#include <zkynet/ops/optim_kernels.h>
 
+#include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace zkynet::kernels::cuda {
@@ -27,5 +30,13 @@ Tensor sum(const Tensor& a, const Shape& axes, bool keepdim, double scale);
 template <class T>
 void gemm(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
           std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, T beta);
+
+// Optimizer steps and random masks (../optim.cpp and ../random.cpp call them, operands checked
+// there): one fused kernel per optimizer over tables of parameters of one device and dtype,
+// values and state written in place; dropout's mask from ../random.h's counter-based numbers.
+void sgd_step(std::span<const SgdSlot> slots, const SgdHyper& hyper);
+void adam_step(std::span<const AdamSlot> slots, const AdamHyper& hyper);
+void rmsprop_step(std::span<const RmspropSlot> slots, const RmspropHyper& hyper);
+Tensor dropout_mask(const Shape& shape, DType dtype, Device device, double keep, double scale, std::uint64_t key);
 
 }  // namespace zkynet::kernels::cuda
