@@ -11,6 +11,8 @@
 //   fault_job timeout               rank 0 waits in allreduce_, rank 1 computes for long;
 //                                   the timeout comes from ZKYNET_DIST_TIMEOUT or, when unset, 1 s
 //   fault_job timeout_recv          rank 0 waits in a recv from 1, rank 1 in barrier()
+//   fault_job others_go_on          no fault (3 ranks): rank 2 finishes first while ranks 0 and 1
+//                                   go on communicating without it, past the 1 s grace; exits 0
 #include <zkynet/distributed/eager.h>
 #include <zkynet/distributed/ops.h>
 #include <zkynet/framework/module.h>
@@ -95,6 +97,14 @@ int main(int argc, char** argv) {
     } else {
       world.barrier();
     }
+  } else if (mode == "others_go_on") {
+    const auto pair = world.split(rank < 2 ? 0 : 1);
+    if (rank == 2) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    dist::allreduce_(t, dist::ReduceOp::Sum, pair);
+    const Tensor got = rank == 0 ? dist::send(x, 1, 5, world).value() : dist::recv(x, 0, 5, world).value();
+    std::printf("rank %d went on without rank 2: %g %g\n", rank, t.to_doubles()[0], got.to_doubles()[0]);
+    return 0;
   } else {
     std::fprintf(stderr, "fault_job: unknown mode '%s'\n", mode.c_str());
     return 2;
