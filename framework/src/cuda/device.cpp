@@ -117,7 +117,16 @@ void* device_allocate(std::size_t nbytes, Device device) { return state(device, 
 
 void device_release(void* ptr, Device device) { state(device, "release").allocator->release(ptr); }
 
-void* cuda_stream(Device device) { return state(device, "stream").stream; }
+// Also makes `device` current for the calling thread: kernels launch on the current device, and a
+// launch into another device's stream fails. Every kernel asks for its stream before launching.
+void* cuda_stream(Device device) {
+  DeviceState& s = state(device, "stream");
+  int current = -1;
+  if (cudaGetDevice(&current) != cudaSuccess || current != device.index) {
+    check(cudaSetDevice(device.index), "cudaSetDevice(" + device.str() + ")");
+  }
+  return s.stream;
+}
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t nbytes) {
   if (nbytes == 0) return;

@@ -25,7 +25,8 @@ void cuda_fill(const Tensor& t, double value);
 void cuda_copy(const Tensor& dst, const Tensor& src);
 void cuda_add_inplace(const Tensor& dst, const Tensor& src);
 
-// The stream every kernel of `device` runs on (a cudaStream_t, opaque here).
+// The stream every kernel of `device` runs on (a cudaStream_t, opaque here); makes `device` the
+// calling thread's current device, so that the launch that follows goes to it.
 void* cuda_stream(Device device);
 
 [[noreturn]] void throw_no_cuda(std::string_view what);

@@ -52,6 +52,7 @@ cublasHandle_t handle(Device device) {
 template <class T>
 void gemm(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
           std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, T beta) {
+  zkynet::detail::cuda_stream(device);  // cuBLAS runs on the current device: make it this one
   cublasHandle_t h = handle(device);
   const T alpha = T(1);
   const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
