@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev
   catch2 graphviz
-  python3 python3-dev python3-venv python3-numpy python3-pytest python3-torch python3-sklearn
+  python3 python3-dev python3-venv python3-numpy python3-pytest python3-torch python3-sklearn python3-hypothesis
   pybind11-dev libdlpack-dev
   libhdf5-dev python3-h5py
   zlib1g-dev python3-statsmodels

@@ -354,9 +354,11 @@ Tensor Tensor::slice(std::int64_t axis, std::int64_t start, std::int64_t stop, s
   start = clampi(start);
   stop = clampi(stop);
   Tensor t = *this;
-  t.shape_[a] = stop > start ? (stop - start + step - 1) / step : 0;
+  // Written so that a step near 2^63 cannot overflow: the length, then the stride of a slice
+  // of at most one element, which never steps.
+  t.shape_[a] = stop > start ? (stop - start - 1) / step + 1 : 0;
   t.offset_ = offset_ + start * strides_[a];
-  t.strides_[a] = strides_[a] * step;
+  t.strides_[a] = t.shape_[a] > 1 ? strides_[a] * step : strides_[a];
   t.numel_ = shape_numel(t.shape_);
   return t;
 }

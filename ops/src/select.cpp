@@ -64,10 +64,13 @@ struct ClampDef {
       const bool has_hi = hi.has_value();
       const T l = has_lo ? bound_as<T>(*lo) : T(0);
       const T h = has_hi ? bound_as<T>(*hi) : T(0);
+      // As torch 1.13: with both bounds given, a NaN bound makes every value NaN (it was left
+      // out); a lone NaN bound changes nothing.
+      const bool nan_bound = has_lo && has_hi && (is_nan(l) || is_nan(h));
       return kernels::map<T, 1>(
           {x},
           [=](T v) {
-            if (is_nan(v)) return v;
+            if (is_nan(v) || nan_bound) return nan_bound ? std::numeric_limits<T>::quiet_NaN() : v;
             if (has_lo && v < l) v = l;
             if (has_hi && v > h) v = h;
             return v;

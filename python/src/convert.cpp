@@ -309,8 +309,18 @@ py::array tensor_to_numpy(const Tensor& t) {
                           : t.dtype() == DType::Float64 ? py::dtype::of<double>()
                                                         : py::dtype::of<std::int64_t>();
   std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
-  std::vector<py::ssize_t> strides;
-  for (auto s : t.strides()) strides.push_back(static_cast<py::ssize_t>(s * static_cast<std::int64_t>(dtype_size(t.dtype()))));
+  // numpy refuses shapes whose nonzero sizes multiply past 2**63 bytes, even with a zero among
+  // them (zkynet and torch allow (0, 2**63 - 1)): a clear error rather than numpy's.
+  const auto itemsize = static_cast<std::int64_t>(dtype_size(t.dtype()));
+  std::int64_t span = itemsize;
+  for (auto n : t.shape()) {
+    if (n != 0 && __builtin_mul_overflow(span, n, &span)) {
+      throw ShapeError("zkynet: a value of shape " + shape_str(t.shape()) +
+                       " cannot be a numpy array: its nonzero sizes multiply beyond numpy's limit of 2**63 bytes");
+    }
+  }
+  std::vector<py::ssize_t> strides;  // in bytes; an empty value's strides are never used
+  for (auto s : t.strides()) strides.push_back(t.numel() == 0 ? 0 : static_cast<py::ssize_t>(s * itemsize));
   auto* keep = new Tensor(t);
   py::capsule owner(keep, [](void* p) { delete static_cast<Tensor*>(p); });
   py::array array(dtype, shape, strides, t.raw_data(), owner);

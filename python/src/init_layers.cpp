@@ -52,6 +52,25 @@ py::tuple tuple_of(const std::array<std::int64_t, 2>& p) { return py::make_tuple
 
 Shape shape_of(py::handle v) { return int64s_from_python(v, "normalized_shape"); }
 
+// batch_norm's running statistic: in training mode it is updated in place, so a numpy array
+// must be used without a copy (float32/float64, native byte order) and be writable; read-only
+// arrays (np.broadcast_to views, zkynet's own values) were written through, copies silently
+// left unchanged.
+Tensor running_stat(py::handle v, const char* what, bool training) {
+  if (v.is_none()) return Tensor();
+  Tensor t = tensor_from_python(v);
+  if (training && py::isinstance<py::array>(v)) {
+    auto array = py::reinterpret_borrow<py::array>(v);
+    if (!array.writeable() || t.raw_data() != array.data() || t.numel() != array.size()) {
+      throw UsageError(std::string("batch_norm: ") + what + " is updated in place in training mode: give a " +
+                       "writable float32 or float64 array (got a " + (array.writeable() ? "" : "read-only ") +
+                       std::string(py::str(array.dtype())) + " array" +
+                       (array.writeable() ? " that would be converted, a copy" : "") + ")");
+    }
+  }
+  return t;
+}
+
 NodeRef optional_node(py::handle v) { return v.is_none() ? NodeRef() : noderef_from_python(v); }
 
 py::object param_or_none(ModuleBase& m, const char* name, bool present) {
@@ -355,8 +374,8 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   ops.def("batch_norm", [](py::handle input, py::handle running_mean, py::handle running_var, py::handle weight,
                            py::handle bias, bool training, double momentum, double eps) {
             // Running statistics given as writable arrays are updated in place (training mode).
-            Tensor rm = running_mean.is_none() ? Tensor() : tensor_from_python(running_mean);
-            Tensor rv = running_var.is_none() ? Tensor() : tensor_from_python(running_var);
+            Tensor rm = running_stat(running_mean, "running_mean", training);
+            Tensor rv = running_stat(running_var, "running_var", training);
             return op::batch_norm(noderef_from_python(input), rm, rv, optional_node(weight), optional_node(bias), training,
                                   momentum, eps);
           }, py::arg("input"), py::arg("running_mean") = py::none(), py::arg("running_var") = py::none(),

@@ -53,7 +53,7 @@ struct Axis {
   // [lo, hi): the outputs whose input at kernel offset j lies inside [0, in).
   std::pair<std::int64_t, std::int64_t> valid_outputs(std::int64_t j) const {
     const std::int64_t first = p - j * d;  // output o reads o * s - first
-    const std::int64_t lo = first <= 0 ? 0 : (first + s - 1) / s;
+    const std::int64_t lo = first <= 0 ? 0 : first / s + (first % s != 0);  // ceil, without overflow near 2^63
     const std::int64_t last = in - 1 + first;
     const std::int64_t hi = last < 0 ? 0 : std::min(out, last / s + 1);
     return {std::min(lo, hi), hi};
@@ -62,7 +62,7 @@ struct Axis {
   // [lo, hi): the kernel offsets of output o that fall inside [0, in).
   std::pair<std::int64_t, std::int64_t> valid_taps(std::int64_t o) const {
     const std::int64_t start = o * s - p;
-    const std::int64_t lo = start < 0 ? (-start + d - 1) / d : 0;
+    const std::int64_t lo = start < 0 ? -start / d + (-start % d != 0) : 0;
     const std::int64_t room = in - 1 - start;
     const std::int64_t hi = room < 0 ? 0 : std::min(k, room / d + 1);
     return {std::min(lo, hi), hi};
@@ -70,9 +70,16 @@ struct Axis {
 };
 
 // Floor of (in + 2p - d (k - 1) - 1) / s, plus one: PyTorch's output size without ceil_mode.
+// Sizes near int64's limits must not wrap around: a dilated kernel beyond int64 fits no input
+// (max_pool2d with kernel_size 2**63 - 1 and dilation 2 gave one output), a padded input beyond
+// it is refused.
 std::int64_t output_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t d) {
-  const std::int64_t span = in + 2 * p - d * (k - 1) - 1;
-  return span < 0 ? 0 : span / s + 1;
+  std::int64_t padded = 0, dilated = 0;
+  if (__builtin_mul_overflow(p, 2, &padded) || __builtin_add_overflow(padded, in, &padded)) {
+    throw ShapeError("input size " + std::to_string(in) + " with padding " + std::to_string(p) + " on both sides overflows int64");
+  }
+  if (__builtin_mul_overflow(d, k - 1, &dilated) || dilated >= padded) return 0;
+  return (padded - dilated - 1) / s + 1;
 }
 
 void require_floating_4d(const Tensor& x, std::string_view what, const std::string& context) {
@@ -165,8 +172,8 @@ ConvGeometry conv_geometry(const Tensor& input, const Tensor& weight, const Tens
   g.w.out = output_size(g.w.in, kw, g.w.s, g.w.p, g.w.d);
   if (g.h.out < 1 || g.w.out < 1) {
     throw ShapeError(ctx + ": the padded input " + pair_str({g.h.in + 2 * g.h.p, g.w.in + 2 * g.w.p}) +
-                     " is smaller than the dilated kernel " +
-                     pair_str({g.h.d * (kh - 1) + 1, g.w.d * (kw - 1) + 1}) + ": output size " +
+                     " is smaller than the kernel " + pair_str({kh, kw}) + " dilated by " +
+                     pair_str({g.h.d, g.w.d}) + ": output size " +
                      pair_str({g.h.out, g.w.out}) + " is too small");
   }
   g.taps = kh * kw;
