@@ -288,3 +288,13 @@ def test_torch_int32_module_input_and_complex_refusal():
     np.testing.assert_array_equal(Double()(torch.tensor([1, 2, 3], dtype=torch.int32)).value, [2, 4, 6])
     with pytest.raises(TypeError):
         op.add(torch.ones(2, dtype=torch.complex64), 0)
+
+
+# ---- 7. empty layers ----------------------------------------------------------------------------
+
+def test_linear_with_zero_in_features_works_as_in_pytorch():
+    layer = nn.Linear(0, 5)
+    assert layer.weight.shape == (5, 0)
+    result = layer(np.zeros((3, 0), dtype=np.float32))
+    assert result.value.shape == (3, 5)
+    np.testing.assert_array_equal(result.value, np.broadcast_to(layer.bias.value, (3, 5)))
