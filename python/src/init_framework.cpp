@@ -130,6 +130,27 @@ bool cpp_initialized(py::handle self) {
   return reinterpret_cast<py::detail::instance*>(self.ptr())->get_value_and_holder().holder_constructed();
 }
 
+// The C++ object behind `self`, or UsageError when a Python subclass calls a method before its
+// __init__ has called super().__init__() (pybind11 would hand the method a null `this`).
+template <class C>
+C& constructed(py::handle self, std::string_view what) {
+  if (!reinterpret_cast<py::detail::instance*>(self.ptr())->get_value_and_holder().holder_constructed()) {
+    throw UsageError("cannot call " + std::string(what) + " before " + std::string(py::str(self.get_type().attr("__name__"))) +
+                     ".__init__() has called super().__init__()");
+  }
+  return self.cast<C&>();
+}
+
+// A member function bound so that it refuses an unconstructed `self` (see constructed()).
+template <class C, class R, class... A>
+auto checked(R (C::*fn)(A...) const, std::string_view what) {
+  return [fn, what](py::handle self, A... args) -> R { return (constructed<C>(self, what).*fn)(args...); };
+}
+template <class C, class R, class... A>
+auto checked(R (C::*fn)(A...), std::string_view what) {
+  return [fn, what](py::handle self, A... args) -> R { return (constructed<C>(self, what).*fn)(args...); };
+}
+
 ModuleBase& initialized_module(py::handle self, const std::string& what) {
   if (!cpp_initialized(self)) {
     throw UsageError("cannot " + what + " before " + std::string(py::str(self.get_type().attr("__name__"))) +
@@ -225,14 +246,16 @@ void init_framework(py::module_& m) {
       });
 
   py::class_<Function, std::shared_ptr<Function>>(m, "Function")
-      .def_property("name", &Function::name, &Function::set_name)
-      .def_property_readonly("functional_name", &Function::functional_name)
-      .def("input", py::overload_cast<std::string_view>(&Function::input), py::arg("name"))
-      .def("param", py::overload_cast<std::string_view>(&Function::param), py::arg("name"))
-      .def_property_readonly("inputs", &Function::inputs);
+      .def_property("name", checked(&Function::name, "name"), checked(&Function::set_name, "name"))
+      .def_property_readonly("functional_name", checked(&Function::functional_name, "functional_name"))
+      .def("input", checked(py::overload_cast<std::string_view>(&Function::input), "input()"), py::arg("name"))
+      .def("param", checked(py::overload_cast<std::string_view>(&Function::param), "param()"), py::arg("name"))
+      .def_property_readonly("inputs", checked(&Function::inputs, "inputs"));
 
   py::class_<ModuleBase, Function, std::shared_ptr<ModuleBase>>(m, "ModuleBase")
-      .def("__call__", [](ModuleBase& self, const py::args& args) { return self.invoke(operands_of(args)); })
+      .def("__call__", [](py::handle self, const py::args& args) {
+        return constructed<ModuleBase>(self, "the module").invoke(operands_of(args));
+      })
       .def("register_parameter", [](py::handle self, std::string name, py::handle value) {
              ModuleBase& module = initialized_module(self, "register parameter '" + name + "'");
              return module.register_parameter(std::move(name), tensor_from_python(value).clone());
@@ -244,21 +267,21 @@ void init_framework(py::module_& m) {
            py::keep_alive<1, 3>())
       .def("_initialized", [](py::handle self) { return cpp_initialized(self); },
            "whether super().__init__() has run (the C++ module exists)")
-      .def("parameters", &ModuleBase::parameters)
-      .def("named_parameters", &ModuleBase::named_parameters)
-      .def("zero_grad", &ModuleBase::zero_grad)
+      .def("parameters", checked(&ModuleBase::parameters, "parameters()"))
+      .def("named_parameters", checked(&ModuleBase::named_parameters, "named_parameters()"))
+      .def("zero_grad", checked(&ModuleBase::zero_grad, "zero_grad()"))
       .def("train", [](py::object self, bool mode) {
-        self.cast<ModuleBase&>().train(mode);
+        constructed<ModuleBase>(self, "train()").train(mode);
         return self;
       }, py::arg("mode") = true, "training mode (or evaluation mode with mode=False), submodules included; returns self")
       .def("eval", [](py::object self) {
-        self.cast<ModuleBase&>().eval();
+        constructed<ModuleBase>(self, "eval()").eval();
         return self;
       }, "evaluation mode, submodules included; returns self")
-      .def_property_readonly("training", &ModuleBase::is_training)
-      .def("named_buffers", [](const ModuleBase& self) {
+      .def_property_readonly("training", checked(&ModuleBase::is_training, "training"))
+      .def("named_buffers", [](py::handle self) {
         py::list out;
-        for (auto& [name, t] : self.named_buffers()) out.append(py::make_tuple(name, tensor_to_numpy(t)));
+        for (auto& [name, t] : constructed<ModuleBase>(self, "named_buffers()").named_buffers()) out.append(py::make_tuple(name, tensor_to_numpy(t)));
         return out;
       }, "(name, array) pairs of the buffers (running statistics), submodules' included");
   py::class_<PyModule, ModuleBase, std::shared_ptr<PyModule>>(m, "_Module")

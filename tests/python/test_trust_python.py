@@ -298,3 +298,25 @@ def test_linear_with_zero_in_features_works_as_in_pytorch():
     result = layer(np.zeros((3, 0), dtype=np.float32))
     assert result.value.shape == (3, 5)
     np.testing.assert_array_equal(result.value, np.broadcast_to(layer.bias.value, (3, 5)))
+
+
+@pytest.mark.parametrize("call", [
+    lambda self: self.parameters(),
+    lambda self: self.named_parameters(),
+    lambda self: self.zero_grad(),
+    lambda self: self.param("w"),
+    lambda self: self.input("x"),
+    lambda self: self.name,
+    lambda self: self.training,
+    lambda self: self.named_buffers(),
+    lambda self: self.train(),
+    lambda self: self(1.0),
+])
+def test_methods_before_super_init_raise_instead_of_crashing(call):
+    class Early(cg.Module):
+        def __init__(self):
+            call(self)
+            super().__init__(inputs=(cg.Variable("x"),))
+
+    with pytest.raises(UsageError, match=r"before Early.__init__\(\) has called super\(\).__init__\(\)"):
+        Early()
