@@ -14,9 +14,9 @@ void check_kernel(const char* layer, IntPair kernel) {
   }
 }
 
-// nn's stride 0 (its default) stands for the kernel size: op's unset stride.
-op::PoolStride pool_stride(IntPair stride) {
-  return stride.h == 0 && stride.w == 0 ? op::PoolStride() : op::PoolStride(stride.array());
+// An unset stride is op's unset stride (the kernel size); a given one, 0 included, is passed on.
+op::PoolStride pool_stride(const std::optional<IntPair>& stride) {
+  return stride ? op::PoolStride(stride->array()) : op::PoolStride();
 }
 
 }  // namespace

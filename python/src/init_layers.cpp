@@ -183,7 +183,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   layer<nn::MaxPool2d>(nn, "MaxPool2d")
       .def(py::init([](py::handle k, py::handle stride, py::handle padding, py::handle dilation) {
              nn::MaxPool2dOptions o;
-             o.stride = stride.is_none() ? nn::IntPair(0) : pair_of(stride, "stride");
+             if (!stride.is_none()) o.stride = pair_of(stride, "stride");
              o.padding = pair_of(padding, "padding");
              o.dilation = pair_of(dilation, "dilation");
              return std::make_shared<nn::MaxPool2d>(pair_of(k, "kernel_size"), o);
@@ -193,7 +193,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   layer<nn::AvgPool2d>(nn, "AvgPool2d")
       .def(py::init([](py::handle k, py::handle stride, py::handle padding, bool count_include_pad) {
              nn::AvgPool2dOptions o;
-             o.stride = stride.is_none() ? nn::IntPair(0) : pair_of(stride, "stride");
+             if (!stride.is_none()) o.stride = pair_of(stride, "stride");
              o.padding = pair_of(padding, "padding");
              o.count_include_pad = count_include_pad;
              return std::make_shared<nn::AvgPool2d>(pair_of(k, "kernel_size"), o);

@@ -333,3 +333,9 @@ TEST_CASE("the benchmark CNN maps (64,1,28,28) to (64,10) and passes gradcheck a
   INFO(r.message);
   CHECK(r.ok);
 }
+
+TEST_CASE("pooling layers refuse a given stride of 0 (unset means the kernel size), as torch") {
+  CHECK_THROWS_AS(nn::MaxPool2d(2, {.stride = 0})(Tensor::ones({1, 1, 4, 4})), UsageError);
+  CHECK_THROWS_AS(nn::AvgPool2d(2, {.stride = 0})(Tensor::ones({1, 1, 4, 4})), UsageError);
+  CHECK(nn::MaxPool2d(2)(Tensor::ones({1, 1, 4, 4})).value().shape() == Shape{1, 1, 2, 2});
+}

@@ -302,3 +302,11 @@ def test_estimator_fits_a_tiny_regression():
     est2 = nn.Estimator(nn.Linear(3, 1), loss_fn, optim.SGD(model.parameters(), lr=0.0), epochs=20, batchsize=32,
                         validation_split=0.25, patience=2, verbose=False)
     assert len(est2.fit(x, y)) < 20
+
+
+def test_pooling_layers_refuse_a_stride_of_zero_as_torch():
+    x = np.ones((1, 1, 4, 4))
+    for layer in (nn.MaxPool2d(2, stride=0), nn.AvgPool2d(2, stride=0)):
+        with pytest.raises(RuntimeError, match="stride must be positive"):
+            layer(x)
+    assert nn.MaxPool2d(2)(x).value.shape == (1, 1, 2, 2)

@@ -4,7 +4,7 @@
 //   nn::MaxPool2d overlapping(3, {.stride = 2, .padding = 1});
 //   nn::AvgPool2d avg({2, 3}, {.count_include_pad = false});
 //
-// The stride defaults to the kernel size, as in torch (a stride of 0 means "the kernel size").
+// The stride defaults to the kernel size, as in torch; a given stride must be positive.
 // Not supported (unlike torch): ceil_mode, return_indices, divisor_override, 3-d inputs.
 #pragma once
 
@@ -12,10 +12,12 @@
 #include <zkynet/nn/conv.h>  // IntPair
 #include <zkynet/ops/conv.h>
 
+#include <optional>
+
 namespace zkynet::nn {
 
 struct MaxPool2dOptions {
-  IntPair stride = 0;  // 0: the kernel size
+  std::optional<IntPair> stride;  // unset: the kernel size
   IntPair padding = 0;  // implicit -inf, at most half the kernel size
   IntPair dilation = 1;
 };
@@ -34,7 +36,7 @@ class MaxPool2d : public Module<MaxPool2d> {
 };
 
 struct AvgPool2dOptions {
-  IntPair stride = 0;  // 0: the kernel size
+  std::optional<IntPair> stride;  // unset: the kernel size
   IntPair padding = 0;  // implicit zeros, at most half the kernel size
   bool count_include_pad = true;  // whether padded zeros count in the average
 };
