@@ -304,7 +304,9 @@ py::capsule numpy_to_dlpack(py::array array) {
   return py::reinterpret_steal<py::capsule>(capsule);
 }
 
-py::array tensor_to_numpy(const Tensor& t) {
+py::array tensor_to_numpy(const Tensor& t_any) {
+  // numpy reads host memory: a device value is copied to the host here, explicitly.
+  const Tensor t = t_any.device().is_cpu() ? t_any : t_any.cpu();
   const py::dtype dtype = t.dtype() == DType::Float32   ? py::dtype::of<float>()
                           : t.dtype() == DType::Float64 ? py::dtype::of<double>()
                                                         : py::dtype::of<std::int64_t>();

@@ -278,6 +278,10 @@ void init_framework(py::module_& m) {
         constructed<ModuleBase>(self, "eval()").eval();
         return self;
       }, "evaluation mode, submodules included; returns self")
+      .def("to", [](py::object self, const std::string& device) {
+        constructed<ModuleBase>(self, "to()").to(Device::parse(device));
+        return self;
+      }, py::arg("device"), "moves parameters and buffers to 'cpu', 'cuda' or 'cuda:N' (submodules' too); returns self")
       .def_property_readonly("training", checked(&ModuleBase::is_training, "training"))
       .def("named_buffers", [](py::handle self) {
         py::list out;

@@ -9,6 +9,7 @@ namespace py = pybind11;
 
 namespace zkynet::python {
 void init_framework(py::module_& m);
+void init_cuda(py::module_& m);
 void init_ops(py::module_& m);
 void init_visual(py::module_& m);
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops);
@@ -40,6 +41,8 @@ PYBIND11_MODULE(_zkynet, m) {
   zkynet::python::init_distributed(distributed);
   zkynet::python::init_distributed_training(distributed);
 #endif
+  auto cuda = m.def_submodule("cuda", "CUDA devices: availability, synchronization, memory statistics");
+  zkynet::python::init_cuda(cuda);
   m.def("set_num_threads", &zkynet::set_num_threads);
   m.def("num_threads", &zkynet::num_threads);
 }

@@ -6,7 +6,7 @@
 from . import _zkynet
 from ._zkynet import num_threads, set_num_threads
 from .framework import cg, op  # noqa: F401
-from . import data, nn, optim  # noqa: F401
+from . import cuda, data, nn, optim  # noqa: F401
 
-__all__ = ["cg", "op", "nn", "optim", "data", "num_threads", "set_num_threads"]
+__all__ = ["cg", "op", "nn", "optim", "data", "cuda", "num_threads", "set_num_threads"]
 __version__ = "0.1.0"
