@@ -2,10 +2,14 @@
 // split, minibatches from a DataLoader, SGD with momentum; prints the held-out accuracy and
 // writes the model summary and one training step's graph (DOT, and PNG with Graphviz).
 //
-//   digits_mlp [output-dir]     (default: zkynet-graphs)
+//   digits_mlp [output-dir] [--device cpu|cuda|cuda:N]     (default: zkynet-graphs, cpu)
+//
+// On a GPU (--device cuda) the model and each batch move to the device; the data stay on the
+// host and only the accuracy's logits come back.
 #include "data.h"
 
 #include <zkynet/data/dataloader.h>
+#include <zkynet/framework/cuda.h>
 #include <zkynet/framework/dot.h>
 #include <zkynet/framework/session.h>
 #include <zkynet/nn/activation.h>
@@ -18,9 +22,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <string>
 
 using namespace zkynet;
 
@@ -38,7 +44,19 @@ class ClassifierLoss : public Module<ClassifierLoss> {
 };
 
 int main(int argc, char** argv) {
-  const std::filesystem::path out_dir = argc > 1 ? argv[1] : "zkynet-graphs";
+  std::filesystem::path out_dir = "zkynet-graphs";
+  Device device = Device::cpu();
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+      device = Device::parse(argv[++i]);
+    } else {
+      out_dir = argv[i];
+    }
+  }
+  if (device.is_cuda() && !cuda::is_available()) {
+    std::fprintf(stderr, "digits_mlp: --device %s, but no CUDA device answers on this machine\n", device.str().c_str());
+    return 1;
+  }
   std::filesystem::create_directories(out_dir);
   const auto start = std::chrono::steady_clock::now();
 
@@ -50,10 +68,11 @@ int main(int argc, char** argv) {
   model.add<nn::Linear>(64, 64);
   model.add<nn::ReLU>();
   model.add<nn::Linear>(64, 10);
+  model.to(device);
   ClassifierLoss loss(model);
   optim::SGD opt(model.parameters(), {.lr = 0.1, .momentum = 0.9});
 
-  const std::string table = nn::summary(model, d.x_test.slice(0, 0, 8));
+  const std::string table = nn::summary(model, d.x_test.slice(0, 0, 8).to(device));
   std::cout << table;
 
   data::TensorDataset train({d.x_train, d.y_train});
@@ -62,7 +81,7 @@ int main(int argc, char** argv) {
   for (int epoch = 1; epoch <= epochs; ++epoch) {
     double total = 0;
     for (const data::Batch& b : loader) {
-      ModuleGraph g = loss(b[0], b[1]);
+      ModuleGraph g = loss(b[0].to(device), b[1].to(device));
       opt.zero_grad();
       g.back();
       opt.step();
@@ -75,14 +94,15 @@ int main(int argc, char** argv) {
   double acc = 0;
   {
     NoGradGuard no_grad;
-    acc = examples::accuracy(model(d.x_test).value(), d.y_test);
+    acc = examples::accuracy(model(d.x_test.to(device)).value().cpu(), d.y_test);
   }
-  std::printf("test accuracy %.4f (%lld images)\n", acc, static_cast<long long>(d.x_test.size(0)));
+  std::printf("test accuracy %.4f (%lld images, %s)\n", acc, static_cast<long long>(d.x_test.size(0)),
+              device.str().c_str());
 
   // The graph of one training step on 8 images, gradients included.
   std::ofstream(out_dir / "digits_mlp_summary.txt") << table;
   std::cout << "wrote " << (out_dir / "digits_mlp_summary.txt").string() << "\n";
-  ModuleGraph step = loss(d.x_train.slice(0, 0, 8), d.y_train.slice(0, 0, 8));
+  ModuleGraph step = loss(d.x_train.slice(0, 0, 8).to(device), d.y_train.slice(0, 0, 8).to(device));
   step.back();
   for (const auto& f : render_graph(step, (out_dir / "digits_mlp").string(), {.title = "digits MLP: one training step"})) {
     std::cout << "wrote " << f << "\n";
