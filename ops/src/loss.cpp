@@ -1,18 +1,15 @@
-// Losses: forward and VJP side by side. cross_entropy fuses log_softmax and nll_loss (its
-// VJP is softmax minus the one-hot target); binary_cross_entropy_with_logits works from the
-// logits with log1p(exp(-|x|)), never forming sigmoid(x) and its logarithm.
+// Losses: forward and VJP side by side, the loops in kernels/softmax.cpp (CPU) and
+// kernels/cuda/softmax.cu. cross_entropy fuses log_softmax and nll_loss (its VJP is softmax
+// minus the one-hot target); binary_cross_entropy_with_logits works from the logits with
+// log1p(exp(-|x|)), never forming sigmoid(x) and its logarithm.
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/operator.h>
-#include <zkynet/framework/parallel.h>
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/loss.h>
-#include <zkynet/ops/strided.h>
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
+#include "kernels/softmax.h"
+
 #include <string>
-#include <vector>
 
 namespace zkynet::op {
 
@@ -84,29 +81,21 @@ ClassShape class_shape(const Tensor& scores, const Tensor& target, std::string_v
   return s;
 }
 
-// The target's class indices, each checked to lie in [0, C).
-std::vector<std::int64_t> class_indices(const Tensor& target, const ClassShape& s, std::string_view op) {
-  const Tensor t = target.contiguous();
-  const std::int64_t* p = t.data<std::int64_t>();
-  std::vector<std::int64_t> idx(p, p + t.numel());
-  for (std::size_t n = 0; n < idx.size(); ++n) {
-    if (idx[n] < 0 || idx[n] >= s.c) {
-      const std::string where = s.batched ? "target[" + std::to_string(n) + "]" : std::string("target");
-      throw IndexError(std::string(op) + ": class index " + std::to_string(idx[n]) + " (" + where +
-                       ") is out of range for C = " + std::to_string(s.c) + " classes");
-    }
-  }
-  return idx;
+// Checks that every target is a class index in [0, C) (on a device: one read back).
+void check_class_indices(const Tensor& target, const ClassShape& s, std::string_view op) {
+  const std::int64_t n = kernels::first_class_out_of_range(target, s.c);
+  if (n < 0) return;
+  const std::int64_t index = target.cpu().contiguous().data<std::int64_t>()[n];  // the error's path only
+  const std::string where = s.batched ? "target[" + std::to_string(n) + "]" : std::string("target");
+  throw IndexError(std::string(op) + ": class index " + std::to_string(index) + " (" + where +
+                   ") is out of range for C = " + std::to_string(s.c) + " classes");
 }
 
-Shape per_sample_shape(const ClassShape& s) { return s.batched ? Shape{s.n} : Shape{}; }
-
-// The gradient reaching sample n's loss, read from the output gradient `g`.
-template <class T>
-T sample_grad(const T* g, std::int64_t n, const ClassShape& s, Reduction r) {
-  if (r == Reduction::None) return g[n];
-  return r == Reduction::Mean ? static_cast<T>(g[0] / static_cast<T>(s.n)) : g[0];
-}
+// The scores as (N, C) and the target as (N,): an unbatched pair is one sample.
+Tensor as_rows(const Tensor& scores, const ClassShape& s) { return s.batched ? scores : scores.reshape({1, s.c}); }
+Tensor as_samples(const Tensor& target, const ClassShape& s) { return s.batched ? target : target.reshape({1}); }
+// The kernels' per-sample result (N,) as the loss's shape: a 0-d loss for an unbatched pair.
+Tensor per_sample(const Tensor& per, const ClassShape& s) { return s.batched ? per : per.reshape({}); }
 
 struct CrossEntropyDef {
   static constexpr std::string_view name = "cross_entropy";
@@ -116,59 +105,19 @@ struct CrossEntropyDef {
   // loss_n = log(sum_j exp(x_nj - m_n)) - (x_n,t_n - m_n), m_n the row's maximum.
   Tensor forward(const Tensor& logits, const Tensor& target) const {
     const ClassShape s = class_shape(logits, target, name, "logits");
-    const std::vector<std::int64_t> idx = class_indices(target, s, name);
-    const Tensor x = logits.contiguous();
-    Tensor per = Tensor::empty(per_sample_shape(s), logits.dtype());
-    dispatch_floating(logits.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* p = x.data<T>();
-      T* out = per.data<T>();
-      parallel_for(s.n, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t n = begin; n < end; ++n) {
-          const T* row = p + n * s.c;
-          T m = -std::numeric_limits<T>::infinity();
-          for (std::int64_t j = 0; j < s.c; ++j) m = std::max(m, row[j]);
-          const T shift = m;  // +inf or all -inf: NaN, as torch's log_softmax
-          double total = 0.0;
-          for (std::int64_t j = 0; j < s.c; ++j) total += std::exp(static_cast<double>(row[j] - shift));
-          out[n] = static_cast<T>(std::log(total) - static_cast<double>(row[idx[static_cast<std::size_t>(n)]] - shift));
-        }
-      }, std::max<std::int64_t>(1, kParallelGrain / std::max<std::int64_t>(s.c, 1)));
-    });
-    return reduce(per, reduction);
+    check_class_indices(target, s, name);
+    const Tensor per = kernels::cross_entropy(as_rows(logits, s), as_samples(target, s));
+    return reduce(per_sample(per, s), reduction);
   }
 
   // dx_nj = g_n * (softmax(x_n)_j - [j == t_n]).
   std::array<Tensor, 2> vjp(const VjpContext<2>& c) const {
     if (!c.needs[0]) return {Tensor(), Tensor()};
     const ClassShape s = class_shape(c.in(0), c.in(1), name, "logits");
-    const std::vector<std::int64_t> idx = class_indices(c.in(1), s, name);
-    const Tensor x = c.in(0).contiguous();
-    const Tensor g = c.grad.contiguous();
-    Tensor dx = Tensor::empty(x.shape(), x.dtype());
-    dispatch_floating(x.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* p = x.data<T>();
-      const T* gp = g.data<T>();
-      T* d = dx.data<T>();
-      parallel_for(s.n, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t n = begin; n < end; ++n) {
-          const T* row = p + n * s.c;
-          T* drow = d + n * s.c;
-          T m = -std::numeric_limits<T>::infinity();
-          for (std::int64_t j = 0; j < s.c; ++j) m = std::max(m, row[j]);
-          const T shift = m;  // +inf or all -inf: NaN, as torch's log_softmax
-          double total = 0.0;
-          for (std::int64_t j = 0; j < s.c; ++j) total += std::exp(static_cast<double>(row[j] - shift));
-          const double gn = static_cast<double>(sample_grad(gp, n, s, reduction));
-          for (std::int64_t j = 0; j < s.c; ++j) {
-            drow[j] = static_cast<T>(gn * std::exp(static_cast<double>(row[j] - shift)) / total);
-          }
-          drow[idx[static_cast<std::size_t>(n)]] -= static_cast<T>(gn);
-        }
-      }, std::max<std::int64_t>(1, kParallelGrain / std::max<std::int64_t>(s.c, 1)));
-    });
-    return {dx, Tensor()};
+    check_class_indices(c.in(1), s, name);
+    const Tensor dx = kernels::cross_entropy_backward(as_rows(c.in(0), s), as_samples(c.in(1), s), c.grad,
+                                                      reduction == Reduction::Mean);
+    return {s.batched ? dx : dx.reshape({s.c}), Tensor()};
   }
 };
 
@@ -180,32 +129,19 @@ struct NllLossDef {
   // loss_n = -log_probs[n, t_n].
   Tensor forward(const Tensor& log_probs, const Tensor& target) const {
     const ClassShape s = class_shape(log_probs, target, name, "log_probs");
-    const std::vector<std::int64_t> idx = class_indices(target, s, name);
-    const Tensor x = log_probs.contiguous();
-    Tensor per = Tensor::empty(per_sample_shape(s), log_probs.dtype());
-    dispatch_floating(log_probs.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* p = x.data<T>();
-      T* out = per.data<T>();
-      for (std::int64_t n = 0; n < s.n; ++n) out[n] = -p[n * s.c + idx[static_cast<std::size_t>(n)]];
-    });
-    return reduce(per, reduction);
+    check_class_indices(target, s, name);
+    const Tensor per = kernels::nll_loss(as_rows(log_probs, s), as_samples(target, s));
+    return reduce(per_sample(per, s), reduction);
   }
 
   // dx = -g_n at [n, t_n], zero elsewhere.
   std::array<Tensor, 2> vjp(const VjpContext<2>& c) const {
     if (!c.needs[0]) return {Tensor(), Tensor()};
     const ClassShape s = class_shape(c.in(0), c.in(1), name, "log_probs");
-    const std::vector<std::int64_t> idx = class_indices(c.in(1), s, name);
-    const Tensor g = c.grad.contiguous();
-    Tensor dx = Tensor::zeros(c.in(0).shape(), c.in(0).dtype());
-    dispatch_floating(dx.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* gp = g.data<T>();
-      T* d = dx.data<T>();
-      for (std::int64_t n = 0; n < s.n; ++n) d[n * s.c + idx[static_cast<std::size_t>(n)]] = -sample_grad(gp, n, s, reduction);
-    });
-    return {dx, Tensor()};
+    check_class_indices(c.in(1), s, name);
+    const Tensor dx = kernels::nll_loss_backward(as_rows(c.in(0), s), as_samples(c.in(1), s), c.grad,
+                                                 reduction == Reduction::Mean);
+    return {s.batched ? dx : dx.reshape({s.c}), Tensor()};
   }
 };
 
@@ -232,19 +168,13 @@ struct MseLossDef {
 
   Tensor forward(const Tensor& input, const Tensor& target) const {
     check_pair(input, target, name);
-    return reduce(dispatch_floating(input.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      return kernels::map<T, 2>({input, target}, [](T x, T y) { return (x - y) * (x - y); }, name);
-    }), reduction);
+    return reduce(kernels::mse_loss(input, target), reduction);
   }
 
   // d/dinput = 2 g (input - target) = -d/dtarget.
   std::array<Tensor, 2> vjp(const VjpContext<2>& c) const {
     const Tensor g = per_element_grad(c.grad, c.in(0).numel(), reduction);
-    const Tensor dx = dispatch_floating(c.in(0).dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      return kernels::map<T, 3>({g, c.in(0), c.in(1)}, [](T gi, T x, T y) { return T(2) * gi * (x - y); }, name);
-    });
+    const Tensor dx = kernels::mse_loss_backward(g, c.in(0), c.in(1));
     return {c.needs[0] ? dx : Tensor(), c.needs[1] ? kernels::neg(dx) : Tensor()};
   }
 };
@@ -254,40 +184,18 @@ struct BceWithLogitsDef {
   static constexpr std::array<std::string_view, 2> inputs{"input", "target"};
   Reduction reduction = Reduction::Mean;
 
-  // loss = (1 - y) x + max(-x, 0) + log(1 + exp(-|x|)): torch's (1 - y) x + m + log(exp(-m) +
-  // exp(-x - m)), m = max(-x, 0), with log1p. Equal to max(x, 0) - x y + ... for finite x, it
-  // gives torch's results at infinite logits (+inf with y = 0: inf, where x y was inf * 0 = NaN).
+  // loss = (1 - y) x + max(-x, 0) + log(1 + exp(-|x|)), torch's form (kernels::fn::BceWithLogits
+  // says why): +inf with y = 0 gives inf, not inf * 0 = NaN.
   Tensor forward(const Tensor& input, const Tensor& target) const {
     check_pair(input, target, name);
-    return reduce(dispatch_floating(input.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      return kernels::map<T, 2>(
-          {input, target},
-          [](T x, T y) { return (T(1) - y) * x + std::max(-x, T(0)) + std::log1p(std::exp(-std::abs(x))); },
-          name);
-    }), reduction);
+    return reduce(kernels::bce_with_logits(input, target), reduction);
   }
 
   // d/dx = g (sigmoid(x) - y);  d/dy = -g x.
   std::array<Tensor, 2> vjp(const VjpContext<2>& c) const {
     const Tensor g = per_element_grad(c.grad, c.in(0).numel(), reduction);
-    return dispatch_floating(c.in(0).dtype(), [&](auto zero) -> std::array<Tensor, 2> {
-      using T = decltype(zero);
-      Tensor dx;
-      Tensor dy;
-      if (c.needs[0]) {
-        dx = kernels::map<T, 3>(
-            {g, c.in(0), c.in(1)},
-            [](T gi, T x, T y) {
-              const T e = std::exp(-std::abs(x));  // sigmoid without overflow on either side
-              const T sig = x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
-              return gi * (sig - y);
-            },
-            name);
-      }
-      if (c.needs[1]) dy = kernels::map<T, 2>({g, c.in(0)}, [](T gi, T x) { return -gi * x; }, name);
-      return {dx, dy};
-    });
+    return {c.needs[0] ? kernels::bce_with_logits_backward_input(g, c.in(0), c.in(1)) : Tensor(),
+            c.needs[1] ? kernels::bce_with_logits_backward_target(g, c.in(0)) : Tensor()};
   }
 };
 

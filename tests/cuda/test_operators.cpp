@@ -16,7 +16,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <span>
@@ -36,6 +38,12 @@ struct Case {
   bool positive = false;   // inputs > 0 (log, sqrt, div's divisor)
   bool transposed = false; // the first input a transposed (non-contiguous) view
 };
+
+// Class indices as an int64 target on the scores' device: (N,), or 0-d for one index.
+NodeRef classes(const NodeRef& scores, const std::vector<std::int64_t>& indices) {
+  const Shape shape = scores.shape().size() == 1 ? Shape{} : Shape{static_cast<std::int64_t>(indices.size())};
+  return Tensor::from_vector(indices, shape).to(scores.value().device());
+}
 
 const std::vector<Case>& table() {
   static const std::vector<Case> cases = {
@@ -61,6 +69,33 @@ const std::vector<Case>& table() {
       {"linear", [](auto x) { return op::linear(x[0], x[1], x[2]); }, {{6, 5}, {4, 5}, {4}}},
       {"reshape", [](auto x) { return op::reshape(x[0], {3, 4}); }, {{2, 6}}},
       {"transpose", [](auto x) { return op::transpose(x[0]); }, {{2, 6}}},
+      // Softmax and the losses: contiguous lanes one to a warp (n <= 1024) or a block, strided
+      // lanes (inner >= 32) one to a thread; class targets are int64 on the scores' device.
+      // (No class weights or ignore_index: the operators have none, see ops/loss.h.)
+      {"softmax", [](auto x) { return op::softmax(x[0]); }, {{4, 7}}},
+      {"softmax axis 0, lanes 12 apart", [](auto x) { return op::softmax(x[0], 0); }, {{5, 3, 4}}},
+      {"softmax axis 0, a lane per thread", [](auto x) { return op::softmax(x[0], 0); }, {{6, 40}}},
+      {"softmax, a lane per block", [](auto x) { return op::softmax(x[0]); }, {{3, 1500}}},
+      {"log_softmax transposed", [](auto x) { return op::log_softmax(x[0]); }, {{4, 7}}, false, true},
+      {"log_softmax axis 1", [](auto x) { return op::log_softmax(x[0], 1); }, {{3, 5, 40}}},
+      {"logsumexp", [](auto x) { return op::logsumexp(x[0], {1}); }, {{4, 6}}},
+      {"logsumexp axes (0, 2) keepdim", [](auto x) { return op::logsumexp(x[0], {0, 2}, true); }, {{3, 4, 5}}},
+      {"cross_entropy", [](auto x) { return op::cross_entropy(x[0], classes(x[0], {0, 4, 2, 2, 1, 3})); }, {{6, 5}}},
+      {"cross_entropy none, a row per block",
+       [](auto x) { return op::cross_entropy(x[0], classes(x[0], {1499, 0}), op::Reduction::None); }, {{2, 1500}}},
+      {"cross_entropy sum unbatched",
+       [](auto x) { return op::cross_entropy(x[0], classes(x[0], {3}), op::Reduction::Sum); }, {{5}}},
+      {"nll_loss", [](auto x) { return op::nll_loss(x[0], classes(x[0], {2, 0, 1, 2})); }, {{4, 3}}},
+      {"nll_loss none",
+       [](auto x) { return op::nll_loss(x[0], classes(x[0], {2, 0, 1, 2}), op::Reduction::None); }, {{4, 3}}},
+      {"mse_loss", [](auto x) { return op::mse_loss(x[0], x[1]); }, {{4, 6}, {4, 6}}},
+      {"mse_loss none transposed",
+       [](auto x) { return op::mse_loss(x[0], x[1], op::Reduction::None); }, {{4, 6}, {4, 6}}, false, true},
+      {"binary_cross_entropy_with_logits",
+       [](auto x) { return op::binary_cross_entropy_with_logits(x[0], x[1]); }, {{5, 3}, {5, 3}}},
+      {"binary_cross_entropy_with_logits sum", [](auto x) {
+         return op::binary_cross_entropy_with_logits(x[0], x[1], op::Reduction::Sum);
+       }, {{7}, {7}}},
   };
   return cases;
 }
@@ -121,6 +156,24 @@ TEST_CASE("every operator in the table gives the CPU's value and gradient on CUD
     }
   }
 }
+
+// Equal where either is NaN or infinite (NaN matching NaN), else within rtol.
+bool same_values(const Tensor& got, const Tensor& want, double rtol) {
+  const Tensor a = got.cpu().to(DType::Float64).contiguous();
+  const Tensor b = want.cpu().to(DType::Float64).contiguous();
+  if (a.shape() != b.shape()) return false;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    const double x = a.data<double>()[i];
+    const double y = b.data<double>()[i];
+    if (std::isnan(x) || std::isnan(y) || std::isinf(x) || std::isinf(y)) {
+      if (!(std::isnan(x) && std::isnan(y)) && x != y) return false;
+    } else if (std::abs(x - y) > rtol * (1.0 + std::abs(y))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 
 TEST_CASE("a float32 sum of 1e8 elements on CUDA is within 1e-6 of the CPU's float64 total", "[cuda]") {
   Generator gen(3);

@@ -4,6 +4,7 @@
 
 #include "cuda/api.h"
 #include "functors.h"
+#include "softmax.h"
 
 #include <string>
 
@@ -44,5 +45,32 @@ void rmsprop_step(std::span<const RmspropSlot>, const RmspropHyper&) { zkynet::d
 Tensor dropout_mask(const Shape&, DType, Device, double, double, std::uint64_t) {
   zkynet::detail::throw_no_cuda("dropout");
 }
+
+// Softmax and the losses.
+Tensor softmax(const Tensor&, std::int64_t) { zkynet::detail::throw_no_cuda("softmax"); }
+Tensor softmax_backward(const Tensor&, const Tensor&, std::int64_t) { zkynet::detail::throw_no_cuda("softmax"); }
+Tensor log_softmax(const Tensor&, std::int64_t) { zkynet::detail::throw_no_cuda("log_softmax"); }
+Tensor log_softmax_backward(const Tensor&, const Tensor&, std::int64_t) {
+  zkynet::detail::throw_no_cuda("log_softmax");
+}
+Tensor logsumexp_last(const Tensor&) { zkynet::detail::throw_no_cuda("logsumexp"); }
+std::int64_t first_class_out_of_range(const Tensor&, std::int64_t) {
+  zkynet::detail::throw_no_cuda("class index check");
+}
+Tensor cross_entropy(const Tensor&, const Tensor&) { zkynet::detail::throw_no_cuda("cross_entropy"); }
+Tensor cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, bool) {
+  zkynet::detail::throw_no_cuda("cross_entropy");
+}
+Tensor nll_loss(const Tensor&, const Tensor&) { zkynet::detail::throw_no_cuda("nll_loss"); }
+Tensor nll_loss_backward(const Tensor&, const Tensor&, const Tensor&, bool) {
+  zkynet::detail::throw_no_cuda("nll_loss");
+}
+template <class F, std::size_t N>
+Tensor map_loss(const std::array<Tensor, N>&, DType, Device, const F&, std::string_view op) {
+  zkynet::detail::throw_no_cuda(op);
+}
+#define ZKYNET_INSTANTIATE_LOSS(F, N) \
+  template Tensor map_loss<fn::F, N>(const std::array<Tensor, N>&, DType, Device, const fn::F&, std::string_view);
+ZKYNET_LOSS_FUNCTORS(ZKYNET_INSTANTIATE_LOSS)
 
 }  // namespace zkynet::kernels::cuda

@@ -7,6 +7,8 @@
 #include <zkynet/framework/tensor.h>
 #include <zkynet/ops/optim_kernels.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -38,5 +40,23 @@ void sgd_step(std::span<const SgdSlot> slots, const SgdHyper& hyper);
 void adam_step(std::span<const AdamSlot> slots, const AdamHyper& hyper);
 void rmsprop_step(std::span<const RmspropSlot> slots, const RmspropHyper& hyper);
 Tensor dropout_mask(const Shape& shape, DType dtype, Device device, double keep, double scale, std::uint64_t key);
+
+// ---- softmax, log_softmax, logsumexp and the losses (../softmax.h says what each computes;
+// these are its CUDA half). Lanes along the axis go one to a warp or a block when contiguous,
+// one to a thread when strided; exp-sums and dot products accumulate in double.
+Tensor softmax(const Tensor& x, std::int64_t axis);
+Tensor softmax_backward(const Tensor& grad, const Tensor& y, std::int64_t axis);
+Tensor log_softmax(const Tensor& x, std::int64_t axis);
+Tensor log_softmax_backward(const Tensor& grad, const Tensor& y, std::int64_t axis);
+Tensor logsumexp_last(const Tensor& x);
+std::int64_t first_class_out_of_range(const Tensor& target, std::int64_t classes);
+Tensor cross_entropy(const Tensor& logits, const Tensor& target);
+Tensor cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& grad, bool mean);
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target);
+Tensor nll_loss_backward(const Tensor& log_probs, const Tensor& target, const Tensor& grad, bool mean);
+// out = f(operands...) over their broadcast shape in `dtype` on `device` (operands moved and
+// converted there), for the functors of ../softmax.h (ZKYNET_LOSS_FUNCTORS).
+template <class F, std::size_t N>
+Tensor map_loss(const std::array<Tensor, N>& operands, DType dtype, Device device, const F& f, std::string_view op);
 
 }  // namespace zkynet::kernels::cuda
