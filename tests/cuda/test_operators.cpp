@@ -174,6 +174,33 @@ bool same_values(const Tensor& got, const Tensor& want, double rtol) {
   return true;
 }
 
+TEST_CASE("softmax, log_softmax, logsumexp and cross_entropy shift extreme lanes on CUDA as on the CPU", "[cuda]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  // Lanes (rows): finite, huge, one +inf, only -inf, one -inf, one NaN.
+  const Tensor x = Tensor::from_vector<double>(
+      {1, 2, 3, 1e30, -1e30, 0, inf, 1, 2, -inf, -inf, -inf, -inf, 0, 1, nan, 0, 1}, {6, 3});
+  const std::vector<Case> cases = {
+      {"softmax", [](auto v) { return op::softmax(v[0]); }, {}},
+      {"softmax axis 0", [](auto v) { return op::softmax(v[0], 0); }, {}},
+      {"log_softmax", [](auto v) { return op::log_softmax(v[0]); }, {}},
+      {"logsumexp", [](auto v) { return op::logsumexp(v[0], {1}); }, {}},
+      {"cross_entropy none",
+       [](auto v) { return op::cross_entropy(v[0], classes(v[0], {0, 1, 2, 0, 1, 2}), op::Reduction::None); }, {}},
+  };
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    const Tensor xc = x.to(dtype);
+    for (const Case& c : cases) {
+      INFO(c.name << " " << dtype_name(dtype));
+      const Tensor seed = Tensor::ones(c.body(std::vector<NodeRef>{xc}).shape(), dtype);
+      const Result want = run(c, {xc}, seed);
+      const Result got = run(c, {xc.cuda()}, seed);
+      CHECK(same_values(got.value, want.value, 1e-5));
+      CHECK(same_values(got.grads[0], want.grads[0], 1e-5));
+    }
+  }
+}
+
 
 TEST_CASE("a float32 sum of 1e8 elements on CUDA is within 1e-6 of the CPU's float64 total", "[cuda]") {
   Generator gen(3);
