@@ -1,12 +1,14 @@
-// Indexing operators: forward and VJP side by side. concat and stack take a list of operands,
-// so they are DynamicOperators (arity fixed per call); split is a list of slices. The VJPs
-// of the gathering operators (index_select, gather, embedding) scatter-add the gradient,
-// so repeated indices sum their contributions.
+// Indexing operators: forward and VJP side by side, their loops in kernels/select.cpp (and
+// cuda/select.cu). concat and stack take a list of operands, so they are DynamicOperators
+// (arity fixed per call); split is a list of slices. The VJPs of the gathering operators
+// (index_select, gather, embedding) scatter-add the gradient, so repeated indices sum their
+// contributions.
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/operator.h>
 #include <zkynet/ops/indexing.h>
 #include <zkynet/ops/kernels.h>
-#include <zkynet/ops/strided.h>
+
+#include "kernels/select.h"
 
 #include <algorithm>
 #include <memory>
@@ -36,36 +38,6 @@ void require_index_dtype(const Tensor& index, std::string_view op, std::string_v
   }
 }
 
-// The indices, row-major, each checked to lie in [0, size).
-std::vector<std::int64_t> checked_indices(const Tensor& index, std::int64_t size, std::string_view op,
-                                          const std::string& what) {
-  const Tensor t = index.contiguous();
-  const std::int64_t* p = t.data<std::int64_t>();
-  std::vector<std::int64_t> idx(p, p + t.numel());
-  for (std::int64_t i : idx) {
-    if (i < 0 || i >= size) {
-      throw IndexError(std::string(op) + ": index " + std::to_string(i) + " is out of range for " + what + " of size " +
-                       std::to_string(size));
-    }
-  }
-  return idx;
-}
-
-// A contiguous tensor seen as outer x n x inner around one axis.
-struct Blocks {
-  std::int64_t outer = 1;
-  std::int64_t n = 1;
-  std::int64_t inner = 1;
-};
-
-Blocks blocks_around(const Shape& shape, std::int64_t axis) {
-  Blocks b;
-  for (std::int64_t i = 0; i < axis; ++i) b.outer *= shape[static_cast<std::size_t>(i)];
-  b.n = shape[static_cast<std::size_t>(axis)];
-  for (std::size_t i = static_cast<std::size_t>(axis) + 1; i < shape.size(); ++i) b.inner *= shape[i];
-  return b;
-}
-
 // ---- concat, stack -----------------------------------------------------------------------
 
 // Joins `xs` along `axis` (already normalized); shapes agree except along it.
@@ -74,7 +46,7 @@ Tensor join(std::span<const Tensor> xs, std::int64_t axis) {
   std::int64_t total = 0;
   for (const Tensor& x : xs) total += x.shape()[static_cast<std::size_t>(axis)];
   shape[static_cast<std::size_t>(axis)] = total;
-  Tensor out = Tensor::empty(shape, xs[0].dtype());
+  Tensor out = Tensor::empty(shape, xs[0].dtype(), xs[0].device());
   std::int64_t offset = 0;
   for (const Tensor& x : xs) {
     const std::int64_t n = x.shape()[static_cast<std::size_t>(axis)];
@@ -181,9 +153,7 @@ struct SliceDef {
   // The gradient written into the sliced positions of a zero tensor.
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
-    Tensor dx = Tensor::zeros(c.in(0).shape(), c.in(0).dtype());
-    dx.slice(axis, start, stop, step).copy_(c.grad);
-    return {dx};
+    return {kernels::slice_backward(c.grad, c.in(0).shape(), axis, start, stop, step)};
   }
 };
 
@@ -204,25 +174,8 @@ struct IndexSelectDef {
 
   Tensor forward(const Tensor& x, const Tensor& index) const {
     const std::int64_t a = check(x, index);
-    const std::vector<std::int64_t> idx =
-        checked_indices(index, x.shape()[static_cast<std::size_t>(a)], name, "axis " + std::to_string(a));
-    const Blocks b = blocks_around(x.shape(), a);
-    const auto k = static_cast<std::int64_t>(idx.size());
-    Shape shape = x.shape();
-    shape[static_cast<std::size_t>(a)] = k;
-    const Tensor in = x.contiguous();
-    Tensor out = Tensor::empty(shape, x.dtype());
-    dispatch_dtype(x.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* p = in.data<T>();
-      T* o = out.data<T>();
-      for (std::int64_t i = 0; i < b.outer; ++i) {
-        for (std::int64_t j = 0; j < k; ++j) {
-          std::copy_n(p + (i * b.n + idx[static_cast<std::size_t>(j)]) * b.inner, b.inner, o + (i * k + j) * b.inner);
-        }
-      }
-    });
-    return out;
+    kernels::check_indices(index, x.shape()[static_cast<std::size_t>(a)], name, "axis " + std::to_string(a));
+    return kernels::index_select(x, a, index);
   }
 
   // dx[.., index[j], ..] += grad[.., j, ..].
@@ -230,25 +183,8 @@ struct IndexSelectDef {
     const Tensor& x = c.in(0);
     if (!c.needs[0] || !is_floating(x.dtype())) return {Tensor(), Tensor()};
     const std::int64_t a = check(x, c.in(1));
-    const std::vector<std::int64_t> idx =
-        checked_indices(c.in(1), x.shape()[static_cast<std::size_t>(a)], name, "axis " + std::to_string(a));
-    const Blocks b = blocks_around(x.shape(), a);
-    const auto k = static_cast<std::int64_t>(idx.size());
-    const Tensor g = c.grad.contiguous();
-    Tensor dx = Tensor::zeros(x.shape(), x.dtype());
-    dispatch_floating(x.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* gp = g.data<T>();
-      T* d = dx.data<T>();
-      for (std::int64_t i = 0; i < b.outer; ++i) {
-        for (std::int64_t j = 0; j < k; ++j) {
-          T* dst = d + (i * b.n + idx[static_cast<std::size_t>(j)]) * b.inner;
-          const T* src = gp + (i * k + j) * b.inner;
-          for (std::int64_t e = 0; e < b.inner; ++e) dst[e] += src[e];
-        }
-      }
-    });
-    return {dx, Tensor()};
+    kernels::check_indices(c.in(1), x.shape()[static_cast<std::size_t>(a)], name, "axis " + std::to_string(a));
+    return {kernels::index_select_backward(c.grad, x.shape(), a, c.in(1)), Tensor()};
   }
 };
 
@@ -274,33 +210,10 @@ struct GatherDef {
     return a;
   }
 
-  // Calls body(index position, x position) for every element of index; x's position is
-  // that of index's coordinates, with the axis coordinate replaced by the index value.
-  template <class Body>
-  static void visit(const Shape& x_strides, const Tensor& index, const std::vector<std::int64_t>& idx, std::int64_t a,
-                    Body&& body) {
-    Shape outer = x_strides;
-    const std::int64_t axis_stride = outer[static_cast<std::size_t>(a)];
-    outer[static_cast<std::size_t>(a)] = 0;
-    const Shape index_strides = contiguous_strides(index.shape());
-    kernels::detail::for_each_strided<2>(index.shape(), {&index_strides, &outer},
-                                         [&](const std::array<std::int64_t, 2>& off) {
-                                           body(off[0], off[1] + idx[static_cast<std::size_t>(off[0])] * axis_stride);
-                                         });
-  }
-
   Tensor forward(const Tensor& x, const Tensor& index) const {
     const std::int64_t a = check(x, index);
-    const std::vector<std::int64_t> idx =
-        checked_indices(index, x.shape()[static_cast<std::size_t>(a)], name, "axis " + std::to_string(a));
-    Tensor out = Tensor::empty(index.shape(), x.dtype());
-    dispatch_dtype(x.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* p = x.data<T>();
-      T* o = out.data<T>();
-      visit(x.strides(), index, idx, a, [&](std::int64_t i, std::int64_t xi) { o[i] = p[xi]; });
-    });
-    return out;
+    kernels::check_indices(index, x.shape()[static_cast<std::size_t>(a)], name, "axis " + std::to_string(a));
+    return kernels::gather(x, a, index);
   }
 
   // The scatter-add adjoint: dx[.., index[i..], ..] += grad[i..].
@@ -308,17 +221,8 @@ struct GatherDef {
     const Tensor& x = c.in(0);
     if (!c.needs[0] || !is_floating(x.dtype())) return {Tensor(), Tensor()};
     const std::int64_t a = check(x, c.in(1));
-    const std::vector<std::int64_t> idx =
-        checked_indices(c.in(1), x.shape()[static_cast<std::size_t>(a)], name, "axis " + std::to_string(a));
-    const Tensor g = c.grad.contiguous();
-    Tensor dx = Tensor::zeros(x.shape(), x.dtype());
-    dispatch_floating(x.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* gp = g.data<T>();
-      T* d = dx.data<T>();
-      visit(dx.strides(), c.in(1), idx, a, [&](std::int64_t i, std::int64_t xi) { d[xi] += gp[i]; });
-    });
-    return {dx, Tensor()};
+    kernels::check_indices(c.in(1), x.shape()[static_cast<std::size_t>(a)], name, "axis " + std::to_string(a));
+    return {kernels::gather_backward(c.grad, x.shape(), a, c.in(1)), Tensor()};
   }
 };
 
@@ -328,75 +232,36 @@ struct EmbeddingDef {
   static constexpr std::string_view name = "embedding";
   static constexpr std::array<std::string_view, 2> inputs{"indices", "weight"};
 
-  static std::vector<std::int64_t> rows(const Tensor& indices, const Tensor& weight) {
+  static void check(const Tensor& indices, const Tensor& weight) {
     require_index_dtype(indices, name, "indices");
     if (weight.dim() != 2) {
       throw ShapeError("embedding: weight " + shape_str(weight.shape()) + " must be 2-d (num_embeddings, dim)");
     }
-    return checked_indices(indices, weight.shape()[0], name, "weight " + shape_str(weight.shape()) + " (rows)");
+    kernels::check_indices(indices, weight.shape()[0], name, "weight " + shape_str(weight.shape()) + " (rows)");
   }
 
   Tensor forward(const Tensor& indices, const Tensor& weight) const {
-    const std::vector<std::int64_t> idx = rows(indices, weight);
-    const std::int64_t dim = weight.shape()[1];
-    Shape shape = indices.shape();
-    shape.push_back(dim);
-    const Tensor w = weight.contiguous();
-    Tensor out = Tensor::empty(shape, weight.dtype());
-    dispatch_dtype(weight.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* p = w.data<T>();
-      T* o = out.data<T>();
-      for (std::size_t i = 0; i < idx.size(); ++i) {
-        std::copy_n(p + idx[i] * dim, dim, o + static_cast<std::int64_t>(i) * dim);
-      }
-    });
-    return out;
+    check(indices, weight);
+    return kernels::embedding(indices, weight);
   }
 
   // dweight[indices[i]] += grad[i], row by row.
   std::array<Tensor, 2> vjp(const VjpContext<2>& c) const {
     const Tensor& weight = c.in(1);
     if (!c.needs[1] || !is_floating(weight.dtype())) return {Tensor(), Tensor()};
-    const std::vector<std::int64_t> idx = rows(c.in(0), weight);
-    const std::int64_t dim = weight.shape()[1];
-    const Tensor g = c.grad.contiguous();
-    Tensor dw = Tensor::zeros(weight.shape(), weight.dtype());
-    dispatch_floating(weight.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* gp = g.data<T>();
-      T* d = dw.data<T>();
-      for (std::size_t i = 0; i < idx.size(); ++i) {
-        T* dst = d + idx[i] * dim;
-        const T* src = gp + static_cast<std::int64_t>(i) * dim;
-        for (std::int64_t e = 0; e < dim; ++e) dst[e] += src[e];
-      }
-    });
-    return {Tensor(), dw};
+    check(c.in(0), weight);
+    return {Tensor(), kernels::embedding_backward(c.grad, c.in(0), weight.shape())};
   }
 };
 
 // ---- where -------------------------------------------------------------------------------
-
-// 1 where the condition is nonzero (NaN included), else 0, in the condition's dtype.
-Tensor truth(const Tensor& condition) {
-  return dispatch_dtype(condition.dtype(), [&](auto zero) {
-    using C = decltype(zero);
-    return kernels::map<C, 1>({condition}, [](C v) { return v != C(0) ? C(1) : C(0); }, "where");
-  });
-}
 
 struct WhereDef {
   static constexpr std::string_view name = "where";
   static constexpr std::array<std::string_view, 3> inputs{"condition", "a", "b"};
 
   Tensor forward(const Tensor& condition, const Tensor& a, const Tensor& b) const {
-    const DType dtype = kernels::result_dtype(a, b, name);
-    const Tensor mask = truth(condition);
-    return dispatch_dtype(dtype, [&](auto zero) {
-      using T = decltype(zero);
-      return kernels::map<T, 3>({mask, a, b}, [](T m, T x, T y) { return m != T(0) ? x : y; }, name);
-    });
+    return kernels::where(condition, a, b);
   }
 
   // grad where the condition holds goes to a, the rest to b; each summed to its shape.
@@ -404,21 +269,11 @@ struct WhereDef {
     const bool need_a = c.needs[1] && is_floating(c.in(1).dtype());
     const bool need_b = c.needs[2] && is_floating(c.in(2).dtype());
     if (!need_a && !need_b) return {Tensor(), Tensor(), Tensor()};
-    const Tensor mask = truth(c.in(0));
-    return dispatch_floating(c.grad.dtype(), [&](auto zero) -> std::array<Tensor, 3> {
-      using T = decltype(zero);
-      Tensor da;
-      Tensor db;
-      if (need_a) {
-        da = kernels::map<T, 2>({mask, c.grad}, [](T m, T g) { return m != T(0) ? g : T(0); }, name);
-        da = kernels::sum_to(da, c.in(1).shape()).to(c.in(1).dtype());
-      }
-      if (need_b) {
-        db = kernels::map<T, 2>({mask, c.grad}, [](T m, T g) { return m != T(0) ? T(0) : g; }, name);
-        db = kernels::sum_to(db, c.in(2).shape()).to(c.in(2).dtype());
-      }
-      return {Tensor(), da, db};
-    });
+    const auto share = [&](std::size_t i) {
+      const Tensor g = kernels::where_backward(c.grad, c.in(0), i == 1);
+      return kernels::sum_to(g, c.in(i).shape()).to(c.in(i).dtype());
+    };
+    return {Tensor(), need_a ? share(1) : Tensor(), need_b ? share(2) : Tensor()};
   }
 };
 

@@ -4,6 +4,7 @@
 // reason, or its case fails.
 #include <zkynet/framework/cuda.h>
 #include <zkynet/framework/module.h>
+#include <zkynet/ops/indexing.h>
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/loss.h>
 #include <zkynet/ops/normalization.h>
@@ -21,6 +22,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,6 +32,14 @@ using namespace zkynet;
 namespace {
 
 using Body = std::function<NodeRef(std::span<const NodeRef>)>;
+
+// An int64 tensor (indices, a condition) on x's device; `transposed`: the transpose of `shape`
+// read back as a non-contiguous view of shape.
+NodeRef int64_on(const NodeRef& x, const std::vector<std::int64_t>& values, const Shape& shape,
+                 bool transposed = false) {
+  if (!transposed) return Tensor::from_vector(values, shape).to(x.value().device());
+  return Tensor::from_vector(values, {shape[1], shape[0]}).to(x.value().device()).transpose(0, 1);
+}
 
 struct Case {
   std::string name;
@@ -67,6 +77,60 @@ const std::vector<Case>& table() {
       {"matmul", [](auto x) { return op::matmul(x[0], x[1]); }, {{7, 5}, {5, 3}}},
       {"matmul batched transposed", [](auto x) { return op::matmul(x[0], x[1]); }, {{2, 5, 7}, {2, 5, 3}}, false, true},
       {"linear", [](auto x) { return op::linear(x[0], x[1], x[2]); }, {{6, 5}, {4, 5}, {4}}},
+      // Indexing and selection (kernels/select.cpp, cuda/select.cu). Index tensors are int64 on the
+      // data's device; scatter-add VJPs (index_select, gather, embedding) sum repeated indices
+      // with atomics; max runs a lane per thread (short lanes) or per warp (long or few lanes);
+      // var/std sum in double over one chunk or several; reshape copies non-contiguous input.
+      {"slice step 2", [](auto x) { return op::slice(x[0], 1, 1, 7, 2); }, {{3, 8}}},
+      {"slice transposed", [](auto x) { return op::slice(x[0], 0, -3, 5); }, {{6, 4}}, false, true},
+      {"concat axis 1", [](auto x) { return op::concat({x[0], x[1]}, 1); }, {{3, 2}, {3, 5}}},
+      {"concat transposed", [](auto x) { return op::concat({x[0], x[1]}, 0); }, {{4, 3}, {2, 3}}, false, true},
+      {"stack", [](auto x) { return op::stack({x[0], x[1]}, 1); }, {{3, 4}, {3, 4}}},
+      {"split", [](auto x) {
+         const auto p = op::split(x[0], 2, 1);
+         return op::add(op::mult(p[0], p[1]), p[2]);
+       }, {{3, 6}}},
+      {"index_select axis 1, repeated",
+       [](auto x) { return op::index_select(x[0], 1, int64_on(x[0], {4, 0, 4, 2, 4}, {5})); }, {{3, 5}}},
+      {"index_select axis 0 transposed",
+       [](auto x) { return op::index_select(x[0], 0, int64_on(x[0], {2, 2, 0}, {3})); }, {{4, 3}}, false, true},
+      {"gather axis 1, index narrower than x",
+       [](auto x) { return op::gather(x[0], 1, int64_on(x[0], {0, 3, 3, 1, 2, 2, 0, 0}, {2, 4})); }, {{3, 4}}},
+      {"gather axis 0, transposed index",
+       [](auto x) { return op::gather(x[0], 0, int64_on(x[0], {3, 0, 3, 1, 1, 2}, {2, 3}, true)); }, {{4, 3}}},
+      {"embedding repeated indices",
+       [](auto x) { return op::embedding(int64_on(x[0], {1, 4, 1, 1, 0, 4}, {2, 3}), x[0]); }, {{5, 3}}},
+      {"embedding transposed weight",
+       [](auto x) { return op::embedding(int64_on(x[0], {5, 0, 5}, {3}), x[0]); }, {{6, 4}}, false, true},
+      {"embedding 400 lookups of 7 rows", [](auto x) {
+         std::vector<std::int64_t> rows;
+         for (std::int64_t i = 0; i < 400; ++i) rows.push_back(i * i % 7);
+         return op::embedding(int64_on(x[0], rows, {20, 20}), x[0]);
+       }, {{7, 64}}},
+      {"where float condition (0, NaN) broadcast", [](auto x) {
+         const double nan = std::numeric_limits<double>::quiet_NaN();
+         const NodeRef condition = Tensor::from_vector<double>({1, 0, nan, -2, 0}, {5}).to(x[0].value().device());
+         return op::where(condition, x[0], x[1]);
+       }, {{4, 5}, {5}}},
+      {"where int64 condition, a number",
+       [](auto x) { return op::where(int64_on(x[0], {1, 0, 0, 2, 0, -1}, {2, 3}), x[0], 0.5); }, {{4, 2, 3}}},
+      {"clamp both bounds", [](auto x) { return op::clamp(x[0], -0.5, 0.7); }, {{4, 6}}},
+      {"clamp lower bound transposed", [](auto x) { return op::clamp(x[0], 0.1, std::nullopt); }, {{3, 5}}, false, true},
+      {"maximum broadcast", [](auto x) { return op::maximum(x[0], x[1]); }, {{4, 5}, {5}}},
+      {"maximum transposed", [](auto x) { return op::maximum(x[0], x[1]); }, {{5, 4}, {5, 1}}, false, true},
+      {"minimum with ties", [](auto x) { return op::minimum(x[0], op::clamp(x[0], -0.3, 0.3)); }, {{4, 6}}},
+      {"max axis 1, a lane per thread", [](auto x) { return op::max(x[0], 1); }, {{4, 7}}},
+      {"max last axis keepdim, a lane per warp", [](auto x) { return op::max(x[0], -1, true); }, {{3, 500}}},
+      {"max axis 0, strided lanes per warp", [](auto x) { return op::max(x[0], 0); }, {{200, 3}}},
+      {"max axis 0 transposed", [](auto x) { return op::max(x[0], 0); }, {{5, 4}}, false, true},
+      {"argmax then gather", [](auto x) { return op::gather(x[0], 1, op::argmax(x[0], 1, true)); }, {{4, 9}}},
+      {"var axis 1", [](auto x) { return op::var(x[0], {1}); }, {{6, 9}}},
+      {"var axes (0, 2) biased keepdim", [](auto x) { return op::var(x[0], {0, 2}, false, true); }, {{3, 4, 5}}},
+      {"var of all, several chunks per lane", [](auto x) { return op::var(x[0]); }, {{300, 70}}},
+      {"std axis 0 transposed", [](auto x) { return op::std(x[0], {0}); }, {{5, 4}}, false, true},
+      {"std keepdim, long lanes", [](auto x) { return op::std(x[0], {1}, true, true); }, {{4, 5000}}},
+      {"reshape transposed", [](auto x) { return op::reshape(x[0], {4, 5}); }, {{5, 4}}, false, true},
+      {"transpose then reshape", [](auto x) { return op::reshape(op::transpose(x[0], 0, 2), {6, 4}); }, {{2, 3, 4}}},
       {"reshape", [](auto x) { return op::reshape(x[0], {3, 4}); }, {{2, 6}}},
       {"transpose", [](auto x) { return op::transpose(x[0]); }, {{2, 6}}},
       // Softmax and the losses: contiguous lanes one to a warp (n <= 1024) or a block, strided
@@ -370,4 +434,82 @@ TEST_CASE("dropout on CUDA draws the CPU's mask from the same seed", "[cuda][dro
     for (double v : want_grad.to_doubles()) zeros += v == 0.0 ? 1 : 0;
     CHECK(std::abs(zeros / static_cast<double>(want_grad.numel()) - 0.3) < 0.02);
   }
+}
+
+// ---- indexing and selection at the edges (kernels/select.cpp, cuda/select.cu) -------------
+
+TEST_CASE("max and argmax pick the first maximum or the first NaN on CUDA as on the CPU", "[cuda][select]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  // Short rows (a lane per thread): ties, a NaN after a maximum, a NaN first, -inf only, -0/+0.
+  const Tensor rows = Tensor::from_vector<double>(
+      {1, 3, 3, 2, 5, nan, 7, nan, nan, 1, 2, 3, -inf, -inf, -inf, -inf, -0.0, 0.0, -1, 0.0}, {5, 4});
+  // Long rows (a lane per warp): the same traps 100 elements apart.
+  std::vector<double> long_values(3 * 100, 0.0);
+  long_values[40] = long_values[73] = 9;             // a tie, first at 40
+  long_values[100 + 70] = nan;                      // a NaN late,
+  long_values[100 + 90] = nan;                      // and another after it
+  long_values[100 + 5] = inf;
+  for (int j = 0; j < 100; ++j) long_values[200 + j] = -inf;  // only -inf: position 0
+  const Tensor long_rows = Tensor::from_vector(long_values, {3, 100});
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    for (const Tensor& base : {rows, long_rows, long_rows.transpose(0, 1).contiguous()}) {
+      for (std::int64_t axis : {0, 1}) {
+        INFO(dtype_name(dtype) << " " << shape_str(base.shape()) << " axis " << axis);
+        const Tensor x = base.to(dtype);
+        const Tensor want = op::argmax(x, axis).value();
+        const Tensor got = op::argmax(x.cuda(), axis).value();
+        CHECK(got.device() == Device::cuda());
+        CHECK(allclose(got.cpu(), want, 0.0, 0.0));
+        const Tensor want_max = op::max(x, axis).value().to(DType::Float64);
+        const Tensor got_max = op::max(x.cuda(), axis).value().cpu().to(DType::Float64);
+        for (std::int64_t i = 0; i < want_max.numel(); ++i) {
+          const double w = want_max.data<double>()[i];
+          const double g = got_max.data<double>()[i];
+          CHECK(((std::isnan(w) && std::isnan(g)) || (w == g && std::signbit(w) == std::signbit(g))));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("an index out of range on CUDA is refused as on the CPU, naming it", "[cuda][select]") {
+  const Tensor x = Tensor::arange(12, DType::Float32).reshape({3, 4});
+  const Tensor index = Tensor::from_vector<std::int64_t>({0, 2, 7, -1}, {4});
+  for (const Device device : {Device::cpu(), Device::cuda()}) {
+    INFO((device.is_cpu() ? "cpu" : "cuda"));
+    CHECK_THROWS_WITH(op::index_select(x.to(device), 1, index.to(device)),
+                      Catch::Contains("index_select: index 7 is out of range for axis 1 of size 4"));
+    CHECK_THROWS_AS(op::embedding(index.to(device), x.to(device)), IndexError);
+    CHECK_THROWS_AS(op::gather(x.to(device), 0, index.reshape({1, 4}).to(device)), IndexError);
+  }
+}
+
+TEST_CASE("clamp, maximum, where and var of int64 and odd values on CUDA match the CPU", "[cuda][select]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor ints = Tensor::from_vector<std::int64_t>({-5, 0, 3, 9, std::numeric_limits<std::int64_t>::max()}, {5});
+  const Tensor floats = Tensor::from_vector<double>({-2, nan, 0.5, 3, -0.0}, {5});
+  // Equal values (NaN matching NaN), same dtype, the result on the device.
+  const auto same = [](const Tensor& got, const Tensor& want) {
+    REQUIRE(got.device() == Device::cuda());
+    CHECK(got.dtype() == want.dtype());
+    const Tensor a = got.cpu().to(DType::Float64).contiguous();
+    const Tensor b = want.to(DType::Float64).contiguous();
+    REQUIRE(a.shape() == b.shape());
+    for (std::int64_t i = 0; i < a.numel(); ++i) {
+      const double x = a.data<double>()[i];
+      const double y = b.data<double>()[i];
+      CHECK(((std::isnan(x) && std::isnan(y)) || x == y));
+    }
+  };
+  same(op::clamp(ints.cuda(), -1.0, 1e300).value(), op::clamp(ints, -1.0, 1e300).value());
+  same(op::clamp(floats.cuda(), -1.0, 1.0).value(), op::clamp(floats, -1.0, 1.0).value());
+  same(op::maximum(ints.cuda(), Tensor::scalar(2.0, DType::Int64)).value(),
+       op::maximum(ints, Tensor::scalar(2.0, DType::Int64)).value());
+  same(op::minimum(floats.cuda(), 0.25).value(), op::minimum(floats, 0.25).value());
+  same(op::where(ints.cuda(), floats.cuda(), 7.0).value(), op::where(ints, floats, 7.0).value());
+  same(op::argmax(ints.cuda(), 0).value(), op::argmax(ints, 0).value());
+  // Unbiased var of one element per output is NaN; of an empty axis too.
+  same(op::var(floats.reshape({5, 1}).cuda(), {1}).value(), op::var(floats.reshape({5, 1}), {1}).value());
+  same(op::std(Tensor::zeros({2, 0}).cuda(), {1}).value(), op::std(Tensor::zeros({2, 0}), {1}).value());
 }

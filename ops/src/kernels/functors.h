@@ -6,6 +6,9 @@
 #include <zkynet/internal/host_device.h>
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
 
 namespace zkynet::kernels::fn {
 
@@ -45,10 +48,94 @@ struct Scale {
   template <class T> ZKYNET_HD T operator()(T x) const { return static_cast<T>(x * factor); }
 };
 
+// ---- selection (../select.cpp): where, clamp, maximum, minimum, var and their gradients ----
+
+template <class T> ZKYNET_HD bool is_nan(T v) { return v != v; }  // NOLINT: false for integers
+
+// 1 where x is nonzero (NaN included), else 0: where's condition as a mask in its own dtype.
+struct Truth { template <class T> ZKYNET_HD T operator()(T x) const { return x != T(0) ? T(1) : T(0); } };
+struct Where { template <class T> ZKYNET_HD T operator()(T m, T x, T y) const { return m != T(0) ? x : y; } };
+// where's gradient: to a where the mask holds, to b where it does not.
+struct WhereTrue { static constexpr bool floating = true; template <class T> ZKYNET_HD T operator()(T m, T g) const { return m != T(0) ? g : T(0); } };
+struct WhereFalse { static constexpr bool floating = true; template <class T> ZKYNET_HD T operator()(T m, T g) const { return m != T(0) ? T(0) : g; } };
+
+// A clamp bound in T; for int64, bounds beyond its range saturate (no UB cast).
+template <class T>
+ZKYNET_HD T bound_as(double v) {
+  if constexpr (std::is_integral_v<T>) {
+    constexpr double top = 9223372036854775807.0;  // 2^63: rounds up from INT64_MAX
+    if (v >= top) return std::numeric_limits<T>::max();
+    if (v < -top) return std::numeric_limits<T>::min();
+  }
+  return static_cast<T>(v);
+}
+// x limited to [lo, hi] (a bound absent when its has_ flag is false); NaN stays NaN. (The
+// operator refuses NaN bounds for int64 x: bound_as would be undefined there.)
+struct Clamp {
+  double lo, hi;
+  bool has_lo, has_hi;
+  template <class T> ZKYNET_HD T operator()(T v) const {
+    // As torch 1.13: with both bounds given, a NaN bound makes every value NaN; a lone NaN
+    // bound changes nothing (tests/python/test_fuzz_ops.py EXAMPLES["clamp"]).
+    if (has_lo && has_hi && (is_nan(lo) || is_nan(hi))) return std::numeric_limits<T>::quiet_NaN();
+    if (is_nan(v)) return v;
+    if (has_lo && v < bound_as<T>(lo)) v = bound_as<T>(lo);
+    if (has_hi && v > bound_as<T>(hi)) v = bound_as<T>(hi);
+    return v;
+  }
+};
+// The gradient where lo <= x <= hi (bounds included, NaN excluded), else 0.
+struct ClampBackward {
+  static constexpr bool floating = true;
+  double lo, hi;
+  bool has_lo, has_hi;
+  template <class T> ZKYNET_HD T operator()(T g, T v) const {
+    return (!has_lo || v >= static_cast<T>(lo)) && (!has_hi || v <= static_cast<T>(hi)) && !is_nan(v) ? g : T(0);
+  }
+};
+
+// Elementwise max (Larger) or min, NaN-propagating: the first NaN of (x, y) wins.
+template <bool Larger>
+struct Extremum {
+  template <class T> ZKYNET_HD T operator()(T x, T y) const {
+    if (is_nan(x)) return x;
+    if (is_nan(y)) return y;
+    return (Larger ? y > x : y < x) ? y : x;
+  }
+};
+using Maximum = Extremum<true>;
+using Minimum = Extremum<false>;
+// The share of g going to x in Extremum(x, y): halves on ties (torch 1.13), all or nothing else.
+template <bool Larger>
+struct ExtremumShare {
+  static constexpr bool floating = true;
+  template <class T> ZKYNET_HD T operator()(T g, T x, T y) const {
+    return x == y ? g / T(2) : (Larger ? y > x : y < x) ? T(0) : g;
+  }
+};
+using MaximumShare = ExtremumShare<true>;
+using MinimumShare = ExtremumShare<false>;
+
+// var's gradient: factor g (x - mean), factor = 2 / divisor rounded to T once.
+struct VarianceBackward {
+  static constexpr bool floating = true;
+  double factor;
+  template <class T> ZKYNET_HD T operator()(T g, T x, T m) const { return static_cast<T>(factor) * g * (x - m); }
+};
+// std's gradient into var's: g / (2 sd), and 0 where sd is 0 (torch).
+struct StdBackward {
+  static constexpr bool floating = true;
+  template <class T> ZKYNET_HD T operator()(T g, T sd) const { return sd == T(0) ? T(0) : g / (T(2) * sd); }
+};
+
 }  // namespace zkynet::kernels::fn
 
 // Every functor, for the explicit instantiations of the CUDA kernels and their stubs.
 #define ZKYNET_BINARY_FUNCTORS(X) \
-  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(TanhBackward) X(SigmoidBackward) X(ReluBackward)
+  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(TanhBackward) X(SigmoidBackward) X(ReluBackward) \
+  X(WhereTrue) X(WhereFalse) X(ClampBackward) X(Maximum) X(Minimum) X(StdBackward)
 #define ZKYNET_UNARY_FUNCTORS(X) \
-  X(Neg) X(Square) X(Exp) X(Log) X(Sqrt) X(Tanh) X(Relu) X(Sigmoid) X(Sign) X(Scale)
+  X(Neg) X(Square) X(Exp) X(Log) X(Sqrt) X(Tanh) X(Relu) X(Sigmoid) X(Sign) X(Scale) \
+  X(Truth) X(Clamp)
+// Three-operand functors, mapped by ../select.cpp (their CUDA kernel is in cuda/select.cu).
+#define ZKYNET_TERNARY_FUNCTORS(X) X(Where) X(MaximumShare) X(MinimumShare) X(VarianceBackward)

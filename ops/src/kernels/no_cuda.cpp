@@ -28,6 +28,22 @@ ZKYNET_BINARY_FUNCTORS(ZKYNET_INSTANTIATE_BINARY)
 
 Tensor sum(const Tensor&, const Shape&, bool, double) { zkynet::detail::throw_no_cuda("sum"); }
 
+// Indexing and selection.
+std::int64_t first_index_out_of_range(const Tensor&, std::int64_t) { zkynet::detail::throw_no_cuda("index check"); }
+Tensor gather(const Tensor&, std::int64_t, const Tensor&) { zkynet::detail::throw_no_cuda("gather"); }
+Tensor scatter(const Tensor&, std::int64_t, const Tensor&, const Shape&, bool) {
+  zkynet::detail::throw_no_cuda("scatter");
+}
+Tensor argmax(const Tensor&, std::int64_t) { zkynet::detail::throw_no_cuda("argmax"); }
+Tensor variance_lanes(const Tensor&, std::int64_t, double, bool, const Shape&) { zkynet::detail::throw_no_cuda("var"); }
+template <class F>
+Tensor map_ternary(const Tensor&, const Tensor&, const Tensor&, DType, const F&, std::string_view op) {
+  zkynet::detail::throw_no_cuda(op);
+}
+#define ZKYNET_INSTANTIATE_TERNARY(F) \
+  template Tensor map_ternary<fn::F>(const Tensor&, const Tensor&, const Tensor&, DType, const fn::F&, std::string_view);
+ZKYNET_TERNARY_FUNCTORS(ZKYNET_INSTANTIATE_TERNARY)
+
 template <class T>
 void gemm(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const T*, std::int64_t, const T*, std::int64_t,
           T*, std::int64_t, T) {

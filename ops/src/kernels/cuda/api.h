@@ -27,6 +27,25 @@ Tensor map_binary(const Tensor& a, const Tensor& b, DType dtype, const F& f, std
 // block sums then added in double.
 Tensor sum(const Tensor& a, const Shape& axes, bool keepdim, double scale);
 
+// ---- indexing and selection (../select.h says what each computes; these are its CUDA half).
+// Index tensors are int64 on the data's device and already checked in range (by
+// first_index_out_of_range, whose answer is read back: one synchronization). Scatters with
+// `add` use atomicAdd, so repeated indices sum in no fixed order. gather/scatter take index in
+// the shape of their output/source, any strides (an expanded view serves index_select and
+// embedding); floating-point data only for scatter.
+std::int64_t first_index_out_of_range(const Tensor& index, std::int64_t size);  // position, or -1
+Tensor gather(const Tensor& x, std::int64_t axis, const Tensor& index);
+Tensor scatter(const Tensor& src, std::int64_t axis, const Tensor& index, const Shape& shape, bool add);
+// Each lane's first maximum or first NaN along `axis` (x of dim >= 1): int64, axis kept as 1.
+Tensor argmax(const Tensor& x, std::int64_t axis);
+// Two-pass variance of each contiguous lane of n elements of x (outputs x n), sums in double;
+// sqrt when root. out_shape has outputs elements.
+Tensor variance_lanes(const Tensor& x, std::int64_t n, double divisor, bool root, const Shape& out_shape);
+// out = f(a, b, c) over the broadcast shape in `dtype`, as map_binary, for ../functors.h's
+// ZKYNET_TERNARY_FUNCTORS.
+template <class F>
+Tensor map_ternary(const Tensor& a, const Tensor& b, const Tensor& c, DType dtype, const F& f, std::string_view op);
+
 // C = A B (+ beta C) on row-major matrices with leading dimensions, through cuBLAS on
 // `device`'s stream. TF32 only when zkynet::cuda::allow_tf32().
 template <class T>
