@@ -19,12 +19,8 @@ Tensor map_binary(const Tensor&, const Tensor&, DType, const F&, std::string_vie
   zkynet::detail::throw_no_cuda(op);
 }
 
-#define ZKYNET_INSTANTIATE_UNARY(F) \
-  template Tensor map_unary<fn::F>(const Tensor&, DType, const fn::F&, std::string_view);
-#define ZKYNET_INSTANTIATE_BINARY(F) \
-  template Tensor map_binary<fn::F>(const Tensor&, const Tensor&, DType, const fn::F&, std::string_view);
-ZKYNET_UNARY_FUNCTORS(ZKYNET_INSTANTIATE_UNARY)
-ZKYNET_BINARY_FUNCTORS(ZKYNET_INSTANTIATE_BINARY)
+ZKYNET_UNARY_FUNCTORS(ZKYNET_INSTANTIATE_MAP_UNARY)
+ZKYNET_BINARY_FUNCTORS(ZKYNET_INSTANTIATE_MAP_BINARY)
 
 Tensor sum(const Tensor&, const Shape&, bool, double) { zkynet::detail::throw_no_cuda("sum"); }
 
@@ -40,9 +36,7 @@ template <class F>
 Tensor map_ternary(const Tensor&, const Tensor&, const Tensor&, DType, const F&, std::string_view op) {
   zkynet::detail::throw_no_cuda(op);
 }
-#define ZKYNET_INSTANTIATE_TERNARY(F) \
-  template Tensor map_ternary<fn::F>(const Tensor&, const Tensor&, const Tensor&, DType, const fn::F&, std::string_view);
-ZKYNET_TERNARY_FUNCTORS(ZKYNET_INSTANTIATE_TERNARY)
+ZKYNET_TERNARY_FUNCTORS(ZKYNET_INSTANTIATE_MAP_TERNARY)
 
 template <class T>
 void gemm(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const T*, std::int64_t, const T*, std::int64_t,
@@ -85,8 +79,6 @@ template <class F, std::size_t N>
 Tensor map_loss(const std::array<Tensor, N>&, DType, Device, const F&, std::string_view op) {
   zkynet::detail::throw_no_cuda(op);
 }
-#define ZKYNET_INSTANTIATE_LOSS(F, N) \
-  template Tensor map_loss<fn::F, N>(const std::array<Tensor, N>&, DType, Device, const fn::F&, std::string_view);
-ZKYNET_LOSS_FUNCTORS(ZKYNET_INSTANTIATE_LOSS)
+ZKYNET_LOSS_FUNCTORS(ZKYNET_INSTANTIATE_MAP_LOSS)
 
 }  // namespace zkynet::kernels::cuda

@@ -78,4 +78,17 @@ Tensor nll_loss_backward(const Tensor& log_probs, const Tensor& target, const Te
 template <class F, std::size_t N>
 Tensor map_loss(const std::array<Tensor, N>& operands, DType dtype, Device device, const F& f, std::string_view op);
 
+// The explicit instantiations of the map templates, one per functor of a list (../functors.h,
+// ../softmax.h): the .cu files that define the templates and ../no_cuda.cpp's stubs expand the
+// same ones, e.g. ZKYNET_UNARY_FUNCTORS(ZKYNET_INSTANTIATE_MAP_UNARY).
+#define ZKYNET_INSTANTIATE_MAP_UNARY(F) \
+  template Tensor map_unary<fn::F>(const Tensor&, DType, const fn::F&, std::string_view);
+#define ZKYNET_INSTANTIATE_MAP_BINARY(F) \
+  template Tensor map_binary<fn::F>(const Tensor&, const Tensor&, DType, const fn::F&, std::string_view);
+#define ZKYNET_INSTANTIATE_MAP_TERNARY(F)                                                                      \
+  template Tensor map_ternary<fn::F>(const Tensor&, const Tensor&, const Tensor&, DType, const fn::F&, \
+                                     std::string_view);
+#define ZKYNET_INSTANTIATE_MAP_LOSS(F, N) \
+  template Tensor map_loss<fn::F, N>(const std::array<Tensor, N>&, DType, Device, const fn::F&, std::string_view);
+
 }  // namespace zkynet::kernels::cuda

@@ -101,11 +101,7 @@ Tensor map_binary(const Tensor& a, const Tensor& b, DType dtype, const F& f, std
   return out;
 }
 
-#define ZKYNET_INSTANTIATE_UNARY(F) \
-  template Tensor map_unary<fn::F>(const Tensor&, DType, const fn::F&, std::string_view);
-#define ZKYNET_INSTANTIATE_BINARY(F) \
-  template Tensor map_binary<fn::F>(const Tensor&, const Tensor&, DType, const fn::F&, std::string_view);
-ZKYNET_UNARY_FUNCTORS(ZKYNET_INSTANTIATE_UNARY)
-ZKYNET_BINARY_FUNCTORS(ZKYNET_INSTANTIATE_BINARY)
+ZKYNET_UNARY_FUNCTORS(ZKYNET_INSTANTIATE_MAP_UNARY)
+ZKYNET_BINARY_FUNCTORS(ZKYNET_INSTANTIATE_MAP_BINARY)
 
 }  // namespace zkynet::kernels::cuda

@@ -260,9 +260,7 @@ Tensor map_ternary(const Tensor& a, const Tensor& b, const Tensor& c, DType dtyp
   return out;
 }
 
-#define ZKYNET_INSTANTIATE_TERNARY(F) \
-  template Tensor map_ternary<fn::F>(const Tensor&, const Tensor&, const Tensor&, DType, const fn::F&, std::string_view);
-ZKYNET_TERNARY_FUNCTORS(ZKYNET_INSTANTIATE_TERNARY)
+ZKYNET_TERNARY_FUNCTORS(ZKYNET_INSTANTIATE_MAP_TERNARY)
 
 std::int64_t first_index_out_of_range(const Tensor& index, std::int64_t size) {
   const std::int64_t n = index.numel();

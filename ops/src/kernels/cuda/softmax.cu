@@ -506,8 +506,6 @@ Tensor map_loss(const std::array<Tensor, N>& operands, DType dtype, Device devic
   return out;
 }
 
-#define ZKYNET_INSTANTIATE_LOSS(F, N) \
-  template Tensor map_loss<fn::F, N>(const std::array<Tensor, N>&, DType, Device, const fn::F&, std::string_view);
-ZKYNET_LOSS_FUNCTORS(ZKYNET_INSTANTIATE_LOSS)
+ZKYNET_LOSS_FUNCTORS(ZKYNET_INSTANTIATE_MAP_LOSS)
 
 }  // namespace zkynet::kernels::cuda
