@@ -64,9 +64,6 @@ Tensor log_softmax_backward(const Tensor&, const Tensor&, std::int64_t) {
   zkynet::detail::throw_no_cuda("log_softmax");
 }
 Tensor logsumexp_last(const Tensor&) { zkynet::detail::throw_no_cuda("logsumexp"); }
-std::int64_t first_class_out_of_range(const Tensor&, std::int64_t) {
-  zkynet::detail::throw_no_cuda("class index check");
-}
 Tensor cross_entropy(const Tensor&, const Tensor&) { zkynet::detail::throw_no_cuda("cross_entropy"); }
 Tensor cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, bool) {
   zkynet::detail::throw_no_cuda("cross_entropy");

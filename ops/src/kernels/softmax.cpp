@@ -205,7 +205,7 @@ Tensor logsumexp_last(const Tensor& x) {
 // ---- class targets ------------------------------------------------------------------------
 
 std::int64_t first_class_out_of_range(const Tensor& target, std::int64_t classes) {
-  if (on_device(target)) return cuda::first_class_out_of_range(target, classes);
+  if (on_device(target)) return cuda::first_index_out_of_range(target, classes);
   const Tensor t = target.contiguous();
   const std::int64_t* p = t.data<std::int64_t>();
   for (std::int64_t n = 0; n < t.numel(); ++n) {

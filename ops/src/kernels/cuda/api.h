@@ -68,7 +68,6 @@ Tensor softmax_backward(const Tensor& grad, const Tensor& y, std::int64_t axis);
 Tensor log_softmax(const Tensor& x, std::int64_t axis);
 Tensor log_softmax_backward(const Tensor& grad, const Tensor& y, std::int64_t axis);
 Tensor logsumexp_last(const Tensor& x);
-std::int64_t first_class_out_of_range(const Tensor& target, std::int64_t classes);
 Tensor cross_entropy(const Tensor& logits, const Tensor& target);
 Tensor cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& grad, bool mean);
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target);

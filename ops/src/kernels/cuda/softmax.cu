@@ -265,14 +265,6 @@ __global__ void nll_backward_kernel(const std::int64_t* target, const T* g, T* d
   if (k < rows) d[k * c + target[k]] = -sample_grad(g, k, shared, rows, mean);
 }
 
-__global__ void first_bad_class_kernel(const std::int64_t* target, std::int64_t n, std::int64_t classes,
-                                       unsigned long long* first) {
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    if (target[i] < 0 || target[i] >= classes) atomicMin(first, static_cast<unsigned long long>(i));
-  }
-}
-
 template <class T, std::size_t N>
 struct Operands {
   const T* p[N];
@@ -408,19 +400,6 @@ Tensor logsumexp_last(const Tensor& x) {
     launch_lanes(LogsumexpLane<T>{in.device_data<T>(), out.device_data<T>(), l.n}, l, x.device(), "logsumexp");
   });
   return out;
-}
-
-std::int64_t first_class_out_of_range(const Tensor& target, std::int64_t classes) {
-  const std::int64_t n = target.numel();
-  if (n == 0) return -1;
-  const Tensor t = target.contiguous();
-  // Starts at n (none); the kernel lowers it to the first bad position. Read back: one sync.
-  const Tensor first = Tensor::full({1}, static_cast<double>(n), DType::Int64, target.device());
-  first_bad_class_kernel<<<strided_blocks(n), kThreads, 0, stream(target.device())>>>(
-      t.device_data<std::int64_t>(), n, classes, static_cast<unsigned long long*>(first.device_raw_data()));
-  check_launch("class index check");
-  const std::int64_t at = first.cpu().data<std::int64_t>()[0];
-  return at < n ? at : -1;
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target) {
