@@ -31,6 +31,7 @@ bool built() { return false; }
 bool is_available() { return false; }
 int device_count() { return 0; }
 void synchronize(int) {}
+void* stream(int device) { detail::throw_no_cuda("a stream on " + Device::cuda(device).str()); }
 MemoryStats memory_stats(int) { return {}; }
 void empty_cache(int) {}
 void reset_peak_memory_stats(int) {}

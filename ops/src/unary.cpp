@@ -2,6 +2,8 @@
 // abs, tanh_dual), whose derivatives come from evaluating the functor on dual numbers.
 // Derivatives that can be read from the output are (tanh, sigmoid): those stay finite where
 // the function is flat, unlike the derivative of the formula (sigmoid's overflows to NaN).
+#include "jacobian_functors.h"
+
 #include <zkynet/framework/operator.h>
 #include <zkynet/ops/jacobian.h>
 #include <zkynet/ops/kernels.h>
@@ -57,37 +59,6 @@ struct ReluDef {
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {kernels::relu_backward(c.grad, c.in(0))}; }
 };
 
-// Jacobian-based functors: the forward alone, generic over the scalar.
-struct Pow {
-  static constexpr std::string_view name = "pow";
-  static constexpr std::array<std::string_view, 2> inputs{"base", "exponent"};
-  template <class S>
-  S operator()(S base, S exponent) const {
-    using std::pow;
-    return pow(base, exponent);
-  }
-};
-
-struct Abs {
-  static constexpr std::string_view name = "abs";
-  static constexpr std::array<std::string_view, 1> inputs{"x"};
-  template <class S>
-  S operator()(S x) const {
-    using std::abs;
-    return abs(x);
-  }
-};
-
-struct TanhDual {
-  static constexpr std::string_view name = "tanh_dual";
-  static constexpr std::array<std::string_view, 1> inputs{"x"};
-  template <class S>
-  S operator()(S x) const {
-    using std::tanh;
-    return tanh(x);
-  }
-};
-
 }  // namespace
 
 NodeRef exp(const NodeRef& x) { return apply(ExpDef{}, x); }
@@ -97,8 +68,8 @@ NodeRef tanh(const NodeRef& x) { return apply(TanhDef{}, x); }
 NodeRef relu(const NodeRef& x) { return apply(ReluDef{}, x); }
 NodeRef sigmoid(const NodeRef& x) { return apply(SigmoidDef{}, x); }
 
-NodeRef pow(const NodeRef& base, const NodeRef& exponent) { return elementwise(Pow{}, base, exponent); }
-NodeRef abs(const NodeRef& x) { return elementwise(Abs{}, x); }
-NodeRef tanh_dual(const NodeRef& x) { return elementwise(TanhDual{}, x); }
+NodeRef pow(const NodeRef& base, const NodeRef& exponent) { return elementwise(jacobian_functors::Pow{}, base, exponent); }
+NodeRef abs(const NodeRef& x) { return elementwise(jacobian_functors::Abs{}, x); }
+NodeRef tanh_dual(const NodeRef& x) { return elementwise(jacobian_functors::TanhDual{}, x); }
 
 }  // namespace zkynet::op

@@ -5,6 +5,7 @@
 #include <zkynet/framework/cuda.h>
 #include <zkynet/framework/module.h>
 #include <zkynet/ops/indexing.h>
+#include <zkynet/ops/jacobian.h>
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/loss.h>
 #include <zkynet/ops/normalization.h>
@@ -16,6 +17,8 @@
 #include <zkynet/optim/sgd.h>
 
 #include <catch2/catch.hpp>
+
+#include "user_functors.h"
 
 #include <cmath>
 #include <functional>
@@ -133,6 +136,19 @@ const std::vector<Case>& table() {
       {"transpose then reshape", [](auto x) { return op::reshape(op::transpose(x[0], 0, 2), {6, 4}); }, {{2, 3, 4}}},
       {"reshape", [](auto x) { return op::reshape(x[0], {3, 4}); }, {{2, 6}}},
       {"transpose", [](auto x) { return op::transpose(x[0]); }, {{2, 6}}},
+      // Jacobian-based operators: the functor's own CUDA kernels (jacobian_cuda.cuh), values on
+      // the device and derivatives from dual numbers there; the built-in ones registered in
+      // ops/src/kernels/cuda/jacobian.cu, the test's own in user_functors.cu.
+      {"pow (Jacobian-based) broadcast", [](auto x) { return op::pow(x[0], x[1]); }, {{3, 4}, {4}}, true},
+      {"pow of a number", [](auto x) { return op::pow(x[0], 3.0); }, {{2, 5}}},
+      {"abs (Jacobian-based) transposed", [](auto x) { return op::abs(x[0]); }, {{4, 3}}, false, true},
+      {"tanh_dual", [](auto x) { return op::tanh_dual(x[0]); }, {{5, 6}}},
+      {"user elementwise softplus", [](auto x) { return op::elementwise(zkynet_test::Softplus{}, x[0]); }, {{300, 7}}},
+      {"user elementwise of 3 operands broadcast",
+       [](auto x) { return op::elementwise(zkynet_test::MulAdd{}, x[0], x[1], x[2]); }, {{4, 5}, {5}, {4, 1}}},
+      {"user general inner product",
+       [](auto x) { return op::jacobian_op(zkynet_test::InnerProduct{}, x[0], x[1]); }, {{9}, {9}}},
+      {"user general cumsum", [](auto x) { return op::jacobian_op(zkynet_test::CumSum{}, x[0]); }, {{40}}},
       // Softmax and the losses: contiguous lanes one to a warp (n <= 1024) or a block, strided
       // lanes (inner >= 32) one to a thread; class targets are int64 on the scores' device.
       // (No class weights or ignore_index: the operators have none, see ops/loss.h.)

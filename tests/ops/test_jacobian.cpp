@@ -1,6 +1,7 @@
 // Jacobian-based operators: derivatives from evaluating a generic forward on dual numbers.
 // Checks the built-in tanh_dual against the hand-coded tanh, and user-defined functors
 // through op::elementwise (with broadcasting) and op::jacobian_op (general, on buffers).
+#include <zkynet/framework/cuda.h>
 #include <zkynet/framework/gradcheck.h>
 #include <zkynet/framework/module.h>
 #include <zkynet/ops/jacobian.h>
@@ -8,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include "ops/helpers.h"
+#include "../../ops/src/jacobian_functors.h"
 
 #include <cmath>
 #include <limits>
@@ -351,4 +353,32 @@ TEST_CASE("jacobian_op names undeclared inputs a, b, ... in order") {
   CHECK(allclose(g.value(), Tensor{1.0, 3.0, 6.0}));
   g.back(Tensor{1.0, 1.0, 1.0});
   CHECK(allclose(g.grad(cumsum.input("a")), Tensor{3.0, 2.0, 1.0}));
+}
+
+// ---- the CUDA kernels' registry (jacobian_cuda.cuh fills it from .cu files at load time) ----
+
+TEST_CASE("a functor with no registered CUDA kernels names itself and the macro that registers them") {
+  using Table = detail::ElementwiseDeviceKernels<Softplus, 1>;
+  CHECK_THROWS_AS(detail::device_kernels<Table>("softplus", "ZKYNET_CUDA_ELEMENTWISE"), DeviceError);
+  CHECK_THROWS_WITH(detail::device_kernels<Table>("softplus", "ZKYNET_CUDA_ELEMENTWISE"),
+                    Contains("softplus has no CUDA kernels") && Contains("ZKYNET_CUDA_ELEMENTWISE") &&
+                        Contains("jacobian_cuda.cuh"));
+}
+
+TEST_CASE("registered CUDA kernels are found by the functor's type and operand count") {
+  using Table = detail::GeneralDeviceKernels<CumSum, 1>;
+  static const Table table{nullptr, nullptr};
+  detail::register_device_kernels(typeid(Table), &table);
+  CHECK(&detail::device_kernels<Table>("cumsum", "ZKYNET_CUDA_JACOBIAN") == &table);
+  CHECK(detail::find_device_kernels(typeid(detail::ElementwiseDeviceKernels<CumSum, 1>)) == nullptr);
+}
+
+TEST_CASE("the built-in Jacobian-based operators have CUDA kernels exactly when zkynet is built with CUDA") {
+  namespace fn = op::jacobian_functors;
+  const bool pow = detail::find_device_kernels(typeid(detail::ElementwiseDeviceKernels<fn::Pow, 2>)) != nullptr;
+  const bool abs = detail::find_device_kernels(typeid(detail::ElementwiseDeviceKernels<fn::Abs, 1>)) != nullptr;
+  const bool tanh = detail::find_device_kernels(typeid(detail::ElementwiseDeviceKernels<fn::TanhDual, 1>)) != nullptr;
+  CHECK(pow == cuda::built());
+  CHECK(abs == cuda::built());
+  CHECK(tanh == cuda::built());
 }

@@ -166,6 +166,8 @@ void synchronize(int device) {
   detail::check(cudaStreamSynchronize(static_cast<cudaStream_t>(detail::cuda_stream(d))), "synchronize " + d.str());
 }
 
+void* stream(int device) { return detail::cuda_stream(Device::cuda(device)); }
+
 MemoryStats memory_stats(int device) {
   const detail::DeviceMemoryStats s = detail::state(Device::cuda(device), "memory_stats").allocator->stats();
   MemoryStats out;

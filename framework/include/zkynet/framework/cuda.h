@@ -17,6 +17,9 @@ bool built();         // compiled with the CUDA kernels
 bool is_available();  // built, a driver is there and at least one device answers
 int device_count();   // 0 without a driver or a device: asked at run time, never at load time
 void synchronize(int device = 0);  // waits for every kernel queued on the device's stream
+// The cudaStream_t (as void*) zkynet queues every kernel of `device` on, made current: users'
+// own kernels (zkynet/ops/jacobian_cuda.cuh) and DLPack consumers order their work on it.
+void* stream(int device = 0);
 
 // torch.cuda.memory_stats()'s main figures, from zkynet's caching allocator.
 struct MemoryStats {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <zkynet/framework/error.h>
+#include <zkynet/framework/host_device.h>
 
 #include <string>
 
@@ -34,20 +35,20 @@ class Shape {
     std::copy(first, last, data_.data());
   }
 
-  std::size_t size() const { return size_; }
-  bool empty() const { return size_ == 0; }
+  ZKYNET_HD std::size_t size() const { return size_; }
+  ZKYNET_HD bool empty() const { return size_ == 0; }
   std::int64_t* data() { return data_.data(); }
-  const std::int64_t* data() const { return data_.data(); }
+  ZKYNET_HD const std::int64_t* data() const { return data_.data(); }
   std::int64_t& operator[](std::size_t i) { return data_[i]; }
-  std::int64_t operator[](std::size_t i) const { return data_[i]; }
+  ZKYNET_HD std::int64_t operator[](std::size_t i) const { return data_[i]; }
   iterator begin() { return data_.data(); }
   iterator end() { return data_.data() + size_; }
-  const_iterator begin() const { return data_.data(); }
-  const_iterator end() const { return data_.data() + size_; }
+  ZKYNET_HD const_iterator begin() const { return data_.data(); }
+  ZKYNET_HD const_iterator end() const { return data_.data() + size_; }
   std::int64_t& front() { return data_[0]; }
-  std::int64_t front() const { return data_[0]; }
+  ZKYNET_HD std::int64_t front() const { return data_[0]; }
   std::int64_t& back() { return data_[size_ - 1]; }
-  std::int64_t back() const { return data_[size_ - 1]; }
+  ZKYNET_HD std::int64_t back() const { return data_[size_ - 1]; }
 
   void push_back(std::int64_t v) {
     checked(size_ + 1);

@@ -12,11 +12,9 @@
 #include <cstddef>
 #include <type_traits>
 
-#if defined(__CUDACC__)
-#define ZKYNET_HOST_DEVICE __host__ __device__
-#else
-#define ZKYNET_HOST_DEVICE
-#endif
+#include <zkynet/framework/host_device.h>
+
+#define ZKYNET_HOST_DEVICE ZKYNET_HD  // the older name
 
 namespace zkynet {
 
@@ -36,7 +34,7 @@ struct Dual {
   T v{};                 // value
   std::array<T, N> d{};  // partial derivatives along N tangent directions
 
-  ZKYNET_HOST_DEVICE constexpr Dual() = default;
+  constexpr Dual() = default;
   template <class U, class = std::enable_if_t<std::is_arithmetic_v<U>>>
   ZKYNET_HOST_DEVICE constexpr Dual(U value) : v(static_cast<T>(value)) {}  // NOLINT: constants
   ZKYNET_HOST_DEVICE constexpr Dual(T value, const std::array<T, N>& tangent) : v(value), d(tangent) {}

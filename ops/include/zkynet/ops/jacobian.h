@@ -17,6 +17,11 @@
 //     template <class S> void operator()(const std::array<const S*, 2>& in, const std::array<Shape, 2>& shapes, S* out) const;
 //   };
 //   NodeRef y = op::jacobian_op(Dot{}, a, b);
+//
+// On CUDA operands the same functor runs in CUDA kernels once a .cu file registers it:
+// mark its operator() ZKYNET_HD and write ZKYNET_CUDA_ELEMENTWISE(Softplus, 1) or
+// ZKYNET_CUDA_JACOBIAN(Dot, 2) there (zkynet/ops/jacobian_cuda.cuh). Without that, a CUDA
+// operand gets a DeviceError that says so.
 #pragma once
 
 #include <zkynet/framework/operator.h>
@@ -26,7 +31,9 @@
 
 #include <array>
 #include <span>
+#include <string>
 #include <string_view>
+#include <typeindex>
 #include <vector>
 
 namespace zkynet {
@@ -53,6 +60,44 @@ DType jacobian_result_dtype(const std::array<const Tensor*, N>& in, std::string_
   if (!is_floating(dtype)) throw TypeError(std::string(name) + ": needs floating-point operands, got int64");
   return dtype;
 }
+
+// The device an operator's operands share (apply() checked it; 0-d host numbers may join).
+template <std::size_t N>
+Device operands_device(const std::array<const Tensor*, N>& in) {
+  for (const Tensor* t : in) {
+    if (!t->device().is_cpu()) return t->device();
+  }
+  return Device::cpu();
+}
+
+// The CUDA kernels of one functor, registered by jacobian_cuda.cuh's macros from a .cu file
+// (at load time, no CUDA call) and found by the functor's type.
+template <class F, std::size_t N>
+struct ElementwiseDeviceKernels {
+  Tensor (*forward)(const F& f, const std::array<Tensor, N>& in, const Shape& shape, DType dtype, Device device);
+  // grad * d(out)/d(in_k) over the broadcast shape, for each k needed (not yet summed back).
+  std::array<Tensor, N> (*partials)(const F& f, const Tensor& grad, const std::array<Tensor, N>& in,
+                                    const std::array<bool, N>& needs, DType dtype, Device device);
+};
+template <class F, std::size_t N>
+struct GeneralDeviceKernels {
+  Tensor (*forward)(const F& f, const std::array<Tensor, N>& in, const Shape& out_shape, DType dtype, Device device);
+  std::array<Tensor, N> (*vjp)(const F& f, const Tensor& grad, const std::array<Tensor, N>& in,
+                               const std::array<bool, N>& needs, DType dtype, Device device);
+};
+
+void register_device_kernels(std::type_index table, const void* kernels);
+const void* find_device_kernels(std::type_index table);
+
+template <class Table>
+const Table& device_kernels(std::string_view op, std::string_view macro) {
+  const void* found = find_device_kernels(typeid(Table));
+  if (found == nullptr) {
+    throw DeviceError(std::string(op) + " has no CUDA kernels: register its functor with " + std::string(macro) +
+                      " in a .cu file (zkynet/ops/jacobian_cuda.cuh) to run it on CUDA operands");
+  }
+  return *static_cast<const Table*>(found);
+}
 }  // namespace detail
 
 // Operator definition for an elementwise functor F of N operands (with broadcasting).
@@ -64,13 +109,21 @@ struct ElementwiseJacobianDef {
 
   template <class... Ts>
   Tensor forward(const Ts&... xs) const {
-    return dispatch_floating(floating_result(xs...), [&](auto zero) {
+    const DType dtype = floating_result(xs...);
+    const Device device = detail::operands_device<N>({&xs...});
+    if (device.is_cuda()) {
+      Shape shape;
+      for (const Tensor* t : {&xs...}) shape = kernels::broadcast_shapes(shape, t->shape(), name);
+      return device_kernels().forward(f, {xs...}, shape, dtype, device);
+    }
+    return dispatch_floating(dtype, [&](auto zero) {
       using T = decltype(zero);
       return kernels::map<T, N>({xs...}, f, name);
     });
   }
 
   std::array<Tensor, N> vjp(const VjpContext<N>& c) const {
+    if (c.grad.device().is_cuda()) return device_partials(c);
     return dispatch_floating(c.grad.dtype(), [&](auto zero) {
       using T = decltype(zero);
       return partials<T>(c);
@@ -81,6 +134,26 @@ struct ElementwiseJacobianDef {
   template <class... Ts>
   static DType floating_result(const Ts&... xs) {
     return detail::jacobian_result_dtype<N>({&xs...}, name);
+  }
+
+  static const detail::ElementwiseDeviceKernels<F, N>& device_kernels() {
+    return detail::device_kernels<detail::ElementwiseDeviceKernels<F, N>>(name, "ZKYNET_CUDA_ELEMENTWISE");
+  }
+
+  std::array<Tensor, N> device_partials(const VjpContext<N>& c) const {
+    std::array<Tensor, N> in;
+    std::array<bool, N> needs;
+    for (std::size_t k = 0; k < N; ++k) {
+      in[k] = c.in(k);
+      needs[k] = c.needs[k];
+    }
+    std::array<Tensor, N> out = device_kernels().partials(f, c.grad, in, needs, c.grad.dtype(), c.grad.device());
+    for (std::size_t k = 0; k < N; ++k) {
+      if (!c.needs[k]) continue;
+      out[k] = kernels::sum_to(out[k], c.in(k).shape());
+      if (out[k].device() != c.in(k).device()) out[k] = out[k].to(c.in(k).device());  // a 0-d host operand
+    }
+    return out;
   }
 
   // One dual evaluation per element yields all N partials; each is scaled by the incoming
@@ -135,6 +208,12 @@ struct GeneralJacobianDef {
   Tensor forward(const Ts&... xs) const {
     const std::array<Tensor, N> in{xs...};
     const DType dtype = detail::jacobian_result_dtype<N>({&xs...}, name);
+    const Device device = detail::operands_device<N>({&xs...});
+    if (device.is_cuda()) {
+      std::array<Shape, N> shapes;
+      for (std::size_t k = 0; k < N; ++k) shapes[k] = in[k].shape();
+      return device_kernels().forward(f, in, f.output_shape(shapes), dtype, device);
+    }
     return dispatch_floating(dtype, [&](auto zero) {
       using T = decltype(zero);
       std::array<Tensor, N> buffers;
@@ -152,6 +231,15 @@ struct GeneralJacobianDef {
   }
 
   std::array<Tensor, N> vjp(const VjpContext<N>& c) const {
+    if (c.output.device().is_cuda()) {
+      std::array<Tensor, N> in;
+      std::array<bool, N> needs;
+      for (std::size_t k = 0; k < N; ++k) {
+        in[k] = c.in(k);
+        needs[k] = c.needs[k];
+      }
+      return device_kernels().vjp(f, c.grad, in, needs, c.output.dtype(), c.output.device());
+    }
     return dispatch_floating(c.output.dtype(), [&](auto zero) {
       using T = decltype(zero);
       return columns<T>(c);
@@ -159,6 +247,10 @@ struct GeneralJacobianDef {
   }
 
  private:
+  static const detail::GeneralDeviceKernels<F, N>& device_kernels() {
+    return detail::device_kernels<detail::GeneralDeviceKernels<F, N>>(name, "ZKYNET_CUDA_JACOBIAN");
+  }
+
   // d(out)/d(in_k[e]) from one dual evaluation per input element e, contracted with the gradient.
   template <class T>
   std::array<Tensor, N> columns(const VjpContext<N>& c) const {
