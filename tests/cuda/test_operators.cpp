@@ -4,6 +4,7 @@
 // reason, or its case fails.
 #include <zkynet/framework/cuda.h>
 #include <zkynet/framework/module.h>
+#include <zkynet/ops/bmm.h>
 #include <zkynet/ops/indexing.h>
 #include <zkynet/ops/jacobian.h>
 #include <zkynet/ops/kernels.h>
@@ -80,6 +81,12 @@ const std::vector<Case>& table() {
       {"matmul", [](auto x) { return op::matmul(x[0], x[1]); }, {{7, 5}, {5, 3}}},
       {"matmul batched transposed", [](auto x) { return op::matmul(x[0], x[1]); }, {{2, 5, 7}, {2, 5, 3}}, false, true},
       {"linear", [](auto x) { return op::linear(x[0], x[1], x[2]); }, {{6, 5}, {4, 5}, {4}}},
+      // Batched products: one strided-batched cuBLAS call where the batch strides are uniform
+      // (contiguous or broadcast), a GEMM per entry where they are not.
+      {"bmm", [](auto x) { return op::bmm(x[0], x[1]); }, {{3, 4, 5}, {3, 5, 2}}},
+      {"matmul batch broadcast", [](auto x) { return op::matmul(x[0], x[1]); }, {{3, 4, 5}, {5, 2}}},
+      {"matmul 4-d batch, one operand broadcast on an inner batch axis",
+       [](auto x) { return op::matmul(x[0], x[1]); }, {{2, 3, 4, 5}, {2, 1, 5, 2}}},
       // Indexing and selection (kernels/select.cpp, cuda/select.cu). Index tensors are int64 on the
       // data's device; scatter-add VJPs (index_select, gather, embedding) sum repeated indices
       // with atomics; max runs a lane per thread (short lanes) or per warp (long or few lanes);

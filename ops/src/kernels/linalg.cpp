@@ -6,6 +6,7 @@
 
 #include "cuda/api.h"
 
+#include <optional>
 #include <string>
 
 namespace zkynet::kernels {
@@ -45,6 +46,18 @@ void gemm(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::
     cblas_dgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
                 static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
   }
+}
+
+// The one stride that steps through every batch entry of an operand in row-major order (its
+// batch axes contiguous among themselves, or all broadcast: 0), if it has one.
+std::optional<std::int64_t> uniform_batch_stride(const Shape& batch, const Shape& strides) {
+  if (batch.empty()) return 0;
+  std::int64_t expected = strides[batch.size() - 1];
+  for (std::size_t d = batch.size() - 1; d-- > 0;) {
+    expected *= batch[d + 1];
+    if (batch[d] != 1 && strides[d] != expected) return std::nullopt;
+  }
+  return strides[batch.size() - 1];
 }
 
 std::string operands(const Tensor& a, const Tensor& b) {
@@ -111,6 +124,15 @@ Tensor matmul_t(const Tensor& a_in, bool transpose_a, const Tensor& b_in, bool t
     T* po = out.device_data<T>();
     if (k == 0) {
       out.fill_(0.0);
+      return;
+    }
+    // On CUDA, one strided-batched cuBLAS call for every batch entry when the strides allow it.
+    const auto sa = uniform_batch_stride(batch, a_strides);
+    const auto sb = uniform_batch_stride(batch, b_strides);
+    const std::int64_t count = shape_numel(batch);
+    if (out.device().is_cuda() && count > 1 && sa && sb) {
+      cuda::gemm_strided_batched<T>(out.device(), A.trans, B.trans, m, n, k, pa, A.ld, *sa, pb, B.ld, *sb, po,
+                                    std::max<std::int64_t>(n, 1), m * n, count);
       return;
     }
     detail::for_each_strided<3>(batch, {&a_strides, &b_strides, &o_strides}, [&](const std::array<std::int64_t, 3>& off) {

@@ -47,6 +47,18 @@ template void gemm<float>(Device, bool, bool, std::int64_t, std::int64_t, std::i
                           const float*, std::int64_t, float*, std::int64_t, float);
 template void gemm<double>(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const double*, std::int64_t,
                            const double*, std::int64_t, double*, std::int64_t, double);
+template <class T>
+void gemm_strided_batched(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const T*, std::int64_t,
+                          std::int64_t, const T*, std::int64_t, std::int64_t, T*, std::int64_t, std::int64_t,
+                          std::int64_t) {
+  zkynet::detail::throw_no_cuda("matmul");
+}
+template void gemm_strided_batched<float>(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const float*,
+                                         std::int64_t, std::int64_t, const float*, std::int64_t, std::int64_t, float*,
+                                         std::int64_t, std::int64_t, std::int64_t);
+template void gemm_strided_batched<double>(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const double*,
+                                          std::int64_t, std::int64_t, const double*, std::int64_t, std::int64_t,
+                                          double*, std::int64_t, std::int64_t, std::int64_t);
 
 // Optimizer steps and random masks.
 void sgd_step(std::span<const SgdSlot>, const SgdHyper&) { zkynet::detail::throw_no_cuda("SGD step"); }

@@ -51,6 +51,12 @@ Tensor map_ternary(const Tensor& a, const Tensor& b, const Tensor& c, DType dtyp
 template <class T>
 void gemm(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
           std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, T beta);
+// `count` GEMMs in one cuBLAS call (strided batched): product i reads a + i * stride_a and
+// b + i * stride_b (a stride of 0 broadcasts one matrix) and writes c + i * stride_c.
+template <class T>
+void gemm_strided_batched(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
+                          std::int64_t lda, std::int64_t stride_a, const T* b, std::int64_t ldb, std::int64_t stride_b,
+                          T* c, std::int64_t ldc, std::int64_t stride_c, std::int64_t count);
 
 // Optimizer steps and random masks (../optim.cpp and ../random.cpp call them, operands checked
 // there): one fused kernel per optimizer over tables of parameters of one device and dtype,

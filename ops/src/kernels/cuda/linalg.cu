@@ -67,9 +67,40 @@ void gemm(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::
   }
 }
 
+template <class T>
+void gemm_strided_batched(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
+                          std::int64_t lda, std::int64_t stride_a, const T* b, std::int64_t ldb, std::int64_t stride_b,
+                          T* c, std::int64_t ldc, std::int64_t stride_c, std::int64_t count) {
+  zkynet::detail::cuda_stream(device);
+  cublasHandle_t h = handle(device);
+  const T alpha = T(1);
+  const T beta = T(0);
+  const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const auto i = [](std::int64_t v) { return static_cast<int>(v); };
+  if constexpr (std::is_same_v<T, float>) {
+    check(cublasSetMathMode(h, zkynet::cuda::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+          "cublasSetMathMode");
+    check(cublasSgemmStridedBatched(h, op_b, op_a, i(n), i(m), i(k), &alpha, b, i(ldb), stride_b, a, i(lda), stride_a,
+                                    &beta, c, i(ldc), stride_c, i(count)),
+          "cublasSgemmStridedBatched");
+  } else {
+    check(cublasDgemmStridedBatched(h, op_b, op_a, i(n), i(m), i(k), &alpha, b, i(ldb), stride_b, a, i(lda), stride_a,
+                                    &beta, c, i(ldc), stride_c, i(count)),
+          "cublasDgemmStridedBatched");
+  }
+}
+
 template void gemm<float>(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const float*, std::int64_t,
                           const float*, std::int64_t, float*, std::int64_t, float);
 template void gemm<double>(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const double*, std::int64_t,
                            const double*, std::int64_t, double*, std::int64_t, double);
+
+template void gemm_strided_batched<float>(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const float*,
+                                         std::int64_t, std::int64_t, const float*, std::int64_t, std::int64_t, float*,
+                                         std::int64_t, std::int64_t, std::int64_t);
+template void gemm_strided_batched<double>(Device, bool, bool, std::int64_t, std::int64_t, std::int64_t, const double*,
+                                          std::int64_t, std::int64_t, const double*, std::int64_t, std::int64_t,
+                                          double*, std::int64_t, std::int64_t, std::int64_t);
 
 }  // namespace zkynet::kernels::cuda
