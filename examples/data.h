@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <cstdlib>
 #include <tuple>
 #include <string>
 #include <utility>
@@ -52,7 +53,9 @@ struct Digits {
 inline Digits load_digits(std::uint64_t seed = 0, double test_fraction = 0.2) {
   std::vector<float> pixels;
   std::vector<std::int64_t> labels;
-  std::istringstream lines(read_text(kDigitsPath));
+  // ZKYNET_DIGITS names another copy (the GPU machine has no scikit-learn: tools/gpu_bundle.sh packs it).
+  const char* path = std::getenv("ZKYNET_DIGITS");
+  std::istringstream lines(read_text(path != nullptr && *path != '\0' ? path : kDigitsPath));
   for (std::string line; std::getline(lines, line);) {
     if (line.empty()) continue;
     std::istringstream fields(line);

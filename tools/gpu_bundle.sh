@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 bash tools/setup.sh
 # -march=native would tie the binaries to this machine's CPU: the GPU machine's may differ.
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DZKYNET_CUDA=ON -DZKYNET_NATIVE=OFF \
-      -DZKYNET_BUILD_PYTHON=OFF -DZKYNET_BUILD_DISTRIBUTED=OFF -DZKYNET_BUILD_EXAMPLES=OFF
-cmake --build build-gpu -j "$(nproc)" --target test_cuda bench_gpu
+      -DZKYNET_BUILD_PYTHON=OFF -DZKYNET_BUILD_DISTRIBUTED=OFF -DZKYNET_BUILD_EXAMPLES=ON
+cmake --build build-gpu -j "$(nproc)" --target test_cuda bench_gpu digits_mlp
 
 stage=$(mktemp -d)
 mkdir -p "$stage/gpu-bundle/bin" "$stage/gpu-bundle/lib" "$stage/gpu-bundle/peers"
-cp build-gpu/tests/test_cuda build-gpu/tools/bench/bench_gpu "$stage/gpu-bundle/bin/"
+cp build-gpu/tests/test_cuda build-gpu/tools/bench/bench_gpu build-gpu/examples/digits_mlp "$stage/gpu-bundle/bin/"
+# The digits (scikit-learn's copy; the GPU machine has none) for digits_mlp --device cuda.
+mkdir -p "$stage/gpu-bundle/data"
+cp /usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz "$stage/gpu-bundle/data/"
 # Every library the programs load, but the C runtime, the driver and CUDA's own libraries.
 for program in "$stage"/gpu-bundle/bin/*; do
   ldd "$program" | awk '/=> \// {print $3}'

@@ -35,6 +35,13 @@ timeout 180 "$bundle/bin/bench_gpu" > "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.e
 echo "== PyTorch peer (same workloads)"
 timeout 180 "$PY" "$bundle/peers/gpu.py" --only elementwise,chain,mlp > "$OUT/peer_gpu.json" 2> "$OUT/peer_gpu.err"
 
+echo "== examples/digits_mlp on the CPU and on CUDA (the same seeded run)"
+export ZKYNET_DIGITS="$bundle/data/digits.csv.gz"
+timeout 120 "$bundle/bin/digits_mlp" "$work/graphs-cpu" --device cpu > "$OUT/digits_cpu.log" 2>&1
+timeout 120 "$bundle/bin/digits_mlp" "$work/graphs-cuda" --device cuda > "$OUT/digits_cuda.log" 2>&1
+digits=$?
+grep -h "test accuracy" "$OUT/digits_cpu.log" "$OUT/digits_cuda.log"
+
 "$PY" - "$OUT/bench_gpu.json" "$OUT/peer_gpu.json" <<'PYEOF' | tee "$OUT/summary.txt"
 import json, sys
 def load(path):
@@ -54,5 +61,5 @@ for key in ["copy_gbps", "elementwise_expr_gbps", "chain_fwdbwd_us_per_op", "mlp
 if ours.get("meta", {}).get("unavailable"):
     print("zkynet workloads not available:", ours["meta"]["unavailable"])
 PYEOF
-echo "CUDA suite exit status: $suite (0 passed, 77 skipped: no device answered)"
+echo "CUDA suite exit status: $suite (0 passed, 77 skipped: no device answered); digits_mlp --device cuda: $digits"
 exit $suite
