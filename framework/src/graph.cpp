@@ -3,6 +3,9 @@
 #include <zkynet/framework/operator.h>
 #include <zkynet/framework/session.h>
 
+#include <algorithm>
+#include <atomic>
+
 namespace zkynet {
 
 // ---- nodes and tapes ----------------------------------------------------------------------
@@ -324,6 +327,33 @@ void ModuleGraph::back(const Tensor& seed) {
   jacobian_mode_ = false;
 }
 
+namespace {
+
+std::atomic<std::int64_t> max_jacobian_elements{std::int64_t{1} << 26};
+
+// Refuses full Jacobians that would be larger than the limit, saying how to get either answer.
+void check_jacobian_size(const Tape& tape, const Node& root) {
+  const std::int64_t limit = max_jacobian_elements.load();
+  if (limit <= 0) return;
+  const std::int64_t outputs = root.value().numel();
+  std::int64_t columns = 0;
+  for (std::size_t i = 0; i <= root.index(); ++i) columns += tape.nodes()[i]->value().numel();
+  const long double total = static_cast<long double>(outputs) * static_cast<long double>(columns);
+  if (total <= static_cast<long double>(limit)) return;
+  throw UsageError("back: the root of shape " + shape_str(root.value().shape()) + " is not a scalar, so back() without "
+                   "a seed builds full Jacobians: " + std::to_string(outputs) + " reverse passes, storing " +
+                   std::to_string(outputs) + " x " + std::to_string(columns) + " elements over the graph's " +
+                   std::to_string(root.index() + 1) + " nodes, above the limit of " + std::to_string(limit) +
+                   ". For a vector-Jacobian product call back(seed) with a root-shaped seed (back(ones) "
+                   "differentiates the sum of the outputs; reduce to a scalar loss for ordinary gradients); "
+                   "for the full Jacobian anyway raise the limit with set_jacobian_limit(n) (0: none)");
+}
+
+}  // namespace
+
+std::int64_t jacobian_limit() { return max_jacobian_elements.load(); }
+void set_jacobian_limit(std::int64_t elements) { max_jacobian_elements.store(std::max<std::int64_t>(elements, 0)); }
+
 void ModuleGraph::back() {
   const Tape& t = tape();
   const Node& root = *root_.node();
@@ -332,6 +362,7 @@ void ModuleGraph::back() {
     back(Tensor::ones(out.shape(), out.dtype(), out.device()));
     return;
   }
+  check_jacobian_size(t, root);
   // Full Jacobians: one reverse pass per output element, each a row of d(out)/d(node).
   const std::size_t end = root.index() + 1;
   auto jacobians = std::make_shared<std::vector<Tensor>>(end);

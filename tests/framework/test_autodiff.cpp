@@ -43,6 +43,49 @@ TEST_CASE("full Jacobians do not touch parameters' accumulated gradients") {
   CHECK_FALSE(m.param("w").grad().defined());
 }
 
+// A restores the limit when a test case ends, whatever it set.
+struct JacobianLimitScope {
+  std::int64_t saved = jacobian_limit();
+  ~JacobianLimitScope() { set_jacobian_limit(saved); }
+};
+
+TEST_CASE("back() without a seed refuses Jacobians above the limit and says how to get a VJP or the Jacobian") {
+  JacobianLimitScope scope;
+  SimpleModel m;
+  ModuleGraph g = m(Tensor::ones({30}));  // 30 outputs x (30 + 1 + ...) node elements
+  set_jacobian_limit(100);
+  CHECK_THROWS_AS(g.back(), UsageError);
+  CHECK_THROWS_WITH(g.back(), Catch::Contains("root of shape (30,)") && Catch::Contains("back(seed)") &&
+                                  Catch::Contains("set_jacobian_limit") && Catch::Contains("above the limit of 100"));
+  CHECK_FALSE(g.has_gradients());
+  g.back(Tensor::ones({30}));  // the VJP still works
+  CHECK(g.grad(m.input("x")).shape() == Shape{30});
+}
+
+TEST_CASE("raising the Jacobian limit, or lifting it with 0, gives the full Jacobian") {
+  JacobianLimitScope scope;
+  SimpleModel m;
+  set_jacobian_limit(100);
+  ModuleGraph g = m(Tensor::ones({30}));
+  set_jacobian_limit(0);
+  g.back();
+  CHECK(g.grad(m.input("x")).shape() == Shape{30, 30});
+  set_jacobian_limit(1 << 20);
+  ModuleGraph h = m(Tensor::ones({30}));
+  h.back();
+  CHECK(h.grad(m.param("w")).shape() == Shape{30});
+}
+
+TEST_CASE("the default Jacobian limit is 2^26 elements and scalar roots never meet it") {
+  CHECK(jacobian_limit() == (std::int64_t{1} << 26));
+  JacobianLimitScope scope;
+  set_jacobian_limit(1);
+  SimpleModel m;
+  ModuleGraph g = m(3.0);
+  g.back();
+  CHECK(g.grad(m.param("w")).item() == 9.0);
+}
+
 TEST_CASE("no_grad records nothing") {
   SimpleModel m;
   NoGradGuard guard;

@@ -7,8 +7,10 @@
 //   g.grad(m.param("w"));                // 9
 //   g.grad(m.input("x"));                // 33
 //
-// Without a seed, a non-scalar root gives full Jacobians shaped output.shape + input.shape;
-// back(seed) gives the vector-Jacobian product, shaped like each input.
+// Without a seed, a non-scalar root gives full Jacobians shaped output.shape + input.shape
+// (one reverse pass per output element), refused with a message when they would hold more than
+// jacobian_limit() elements in all; back(seed) gives the vector-Jacobian product, shaped like
+// each input.
 // Each back() recomputes this graph's gradients and adds them once more into the
 // Parameters' accumulated gradients (as PyTorch does with retain_graph=True).
 #pragma once
@@ -53,6 +55,11 @@ class ModuleGraph {
   std::shared_ptr<std::vector<Tensor>> grads_;  // by node index
   bool jacobian_mode_ = false;                  // grads_ hold Jacobians (unseeded non-scalar root)
 };
+
+// The most elements back() without a seed may store as Jacobians over a graph's nodes
+// (default 2^26: 512 MiB in float64); 0 lifts the limit.
+std::int64_t jacobian_limit();
+void set_jacobian_limit(std::int64_t elements);
 
 // Reverse mode over the tape's nodes up to `root`, seeded with `seed` (root-shaped).
 // Returns one gradient per node index (undefined where none flowed). Exposed for tools
