@@ -314,6 +314,11 @@ void accumulate_parameter_grads(const Tape& tape, const std::vector<Tensor>& gra
 }  // namespace
 
 void ModuleGraph::back(const Tensor& seed) {
+  vjp(seed);
+  accumulate_parameter_grads(tape(), *grads_);
+}
+
+void ModuleGraph::vjp(const Tensor& seed) {
   const Tape& t = tape();
   const Node& root = *root_.node();
   if (seed.shape() != root.value().shape()) {
@@ -322,7 +327,6 @@ void ModuleGraph::back(const Tensor& seed) {
   }
   // A copy: pass-through VJPs (add, reshape) would otherwise hand out views of the caller's seed.
   auto grads = backward_pass(t, root, seed.to(root.value().device()).to(root.value().dtype()).clone());
-  accumulate_parameter_grads(t, grads);
   grads_ = std::make_shared<std::vector<Tensor>>(std::move(grads));
   jacobian_mode_ = false;
 }

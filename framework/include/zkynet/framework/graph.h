@@ -39,6 +39,9 @@ class ModuleGraph {
 
   void back();
   void back(const Tensor& seed);
+  // back(seed) for grad() to read, without adding into Parameters' accumulated gradients
+  // (torch.autograd.grad's semantics; the functional transforms use it).
+  void vjp(const Tensor& seed);
   bool has_gradients() const { return grads_ != nullptr; }
 
   // Gradient (or Jacobian) of the root with respect to an input, parameter or node.
