@@ -5,6 +5,7 @@
 #include <zkynet/framework/cuda.h>
 #include <zkynet/framework/module.h>
 #include <zkynet/ops/bmm.h>
+#include <zkynet/ops/compare.h>
 #include <zkynet/ops/indexing.h>
 #include <zkynet/ops/jacobian.h>
 #include <zkynet/ops/kernels.h>
@@ -81,6 +82,10 @@ const std::vector<Case>& table() {
       {"matmul", [](auto x) { return op::matmul(x[0], x[1]); }, {{7, 5}, {5, 3}}},
       {"matmul batched transposed", [](auto x) { return op::matmul(x[0], x[1]); }, {{2, 5, 7}, {2, 5, 3}}, false, true},
       {"linear", [](auto x) { return op::linear(x[0], x[1], x[2]); }, {{6, 5}, {4, 5}, {4}}},
+      {"greater mask times x, broadcast", [](auto x) { return op::mult(x[0], op::greater(x[0], x[1])); }, {{4, 5}, {5}}},
+      {"less_equal, equal, not_equal masks", [](auto x) {
+         return op::add(op::add(op::less_equal(x[0], 0.1), op::equal(x[0], x[0])), op::mult(x[0], op::not_equal(x[0], 0.0)));
+       }, {{3, 4}}},
       // Batched products: one strided-batched cuBLAS call where the batch strides are uniform
       // (contiguous or broadcast), a GEMM per entry where they are not.
       {"bmm", [](auto x) { return op::bmm(x[0], x[1]); }, {{3, 4, 5}, {3, 5, 2}}},

@@ -113,6 +113,13 @@ Tensor floating_unary(const Tensor& a, std::string_view op, const F& f) {
 
 }  // namespace
 
+Tensor greater(const Tensor& a, const Tensor& b) { return binary(a, b, "greater", fn::Greater{}); }
+Tensor greater_equal(const Tensor& a, const Tensor& b) { return binary(a, b, "greater_equal", fn::GreaterEqual{}); }
+Tensor less(const Tensor& a, const Tensor& b) { return binary(a, b, "less", fn::Less{}); }
+Tensor less_equal(const Tensor& a, const Tensor& b) { return binary(a, b, "less_equal", fn::LessEqual{}); }
+Tensor equal(const Tensor& a, const Tensor& b) { return binary(a, b, "equal", fn::Equal{}); }
+Tensor not_equal(const Tensor& a, const Tensor& b) { return binary(a, b, "not_equal", fn::NotEqual{}); }
+
 Tensor add(const Tensor& a, const Tensor& b) { return binary(a, b, "add", fn::Add{}); }
 Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, "sub", fn::Sub{}); }
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, "mult", fn::Mul{}); }

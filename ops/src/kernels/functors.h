@@ -52,6 +52,15 @@ struct Scale {
 
 template <class T> ZKYNET_HD bool is_nan(T v) { return v != v; }  // NOLINT: false for integers
 
+// Comparisons as masks in the operands' dtype: 1 where the relation holds, else 0 (false for
+// NaN, but not_equal, as IEEE says).
+struct Greater { template <class T> ZKYNET_HD T operator()(T x, T y) const { return x > y ? T(1) : T(0); } };
+struct GreaterEqual { template <class T> ZKYNET_HD T operator()(T x, T y) const { return x >= y ? T(1) : T(0); } };
+struct Less { template <class T> ZKYNET_HD T operator()(T x, T y) const { return x < y ? T(1) : T(0); } };
+struct LessEqual { template <class T> ZKYNET_HD T operator()(T x, T y) const { return x <= y ? T(1) : T(0); } };
+struct Equal { template <class T> ZKYNET_HD T operator()(T x, T y) const { return x == y ? T(1) : T(0); } };
+struct NotEqual { template <class T> ZKYNET_HD T operator()(T x, T y) const { return x != y ? T(1) : T(0); } };
+
 // 1 where x is nonzero (NaN included), else 0: where's condition as a mask in its own dtype.
 struct Truth { template <class T> ZKYNET_HD T operator()(T x) const { return x != T(0) ? T(1) : T(0); } };
 struct Where { template <class T> ZKYNET_HD T operator()(T m, T x, T y) const { return m != T(0) ? x : y; } };
@@ -133,7 +142,8 @@ struct StdBackward {
 // Every functor, for the explicit instantiations of the CUDA kernels and their stubs.
 #define ZKYNET_BINARY_FUNCTORS(X) \
   X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(TanhBackward) X(SigmoidBackward) X(ReluBackward) \
-  X(WhereTrue) X(WhereFalse) X(ClampBackward) X(Maximum) X(Minimum) X(StdBackward)
+  X(WhereTrue) X(WhereFalse) X(ClampBackward) X(Maximum) X(Minimum) X(StdBackward) \
+  X(Greater) X(GreaterEqual) X(Less) X(LessEqual) X(Equal) X(NotEqual)
 #define ZKYNET_UNARY_FUNCTORS(X) \
   X(Neg) X(Square) X(Exp) X(Log) X(Sqrt) X(Tanh) X(Relu) X(Sigmoid) X(Sign) X(Scale) \
   X(Truth) X(Clamp)

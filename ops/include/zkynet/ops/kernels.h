@@ -25,6 +25,13 @@ Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
 Tensor pow(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& a, double factor);  // a * factor in a's dtype
+// Comparisons (broadcasting): 1 where the relation holds, else 0, in the operands' dtype.
+Tensor greater(const Tensor& a, const Tensor& b);
+Tensor greater_equal(const Tensor& a, const Tensor& b);
+Tensor less(const Tensor& a, const Tensor& b);
+Tensor less_equal(const Tensor& a, const Tensor& b);
+Tensor equal(const Tensor& a, const Tensor& b);
+Tensor not_equal(const Tensor& a, const Tensor& b);
 
 Tensor neg(const Tensor& a);
 Tensor square(const Tensor& a);
