@@ -1,29 +1,27 @@
-// layer_norm, batch_norm and dropout: forward and VJP side by side.
+// layer_norm, batch_norm and dropout: forward and VJP side by side, the loops in
+// kernels/normalization.cpp (CPU only until GPU part 2: cuDNN, issue 13).
 //
-// Both norms see their input as groups of elements sharing one mean and variance: element
-// (n, g, s) lies at (n * groups + g) * inner + s, and group g holds outer * inner elements.
-//   layer_norm: outer = 1, groups = the rows, inner = prod(normalized_shape); weight indexed by s
-//   batch_norm: outer = N, groups = C, inner = H * W ...;                     weight indexed by g
+// Both norms see their input as groups of elements sharing one mean and variance (see
+// kernels/normalization.h): layer_norm's groups are the rows, each of prod(normalized_shape)
+// elements, weight indexed along them; batch_norm's are the channels, weight indexed by channel.
 // With xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps) and dxhat = grad * weight, the
 // input gradient under batch statistics is
 //   dx = rstd * (dxhat - mean_group(dxhat) - xhat * mean_group(dxhat * xhat)),
 // and rstd * dxhat under fixed (running) statistics; dweight = sum grad * xhat, dbias = sum grad
-// over everything a weight entry touches. The forward keeps mean and rstd (in double, one per
+// over everything a weight entry touches. The forward keeps mean and rstd (float64, one per
 // group) in the operator's definition for the VJP.
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/operator.h>
-#include <zkynet/framework/parallel.h>
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/normalization.h>
 
+#include "kernels/normalization.h"
 #include "kernels/random.h"
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <string>
 #include <utility>
-#include <vector>
 
 namespace zkynet::op {
 
@@ -38,180 +36,12 @@ void require_floating(const Tensor& x, std::string_view op, std::string_view wha
   }
 }
 
-// ---- grouped statistics, shared by both norms ---------------------------------------------
+using kernels::AffineAxis;
+using kernels::NormGrads;
+using Groups = kernels::NormGroups;
 
-struct Groups {
-  std::int64_t outer = 1;
-  std::int64_t groups = 1;
-  std::int64_t inner = 1;
-  std::int64_t count() const { return outer * inner; }  // elements per group
-};
-
-// Which index a weight / bias entry follows: s (layer_norm) or g (batch_norm).
-enum class AffineAxis { Inner, Group };
-
-// Calls f(i, s) for every element i of group g (s: its position along the inner axis).
-template <class F>
-void for_group(const Groups& l, std::int64_t g, F&& f) {
-  for (std::int64_t n = 0; n < l.outer; ++n) {
-    const std::int64_t base = (n * l.groups + g) * l.inner;
-    for (std::int64_t s = 0; s < l.inner; ++s) f(base + s, s);
-  }
-}
-
-// Calls body(g) for every group, groups split across the thread pool.
-template <class Body>
-void for_each_group(const Groups& l, Body&& body) {
-  const std::int64_t grain = std::max<std::int64_t>(1, kParallelGrain / std::max<std::int64_t>(l.count(), 1));
-  parallel_for(
-      l.groups,
-      [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t g = begin; g < end; ++g) body(g);
-      },
-      grain);
-}
-
-// The mean and biased variance of every group (two passes, in double). x is contiguous.
-void moments(const Tensor& x, const Groups& l, std::vector<double>& mean, std::vector<double>& var) {
-  mean.assign(static_cast<std::size_t>(l.groups), 0.0);
-  var.assign(static_cast<std::size_t>(l.groups), 0.0);
-  const double n = static_cast<double>(l.count());
-  dispatch_floating(x.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const T* p = x.data<T>();
-    for_each_group(l, [&](std::int64_t g) {
-      double sum = 0.0;
-      for_group(l, g, [&](std::int64_t i, std::int64_t) { sum += static_cast<double>(p[i]); });
-      const double m = sum / n;
-      double sq = 0.0;
-      for_group(l, g, [&](std::int64_t i, std::int64_t) {
-        const double d = static_cast<double>(p[i]) - m;
-        sq += d * d;
-      });
-      mean[static_cast<std::size_t>(g)] = m;
-      var[static_cast<std::size_t>(g)] = sq / n;
-    });
-  });
-}
-
-std::vector<double> inverse_std(const std::vector<double>& var, double eps) {
-  std::vector<double> rstd(var.size());
-  for (std::size_t g = 0; g < var.size(); ++g) rstd[g] = 1.0 / std::sqrt(var[g] + eps);
-  return rstd;
-}
-
-// y = (x - mean) * rstd * weight + bias; weight and bias may be null. x is contiguous.
-Tensor normalize(const Tensor& x, const Tensor* weight, const Tensor* bias, const Groups& l, AffineAxis axis,
-                 const std::vector<double>& mean, const std::vector<double>& rstd) {
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  const Tensor w = weight ? weight->contiguous() : Tensor();
-  const Tensor b = bias ? bias->contiguous() : Tensor();
-  dispatch_floating(x.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const T* p = x.data<T>();
-    const T* wp = weight ? w.data<T>() : nullptr;
-    const T* bp = bias ? b.data<T>() : nullptr;
-    T* y = out.data<T>();
-    for_each_group(l, [&](std::int64_t g) {
-      const double m = mean[static_cast<std::size_t>(g)];
-      const double r = rstd[static_cast<std::size_t>(g)];
-      for_group(l, g, [&](std::int64_t i, std::int64_t s) {
-        const std::int64_t k = axis == AffineAxis::Inner ? s : g;
-        double v = (static_cast<double>(p[i]) - m) * r;
-        if (wp) v *= static_cast<double>(wp[k]);
-        if (bp) v += static_cast<double>(bp[k]);
-        y[i] = static_cast<T>(v);
-      });
-    });
-  });
-  return out;
-}
-
-struct NormGrads {
-  Tensor input, weight, bias;  // undefined where not asked for
-};
-
-// The gradients of normalize() given its output's gradient; `batch_stats`: whether mean and
-// rstd were the input's own statistics (so that they depend on it) or fixed ones.
-NormGrads normalize_backward(const Tensor& grad_in, const Tensor& x_in, const Tensor* weight, const Groups& l,
-                             AffineAxis axis, const std::vector<double>& mean, const std::vector<double>& rstd,
-                             bool batch_stats, std::array<bool, 3> needs) {
-  const Tensor grad = grad_in.contiguous();
-  const Tensor x = x_in.contiguous();
-  const Tensor w = weight ? weight->contiguous() : Tensor();
-  const std::int64_t affine_size = axis == AffineAxis::Inner ? l.inner : l.groups;
-  NormGrads out;
-  if (needs[0]) out.input = Tensor::empty(x.shape(), x.dtype());
-  if (needs[1]) out.weight = Tensor::empty({affine_size}, x.dtype());
-  if (needs[2]) out.bias = Tensor::empty({affine_size}, x.dtype());
-  const double n = static_cast<double>(l.count());
-  dispatch_floating(x.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const T* gp = grad.data<T>();
-    const T* xp = x.data<T>();
-    const T* wp = weight ? w.data<T>() : nullptr;
-    auto xhat = [&](std::int64_t i, std::int64_t g) {
-      return (static_cast<double>(xp[i]) - mean[static_cast<std::size_t>(g)]) * rstd[static_cast<std::size_t>(g)];
-    };
-    auto wt = [&](std::int64_t k) { return wp ? static_cast<double>(wp[k]) : 1.0; };
-    if (needs[0]) {
-      T* dx = out.input.data<T>();
-      for_each_group(l, [&](std::int64_t g) {
-        const double r = rstd[static_cast<std::size_t>(g)];
-        double mean_dxhat = 0.0;
-        double mean_dxhat_xhat = 0.0;
-        if (batch_stats) {
-          for_group(l, g, [&](std::int64_t i, std::int64_t s) {
-            const double d = static_cast<double>(gp[i]) * wt(axis == AffineAxis::Inner ? s : g);
-            mean_dxhat += d;
-            mean_dxhat_xhat += d * xhat(i, g);
-          });
-          mean_dxhat /= n;
-          mean_dxhat_xhat /= n;
-        }
-        for_group(l, g, [&](std::int64_t i, std::int64_t s) {
-          const double d = static_cast<double>(gp[i]) * wt(axis == AffineAxis::Inner ? s : g);
-          dx[i] = static_cast<T>(batch_stats ? r * (d - mean_dxhat - xhat(i, g) * mean_dxhat_xhat) : r * d);
-        });
-      });
-    }
-    if (!needs[1] && !needs[2]) return;
-    T* dw = needs[1] ? out.weight.data<T>() : nullptr;
-    T* db = needs[2] ? out.bias.data<T>() : nullptr;
-    if (axis == AffineAxis::Group) {
-      for_each_group(l, [&](std::int64_t g) {
-        double sw = 0.0;
-        double sb = 0.0;
-        for_group(l, g, [&](std::int64_t i, std::int64_t) {
-          sw += static_cast<double>(gp[i]) * xhat(i, g);
-          sb += static_cast<double>(gp[i]);
-        });
-        if (dw) dw[g] = static_cast<T>(sw);
-        if (db) db[g] = static_cast<T>(sb);
-      });
-      return;
-    }
-    // AffineAxis::Inner: entry s sums over every (n, g).
-    const std::int64_t rows = l.outer * l.groups;
-    parallel_for(
-        l.inner,
-        [&](std::int64_t begin, std::int64_t end) {
-          for (std::int64_t s = begin; s < end; ++s) {
-            double sw = 0.0;
-            double sb = 0.0;
-            for (std::int64_t row = 0; row < rows; ++row) {
-              const std::int64_t i = row * l.inner + s;
-              sw += static_cast<double>(gp[i]) * xhat(i, row % l.groups);
-              sb += static_cast<double>(gp[i]);
-            }
-            if (dw) dw[s] = static_cast<T>(sw);
-            if (db) db[s] = static_cast<T>(sb);
-          }
-        },
-        std::max<std::int64_t>(1, kParallelGrain / std::max<std::int64_t>(rows, 1)));
-  });
-  return out;
-}
+// An optional operand as the kernels take it: undefined when absent.
+Tensor or_none(const Tensor* t) { return t ? *t : Tensor(); }
 
 // ---- optional weight and bias --------------------------------------------------------------
 
@@ -312,26 +142,26 @@ struct LayerNormDef {
   static constexpr auto inputs = affine_inputs<W, B>();
   Shape normalized_shape;
   double eps = 1e-5;
-  mutable std::vector<double> mean;  // per row, kept by forward for the VJP
-  mutable std::vector<double> rstd;
+  mutable Tensor mean;  // per row (float64), kept by forward for the VJP
+  mutable Tensor rstd;
 
   template <class... P>
   Tensor forward(const Tensor& x_in, const P&... params) const {
     const auto [w, b] = affine_operands<W, B>(params...);
     const Groups l = layer_norm_groups(x_in, normalized_shape, w, b);
     const Tensor x = x_in.contiguous();
-    std::vector<double> var;
-    moments(x, l, mean, var);
-    rstd = inverse_std(var, eps);
-    return normalize(x, w, b, l, AffineAxis::Inner, mean, rstd);
+    kernels::Moments m = kernels::moments(x, l, name);
+    mean = std::move(m.mean);
+    rstd = kernels::inverse_std(m.var, eps, name);
+    return kernels::normalize(x, or_none(w), or_none(b), l, AffineAxis::Inner, mean, rstd, name);
   }
 
   std::array<Tensor, 1 + W + B> vjp(const VjpContext<1 + W + B>& c) const {
     const Tensor* w = context_weight<W, B>(c);
     const Groups l = layer_norm_groups(c.in(0), normalized_shape, w, nullptr);
-    return affine_grads<W, B>(
-        normalize_backward(c.grad, c.in(0), w, l, AffineAxis::Inner, mean, rstd, true, affine_needs<W, B>(c)),
-        normalized_shape);
+    return affine_grads<W, B>(kernels::normalize_backward(c.grad, c.in(0), or_none(w), l, AffineAxis::Inner, mean,
+                                                          rstd, true, affine_needs<W, B>(c), name),
+                              normalized_shape);
   }
 };
 
@@ -375,19 +205,6 @@ Groups batch_norm_groups(const Tensor& x, const Tensor& running_mean, const Tens
   return l;
 }
 
-// t = (1 - momentum) t + momentum v, in place (t: 1-d, any stride, float32 or float64).
-void blend_into(const Tensor& t, const std::vector<double>& v, double momentum) {
-  dispatch_floating(t.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    T* p = t.data<T>();
-    const std::int64_t stride = t.strides()[0];
-    for (std::size_t c = 0; c < v.size(); ++c) {
-      T& r = p[static_cast<std::int64_t>(c) * stride];
-      r = static_cast<T>((1.0 - momentum) * static_cast<double>(r) + momentum * v[c]);
-    }
-  });
-}
-
 template <bool W, bool B>
 struct BatchNormDef {
   static constexpr std::string_view name = "batch_norm";
@@ -397,8 +214,8 @@ struct BatchNormDef {
   bool training = false;
   double momentum = 0.1;
   double eps = 1e-5;
-  mutable std::vector<double> mean;  // per channel: the statistics the forward used
-  mutable std::vector<double> rstd;
+  mutable Tensor mean;  // per channel (float64): the statistics the forward used
+  mutable Tensor rstd;
 
   template <class... P>
   Tensor forward(const Tensor& x_in, const P&... params) const {
@@ -406,21 +223,16 @@ struct BatchNormDef {
     const Groups l = batch_norm_groups(x_in, running_mean, running_var, w, b, training);
     const Tensor x = x_in.contiguous();
     if (training) {
-      std::vector<double> var;
-      moments(x, l, mean, var);
-      rstd = inverse_std(var, eps);
-      if (running_mean.defined()) {
-        const double n = static_cast<double>(l.count());
-        std::vector<double> unbiased(var.size());
-        for (std::size_t c = 0; c < var.size(); ++c) unbiased[c] = var[c] * n / (n - 1.0);
-        blend_into(running_mean, mean, momentum);
-        blend_into(running_var, unbiased, momentum);
-      }
+      kernels::Moments m = kernels::moments(x, l, name);
+      rstd = kernels::inverse_std(m.var, eps, name);
+      if (running_mean.defined()) kernels::update_running_stats(running_mean, running_var, m, l.count(), momentum, name);
+      mean = std::move(m.mean);
     } else {
-      mean = running_mean.to_doubles();
-      rstd = inverse_std(running_var.to_doubles(), eps);
+      // Copies: the running statistics may change before the VJP runs.
+      mean = running_mean.clone().to(DType::Float64);
+      rstd = kernels::inverse_std(running_var, eps, name);
     }
-    return normalize(x, w, b, l, AffineAxis::Group, mean, rstd);
+    return kernels::normalize(x, or_none(w), or_none(b), l, AffineAxis::Group, mean, rstd, name);
   }
 
   std::array<Tensor, 1 + W + B> vjp(const VjpContext<1 + W + B>& c) const {
@@ -429,9 +241,9 @@ struct BatchNormDef {
     l.outer = c.in(0).size(0);
     l.groups = c.in(0).size(1);
     for (std::int64_t d = 2; d < c.in(0).dim(); ++d) l.inner *= c.in(0).size(d);
-    return affine_grads<W, B>(
-        normalize_backward(c.grad, c.in(0), w, l, AffineAxis::Group, mean, rstd, training, affine_needs<W, B>(c)),
-        Shape{l.groups});
+    return affine_grads<W, B>(kernels::normalize_backward(c.grad, c.in(0), or_none(w), l, AffineAxis::Group, mean,
+                                                          rstd, training, affine_needs<W, B>(c), name),
+                              Shape{l.groups});
   }
 };
 
