@@ -5,7 +5,9 @@
 #include <zkynet/framework/module.h>
 #include <zkynet/internal/strided_index.h>
 #include <zkynet/ops/conv.h>
+#include <zkynet/ops/normalization.h>
 #include <zkynet/ops/ops.h>
+#include <zkynet/ops/recurrent.h>
 #include <zkynet/ops/strided.h>
 
 #include <catch2/catch.hpp>
@@ -107,4 +109,27 @@ TEST_CASE("an operator without a CUDA kernel says so, naming itself") {
   const std::string message =
       error_message<DeviceError>([&] { op::max_pool2d(on_device, {2, 2}); });
   CHECK_THAT(message, Contains("max_pool2d has no CUDA implementation"));
+}
+
+TEST_CASE("the normalization, recurrent and convolution kernels refuse CUDA operands before touching memory") {
+  // CPU-only until GPU part 2 (cuDNN, issue 13): the kernels check the device first, so the
+  // fake tensors' memory is never read.
+  const auto refuses = [](const std::string& op, auto&& call) {
+    INFO(op);
+    const std::string message = error_message<DeviceError>(call);
+    CHECK_THAT(message, Contains(op + " has no CUDA implementation"));
+    CHECK_THAT(message, Contains("GPU part 2"));
+  };
+  refuses("layer_norm", [] { op::layer_norm(fake_cuda({2, 3}), {3}, fake_cuda({3}), fake_cuda({3})); });
+  refuses("batch_norm", [] { op::batch_norm(fake_cuda({2, 3}), Tensor(), Tensor(), NodeRef(), NodeRef(), true); });
+  refuses("lstm", [] {
+    op::lstm(fake_cuda({2, 1, 3}), fake_cuda({1, 2}), fake_cuda({1, 2}), fake_cuda({8, 3}), fake_cuda({8, 2}),
+             fake_cuda({8}), fake_cuda({8}));
+  });
+  refuses("gru", [] {
+    op::gru(fake_cuda({2, 1, 3}), fake_cuda({1, 2}), fake_cuda({6, 3}), fake_cuda({6, 2}), fake_cuda({6}),
+            fake_cuda({6}));
+  });
+  refuses("conv2d", [] { op::conv2d(fake_cuda({1, 1, 4, 4}), fake_cuda({2, 1, 3, 3})); });
+  refuses("avg_pool2d", [] { op::avg_pool2d(fake_cuda({1, 1, 4, 4}), {2, 2}); });
 }

@@ -24,6 +24,7 @@
 #include <cblas.h>
 
 #include "accumulate.h"
+#include "cpu_only.h"
 
 #include <algorithm>
 #include <array>
@@ -389,6 +390,7 @@ void unfold_image(const T* x, T* dst, const ConvGeometry& g) {
 
 Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const op::Conv2dOptions& options,
               Tensor* columns) {
+  detail::require_cpu("conv2d", input, weight, bias);
   const bool has_bias = bias.defined();
   const ConvGeometry g = conv_geometry(input, weight, &bias, has_bias, options);
   const Tensor x = input.contiguous();
@@ -437,6 +439,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
 
 Conv2dGrads conv2d_backward(const Tensor& grad, const Tensor& input, const Tensor& weight, bool has_bias,
                             const Tensor& columns, const op::Conv2dOptions& options, std::array<bool, 3> needs) {
+  detail::require_cpu("conv2d", grad, input, weight, columns);
   const ConvGeometry g = conv_geometry(input, weight, nullptr, has_bias, options);
   const std::string ctx = conv_context(input, weight, nullptr);
   const Shape out_shape{g.n, g.o, g.h.out, g.w.out};
@@ -773,6 +776,7 @@ void max_pool_plane(const MaxPoolPlane<T> g, std::int64_t p, bool unpadded) {
 }  // namespace
 
 Tensor max_pool2d(const Tensor& input, Pair kernel_size, const op::MaxPool2dOptions& options, Tensor* indices) {
+  detail::require_cpu("max_pool2d", input);
   const PoolGeometry g =
       pool_geometry("max_pool2d", input, kernel_size, options.stride, options.padding, options.dilation);
   const Tensor x = input.contiguous();
@@ -813,6 +817,7 @@ Tensor max_pool2d(const Tensor& input, Pair kernel_size, const op::MaxPool2dOpti
 }
 
 Tensor max_pool2d_backward(const Tensor& grad, const Shape& input_shape, const Tensor& indices) {
+  detail::require_cpu("max_pool2d", grad, indices);
   if (input_shape.size() != 4 || grad.dim() != 4 || indices.shape() != grad.shape() ||
       grad.size(0) != input_shape[0] || grad.size(1) != input_shape[1]) {
     throw ShapeError("max_pool2d backward: gradient " + shape_str(grad.shape()) + " and indices " +
@@ -843,6 +848,7 @@ Tensor max_pool2d_backward(const Tensor& grad, const Shape& input_shape, const T
 }
 
 Tensor avg_pool2d(const Tensor& input, Pair kernel_size, const op::AvgPool2dOptions& options) {
+  detail::require_cpu("avg_pool2d", input);
   const PoolGeometry g = pool_geometry("avg_pool2d", input, kernel_size, options.stride, options.padding, {1, 1});
   const Tensor x = input.contiguous();
   Tensor out = Tensor::empty({g.n, g.c, g.h.out, g.w.out}, x.dtype());
@@ -877,6 +883,7 @@ Tensor avg_pool2d(const Tensor& input, Pair kernel_size, const op::AvgPool2dOpti
 
 Tensor avg_pool2d_backward(const Tensor& grad, const Shape& input_shape, Pair kernel_size,
                            const op::AvgPool2dOptions& options) {
+  detail::require_cpu("avg_pool2d", grad);
   const Tensor shape_only = Tensor::empty(input_shape, grad.dtype());
   const PoolGeometry g = pool_geometry("avg_pool2d", shape_only, kernel_size, options.stride, options.padding, {1, 1});
   const Shape out_shape{g.n, g.c, g.h.out, g.w.out};
