@@ -1,10 +1,14 @@
 #include "convert.h"
 
+#include <zkynet/framework/cuda.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/graph.h>
 
 #include <dlpack/dlpack.h>
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <limits>
 
 namespace zkynet::python {
@@ -18,9 +22,18 @@ void release_python(PyObject* obj) {
 }
 
 Tensor over_memory(void* data, const Shape& shape, const Shape& strides, DType dtype, std::size_t span_bytes,
-                   std::function<void(void*)> release) {
-  auto storage = std::make_shared<Storage>(data, span_bytes, Device::cpu(), std::move(release));
+                   std::function<void(void*)> release, Device device = Device::cpu()) {
+  auto storage = std::make_shared<Storage>(data, span_bytes, device, std::move(release));
   return Tensor::view_of(std::move(storage), shape, strides, 0, dtype);
+}
+
+// The zkynet.Tensor inside `obj`, or null: an exact type check first (the hot path of every
+// operand), then pybind11's isinstance for subclasses.
+const Tensor* zkynet_tensor(py::handle obj) {
+  static PyTypeObject* const tensor_type = reinterpret_cast<PyTypeObject*>(py::type::of<Tensor>().ptr());
+  PyObject* raw = obj.ptr();
+  if (Py_TYPE(raw) != tensor_type && !py::isinstance<Tensor>(obj)) return nullptr;
+  return reinterpret_cast<py::detail::instance*>(raw)->get_value_and_holder().value_ptr<Tensor>();
 }
 
 std::optional<DType> numpy_dtype(const py::dtype& dt) {
@@ -90,22 +103,29 @@ std::optional<DType> dlpack_dtype(const DLDataType& t) {
   return std::nullopt;
 }
 
-// bool, int8/16/32, uint8..64, float16, bfloat16 DLPack tensors: converted like numpy arrays
-// of those dtypes (to int64 or float64), through a numpy array over the tensor's memory (that
-// array's base owns the DLPack tensor and calls its deleter). Complex numbers are refused.
-Tensor from_dlpack_converted(py::capsule capsule) {
+// A DLPack dtype's name, as numpy spells it ("" for those zkynet cannot take).
+std::string dlpack_dtype_name(const DLDataType& t) {
   constexpr std::uint8_t kBool = 6;  // kDLBool (DLPack >= 0.8; not in the header we build against)
+  const int bits = t.bits;
+  if (t.lanes != 1) return "";
+  if (t.code == kDLInt && (bits == 8 || bits == 16 || bits == 32 || bits == 64)) return "int" + std::to_string(bits);
+  if (t.code == kDLUInt && (bits == 8 || bits == 16 || bits == 32 || bits == 64)) return "uint" + std::to_string(bits);
+  if (t.code == kDLFloat && (bits == 16 || bits == 32 || bits == 64)) return "float" + std::to_string(bits);
+  if (t.code == kDLBfloat && bits == 16) return "bfloat16";
+  if (t.code == kBool && bits == 8) return "bool";
+  return "";
+}
+
+// bool, int8/16/32, uint8..64, float16, bfloat16 DLPack tensors on the CPU: converted like
+// numpy arrays of those dtypes (to int64 or float64), through a numpy array over the tensor's
+// memory (that array's base owns the DLPack tensor and calls its deleter). Complex numbers are
+// refused. float32/float64/int64 tensors with negative strides come here too (numpy copies them).
+Tensor from_dlpack_converted(py::capsule capsule) {
   auto* managed = capsule.get_pointer<DLManagedTensor>();
   const DLTensor& t = managed->dl_tensor;
   const int bits = t.dtype.bits;
-  std::string name;
-  if (t.dtype.lanes == 1) {
-    if (t.dtype.code == kDLInt && (bits == 8 || bits == 16 || bits == 32)) name = "int" + std::to_string(bits);
-    if (t.dtype.code == kDLUInt && (bits == 8 || bits == 16 || bits == 32 || bits == 64)) name = "uint" + std::to_string(bits);
-    if (t.dtype.code == kDLFloat && bits == 16) name = "float16";
-    if (t.dtype.code == kDLBfloat && bits == 16) name = "uint16";  // its bits; widened below
-    if (t.dtype.code == kBool && bits == 8) name = "bool";
-  }
+  std::string name = dlpack_dtype_name(t.dtype);
+  if (name == "bfloat16") name = "uint16";  // its bits; widened below
   if (name.empty()) {
     throw TypeError("zkynet: cannot use a DLPack tensor of dtype code " + std::to_string(t.dtype.code) + ", " +
                     std::to_string(bits) + " bits, " + std::to_string(t.dtype.lanes) + " lanes (expected " +
@@ -139,35 +159,90 @@ Tensor from_dlpack_converted(py::capsule capsule) {
   return from_numpy(view);
 }
 
-Tensor from_dlpack(py::handle obj) {
-  py::capsule capsule;
-  try {
-    capsule = obj.attr("__dlpack__")();
-  } catch (py::error_already_set&) {
-    // Some producers cannot export every dtype (torch 1.13 refuses bool): their numpy view.
-    if (!py::hasattr(obj, "__array__")) throw;
-    return from_numpy(py::array(py::module_::import("numpy").attr("asarray")(obj)));
-  }
-  if (std::string(capsule.name()) != "dltensor") throw TypeError("__dlpack__ returned a capsule already consumed");
-  auto* managed = capsule.get_pointer<DLManagedTensor>();
-  const DLTensor& t = managed->dl_tensor;
-  if (t.device.device_type != kDLCPU) {
-    throw TypeError("zkynet: a DLPack tensor on device type " + std::to_string(t.device.device_type) +
-                    " cannot be used by this CPU-only build; copy it to the CPU first");
-  }
-  const auto dtype = dlpack_dtype(t.dtype);
-  if (!dtype) return from_dlpack_converted(capsule);
-  Shape shape(t.shape, t.shape + t.ndim);
-  Shape strides = t.strides ? Shape(t.strides, t.strides + t.ndim) : contiguous_strides(shape);
-  void* data = static_cast<char*>(t.data) + t.byte_offset;
-  PyCapsule_SetName(capsule.ptr(), "used_dltensor");
-  const std::size_t bytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(*dtype);
-  return over_memory(data, shape, strides, *dtype, bytes, [managed](void*) {
-    if (managed->deleter) managed->deleter(managed);
-  });
+// The zkynet device of a DLPack device type (CUDA host memory is host memory; managed memory
+// is used as its device's), or TypeError for devices zkynet has no kernels for.
+Device dlpack_device(int type, int index) {
+  if (type == kDLCPU || type == kDLCUDAHost) return Device::cpu();
+  if (type == kDLCUDA || type == kDLCUDAManaged) return Device::cuda(index);
+  throw TypeError("zkynet: cannot use a DLPack tensor on device type " + std::to_string(type) +
+                  " (zkynet runs on the CPU and on CUDA devices); copy it to the CPU first");
 }
 
 }  // namespace
+
+Tensor tensor_from_dlpack(py::handle obj) {
+  // Where the memory is, asked before the export (the array API's protocol), so that a CUDA
+  // consumer can hand the producer its stream.
+  std::optional<Device> announced;
+  if (py::hasattr(obj, "__dlpack_device__")) {
+    const py::tuple where = obj.attr("__dlpack_device__")();
+    announced = dlpack_device(where[0].cast<int>(), where[1].cast<int>());
+  }
+  py::capsule capsule;
+  if (announced && announced->is_cuda()) {
+    require_device(*announced, "a DLPack tensor");
+    // The consumer's stream (array API, __dlpack__(stream=...)): the producer makes it wait for
+    // the work that writes the tensor (PyTorch records an event on its current stream and has
+    // this stream wait for it). zkynet runs every kernel of a device on that device's one stream.
+    const auto stream = reinterpret_cast<std::uintptr_t>(cuda::stream(announced->index));
+    capsule = obj.attr("__dlpack__")(py::arg("stream") = py::int_(stream));
+  } else {
+    try {
+      capsule = obj.attr("__dlpack__")();
+    } catch (py::error_already_set&) {
+      // Some producers cannot export every dtype (torch 1.13 refuses bool): their numpy view.
+      if (!py::hasattr(obj, "__array__")) throw;
+      return from_numpy(py::array(py::module_::import("numpy").attr("asarray")(obj)));
+    }
+  }
+  if (std::string(capsule.name()) != "dltensor") throw TypeError("__dlpack__ returned a capsule already consumed");
+  // Until the capsule is renamed below, its own destructor frees the tensor if we throw.
+  auto* managed = capsule.get_pointer<DLManagedTensor>();
+  const DLTensor& t = managed->dl_tensor;
+  const Device device = dlpack_device(t.device.device_type, t.device.device_id);
+  if (device.is_cuda() && !(announced && announced->is_cuda())) {
+    throw TypeError("zkynet: a DLPack tensor on " + device.str() + " from an object without __dlpack_device__: "
+                    "its producer could not be given zkynet's stream, so its pending writes would be unordered");
+  }
+  if (device.is_cuda() && device != *announced) require_device(device, "a DLPack tensor");
+  const auto dtype = dlpack_dtype(t.dtype);
+  bool negative_strides = false;
+  for (int i = 0; t.strides != nullptr && i < t.ndim; ++i) negative_strides = negative_strides || t.strides[i] < 0;
+  if (!dtype || negative_strides) {
+    if (device.is_cpu()) return from_dlpack_converted(capsule);
+    const std::string name = dlpack_dtype_name(t.dtype);
+    throw TypeError("zkynet: cannot use a DLPack tensor on " + device.str() + " of " +
+                    (dtype ? std::string("negative strides") : "dtype " + (name.empty() ? "code " + std::to_string(t.dtype.code) : name)) +
+                    " without a copy: zkynet's CUDA tensors are float32, float64 or int64 with non-negative strides; "
+                    "convert it on its device first (PyTorch: t.float(), t.double(), t.long(), t.contiguous())");
+  }
+  Shape shape(t.shape, t.shape + t.ndim);
+  Shape strides = t.strides ? Shape(t.strides, t.strides + t.ndim) : contiguous_strides(shape);
+  void* data = static_cast<char*>(t.data) + t.byte_offset;
+  // The bytes the view reaches: the last element's offset plus one element.
+  std::size_t span = 0;
+  if (shape_numel(shape) > 0) {
+    std::int64_t last = 0;
+    for (std::size_t i = 0; i < shape.size(); ++i) last += (shape[i] - 1) * strides[i];
+    span = static_cast<std::size_t>(last + 1) * dtype_size(*dtype);
+  }
+  PyCapsule_SetName(capsule.ptr(), "used_dltensor");
+  if (device.is_cpu()) {
+    return over_memory(data, shape, strides, *dtype, span, [managed](void*) {
+      if (managed->deleter) managed->deleter(managed);
+    });
+  }
+  return over_memory(data, shape, strides, *dtype, span, [managed, device](void*) {
+    // Kernels still queued on zkynet's stream may read the memory: they finish before the
+    // producer gets it back (and may reuse it on its own streams). One host-side wait when the
+    // last view dies: conservative, and never an exception out of a destructor.
+    try {
+      cuda::synchronize(device.index);
+    } catch (...) {
+    }
+    if (managed->deleter) managed->deleter(managed);
+  }, device);
+}
 
 std::int64_t int64_from_python(py::handle obj, const std::string& what) {
   // ints, bools, numpy integers and 0-d integer arrays have __index__; floats do not.
@@ -201,6 +276,7 @@ Shape int64s_from_python(py::handle obj, const std::string& what) {
 }
 
 Tensor tensor_from_python(py::handle obj) {
+  if (const Tensor* t = zkynet_tensor(obj)) return *t;  // no copy, on its device
   if (py::isinstance<py::bool_>(obj)) return Tensor::scalar(obj.cast<bool>() ? 1.0 : 0.0, DType::Int64);
   // Python ints are int64 and floats float64, as in PyTorch; mixed with floats, ints promote.
   if (py::isinstance<py::int_>(obj)) {
@@ -216,13 +292,62 @@ Tensor tensor_from_python(py::handle obj) {
   }
   if (py::isinstance<py::float_>(obj)) return Tensor(obj.cast<double>());
   if (py::isinstance<py::array>(obj)) return from_numpy(py::reinterpret_borrow<py::array>(obj));
-  if (py::hasattr(obj, "__dlpack__") && !py::isinstance<py::array>(obj)) return from_dlpack(obj);
+  if (py::hasattr(obj, "__dlpack__") && !py::isinstance<py::array>(obj)) return tensor_from_dlpack(obj);
   if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj) || py::hasattr(obj, "__array__")) {
     py::object array = py::module_::import("numpy").attr("asarray")(obj);
     return from_numpy(py::reinterpret_borrow<py::array>(array));
   }
   throw TypeError("zkynet: cannot use a value of type '" + std::string(py::str(obj.get_type().attr("__name__"))) +
-                  "' as a tensor (expected a number, list, numpy array or an object with __dlpack__)");
+                  "' as a tensor (expected a number, list, numpy array, zkynet.Tensor or an object with __dlpack__)");
+}
+
+Device device_from_python(py::handle obj) {
+  if (py::isinstance<py::str>(obj)) return Device::parse(obj.cast<std::string>());
+  if (py::isinstance<py::int_>(obj) && !py::isinstance<py::bool_>(obj)) {  // torch's .to(1): cuda:1
+    const std::int64_t index = int64_from_python(obj, "device");
+    if (index < 0 || index > INT_MAX) {
+      throw TypeError("unknown device " + std::string(py::str(obj)) + ": a device index is a non-negative integer");
+    }
+    return Device::cuda(static_cast<int>(index));
+  }
+  // torch.device('cuda:1') prints as cuda:1.
+  if (!py::isinstance<py::type>(obj) && py::hasattr(obj, "type") && py::hasattr(obj, "index")) {
+    return Device::parse(std::string(py::str(obj)));
+  }
+  throw TypeError("unknown device of type '" + std::string(py::str(obj.get_type().attr("__name__"))) +
+                  "': expected \"cpu\", \"cuda\", \"cuda:N\" or a device index");
+}
+
+std::optional<DType> dtype_from_python(py::handle obj) {
+  if (obj.is_none()) return std::nullopt;
+  std::string name;
+  if (py::isinstance<py::str>(obj)) {
+    name = obj.cast<std::string>();
+  } else if (const std::string text = py::str(obj); text.rfind("torch.", 0) == 0) {
+    name = text.substr(6);  // torch.float32
+  } else {
+    try {  // numpy dtypes and types: np.float32, np.dtype('int64')
+      name = py::str(py::module_::import("numpy").attr("dtype")(obj).attr("name"));
+    } catch (py::error_already_set&) {
+      name = text;
+    }
+  }
+  if (name == "float32") return DType::Float32;
+  if (name == "float64") return DType::Float64;
+  if (name == "int64") return DType::Int64;
+  throw TypeError("unknown dtype '" + name + "': zkynet tensors are 'float32', 'float64' or 'int64'");
+}
+
+void require_device(Device device, const std::string& what) {
+  if (device.is_cpu()) return;
+  if (!cuda::built()) {
+    throw UsageError(what + ": device " + device.str() + " is not available: this build of zkynet has no CUDA");
+  }
+  const int count = cuda::device_count();
+  if (device.index >= count) {
+    throw UsageError(what + ": device " + device.str() + " is not available (" + std::to_string(count) +
+                     " CUDA device(s) answer on this machine)");
+  }
 }
 
 namespace {
@@ -243,6 +368,16 @@ void delete_exported(DLManagedTensor* managed) {
   release_python(exported->owner);
   delete exported;
 }
+
+// A zkynet tensor exported through DLPack: the tensor itself keeps its storage alive (CPU or
+// device memory) until the consumer calls the deleter, from any thread.
+struct ExportedTensor {
+  DLManagedTensor managed{};
+  std::vector<std::int64_t> shape, strides;
+  Tensor keep;
+};
+
+void delete_exported_tensor(DLManagedTensor* managed) { delete static_cast<ExportedTensor*>(managed->manager_ctx); }
 
 // Frees a capsule's tensor unless a consumer took it (and renamed the capsule "used_dltensor").
 void dlpack_capsule_destructor(PyObject* capsule) {
@@ -304,7 +439,34 @@ py::capsule numpy_to_dlpack(py::array array) {
   return py::reinterpret_steal<py::capsule>(capsule);
 }
 
-py::array tensor_to_numpy(const Tensor& t_any) {
+py::capsule tensor_to_dlpack(const Tensor& source) {
+  if (!source.defined()) throw UsageError("zkynet: cannot export an undefined tensor through DLPack");
+  Tensor t = source;
+  if (std::any_of(t.strides().begin(), t.strides().end(), [](std::int64_t s) { return s < 0; })) t = t.clone();
+  auto exported = std::make_unique<ExportedTensor>();
+  exported->shape.assign(t.shape().begin(), t.shape().end());
+  exported->strides.assign(t.strides().begin(), t.strides().end());
+  DLTensor& dl = exported->managed.dl_tensor;
+  // The first element itself, byte_offset 0, as PyTorch exports (torch 1.13's fromDLPack ignores
+  // byte_offset).
+  dl.data = t.device_raw_data();
+  dl.device = t.device().is_cpu() ? DLDevice{kDLCPU, 0} : DLDevice{kDLCUDA, t.device().index};
+  dl.ndim = static_cast<std::int32_t>(t.dim());
+  dl.dtype = t.dtype() == DType::Int64 ? DLDataType{kDLInt, 64, 1}
+                                       : DLDataType{kDLFloat, static_cast<std::uint8_t>(dtype_size(t.dtype()) * 8), 1};
+  dl.shape = exported->shape.data();
+  dl.strides = exported->strides.data();
+  dl.byte_offset = 0;
+  exported->keep = std::move(t);
+  exported->managed.manager_ctx = exported.get();
+  exported->managed.deleter = delete_exported_tensor;
+  PyObject* capsule = PyCapsule_New(&exported->managed, "dltensor", dlpack_capsule_destructor);
+  if (capsule == nullptr) throw py::error_already_set();
+  exported.release();
+  return py::reinterpret_steal<py::capsule>(capsule);
+}
+
+py::array tensor_to_numpy(const Tensor& t_any, bool value_array) {
   // numpy reads host memory: a device value is copied to the host here, explicitly.
   const Tensor t = t_any.device().is_cpu() ? t_any : t_any.cpu();
   const py::dtype dtype = t.dtype() == DType::Float32   ? py::dtype::of<float>()
@@ -330,7 +492,9 @@ py::array tensor_to_numpy(const Tensor& t_any) {
   py::detail::array_proxy(array.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
   // As cg.ValueArray: still read-only, and exportable through __dlpack__ (numpy's own refuses
   // read-only arrays).
-  if (value_array_type != nullptr) return py::reinterpret_borrow<py::array>(array.attr("view")(py::handle(value_array_type)));
+  if (value_array && value_array_type != nullptr) {
+    return py::reinterpret_borrow<py::array>(array.attr("view")(py::handle(value_array_type)));
+  }
   return array;
 }
 
@@ -343,6 +507,7 @@ NodeRef noderef_from_python(py::handle obj) {
     return *reinterpret_cast<py::detail::instance*>(raw)->get_value_and_holder().value_ptr<NodeRef>();
   }
   if (PyFloat_CheckExact(raw)) return NodeRef(PyFloat_AS_DOUBLE(raw));
+  if (const Tensor* t = zkynet_tensor(obj)) return NodeRef(*t);
   if (py::isinstance<NodeRef>(obj)) return obj.cast<NodeRef>();
   if (py::isinstance<ModuleGraph>(obj)) return obj.cast<ModuleGraph&>().root();
   if (py::isinstance<Input>(obj)) return NodeRef(obj.cast<const Input&>());

@@ -92,8 +92,10 @@ class PyOperator : public Function {
       py::tuple args(values.size());
       for (std::size_t i = 0; i < values.size(); ++i) args[i] = tensor_to_numpy(values[i]);
       py::object out = holder->object.attr("_op_impl")(*args);
-      // A copy: the result must not change if Python code later writes into its array.
-      return tensor_from_python(py::module_::import("numpy").attr("array")(out)).contiguous();
+      // A copy: the result must not change if Python code later writes into its array. _op_impl
+      // sees host copies of device values; its result goes back to their device.
+      Tensor result = tensor_from_python(py::module_::import("numpy").attr("array")(out)).contiguous();
+      return values.empty() ? result : result.to(values[0].device());
     };
     def->vjp = [holder](const Tensor& grad, const Tensor& output, std::span<const Tensor> inputs,
                         std::span<const bool> needs) {
@@ -106,8 +108,9 @@ class PyOperator : public Function {
       py::object result = holder->object.attr("_vjp_dispatch")(tensor_to_numpy(grad), tensor_to_numpy(output), in, need);
       std::vector<Tensor> grads;
       for (auto g : result) {
+        const Tensor& input = inputs[grads.size()];
         grads.push_back(g.is_none() ? Tensor()
-                                    : tensor_from_python(py::module_::import("numpy").attr("array")(g)).to(inputs[grads.size()].dtype()));
+                                    : tensor_from_python(py::module_::import("numpy").attr("array")(g)).to(input.dtype()).to(input.device()));
       }
       return grads;
     };
@@ -116,13 +119,15 @@ class PyOperator : public Function {
 };
 
 
-py::object grad_of(const ModuleGraph& g, py::handle what) {
-  if (py::isinstance<Input>(what)) return tensor_to_numpy(g.grad(what.cast<const Input&>()));
-  if (py::isinstance<NodeRef>(what)) return tensor_to_numpy(g.grad(what.cast<NodeRef>()));
-  if (py::isinstance<ModuleGraph>(what)) return tensor_to_numpy(g.grad(what.cast<ModuleGraph&>().root()));
+Tensor grad_tensor_of(const ModuleGraph& g, py::handle what) {
+  if (py::isinstance<Input>(what)) return g.grad(what.cast<const Input&>());
+  if (py::isinstance<NodeRef>(what)) return g.grad(what.cast<NodeRef>());
+  if (py::isinstance<ModuleGraph>(what)) return g.grad(what.cast<ModuleGraph&>().root());
   throw TypeError("grad(): expected an input, a parameter or a node, got '" +
                   std::string(py::str(what.get_type().attr("__name__"))) + "'");
 }
+
+py::object grad_of(const ModuleGraph& g, py::handle what) { return tensor_to_numpy(grad_tensor_of(g, what)); }
 
 // Whether a Python Module's C++ part exists: not while its __init__ runs before super().__init__().
 bool cpp_initialized(py::handle self) {
@@ -198,6 +203,16 @@ void init_framework(py::module_& m) {
                                if (!p.grad().defined()) return py::none();
                                return tensor_to_numpy(p.grad());
                              })
+      .def_property_readonly("tensor", [](const Parameter& p) { return p.value(); },
+                             "the value as a zkynet.Tensor on the parameter's device, without a copy (optimizer "
+                             "steps update it in place)")
+      .def_property_readonly("grad_tensor",
+                             [](const Parameter& p) -> py::object {
+                               if (!p.grad().defined()) return py::none();
+                               return py::cast(p.grad());
+                             }, "the gradient as a zkynet.Tensor on the parameter's device, without a copy; None before back()")
+      .def_property_readonly("device", [](const Parameter& p) { return p.value().device().str(); })
+      .def_property_readonly("dtype", [](const Parameter& p) { return std::string(dtype_name(p.value().dtype())); })
       .def_property_readonly("shape", [](const Parameter& p) { return py::tuple(py::cast(std::vector<std::int64_t>(p.value().shape().begin(), p.value().shape().end()))); })
       .def("zero_grad", &Parameter::zero_grad)
       .def("_add_", [](Parameter& p, py::handle delta) {
@@ -207,7 +222,13 @@ void init_framework(py::module_& m) {
       }, py::arg("delta"));
 
   py::class_<NodeRef>(m, "Node")
-      .def_property_readonly("value", [](const NodeRef& n) { return tensor_to_numpy(n.value()); })
+      .def_property_readonly("value", [](const NodeRef& n) { return tensor_to_numpy(n.value()); },
+                             "the value as a read-only numpy array: shares CPU memory; a value on a CUDA device is "
+                             "copied to the host (use .tensor to keep it there)")
+      .def_property_readonly("tensor", [](const NodeRef& n) { return n.value(); },
+                             "the value as a zkynet.Tensor on its device, without a copy (shared with the graph: "
+                             "do not write into it through DLPack)")
+      .def_property_readonly("device", [](const NodeRef& n) { return n.value().device().str(); })
       .def_property_readonly("shape", [](const NodeRef& n) { return py::tuple(py::cast(std::vector<std::int64_t>(n.shape().begin(), n.shape().end()))); })
       .def_property_readonly("dtype", [](const NodeRef& n) { return std::string(dtype_name(n.dtype())); })
       .def_property_readonly("call_id", [](const NodeRef& n) -> std::uint64_t { return n.in_graph() ? n.tape()->call_id() : 0; })
@@ -223,7 +244,11 @@ void init_framework(py::module_& m) {
       });
 
   py::class_<ModuleGraph>(m, "ModuleGraph")
-      .def_property_readonly("value", [](const ModuleGraph& g) { return tensor_to_numpy(g.value()); })
+      .def_property_readonly("value", [](const ModuleGraph& g) { return tensor_to_numpy(g.value()); },
+                             "the root's value as a read-only numpy array (a host copy for a CUDA value)")
+      .def_property_readonly("tensor", [](const ModuleGraph& g) { return g.value(); },
+                             "the root's value as a zkynet.Tensor on its device, without a copy")
+      .def_property_readonly("device", [](const ModuleGraph& g) { return g.value().device().str(); })
       .def_property_readonly("root", &ModuleGraph::root)
       .def_property_readonly("call_id", &ModuleGraph::call_id)
       .def_property_readonly("num_nodes", [](const ModuleGraph& g) { return g.nodes().size(); })
@@ -235,7 +260,10 @@ void init_framework(py::module_& m) {
              }
            },
            py::arg("seed") = py::none())
-      .def("grad", &grad_of, py::arg("of"))
+      .def("grad", &grad_of, py::arg("of"), "the gradient of an input, parameter or node as a read-only numpy array "
+           "(a host copy for CUDA values)")
+      .def("grad_tensor", &grad_tensor_of, py::arg("of"),
+           "grad(of) as a zkynet.Tensor on its device, without a copy")
       .def("__eq__", [](const ModuleGraph& a, py::handle b) {
         return py::isinstance<ModuleGraph>(b) && a == b.cast<ModuleGraph&>();
       })
@@ -278,10 +306,15 @@ void init_framework(py::module_& m) {
         constructed<ModuleBase>(self, "eval()").eval();
         return self;
       }, "evaluation mode, submodules included; returns self")
-      .def("to", [](py::object self, const std::string& device) {
-        constructed<ModuleBase>(self, "to()").to(Device::parse(device));
+      .def("to", [](py::object self, py::handle device) {
+        ModuleBase& module = constructed<ModuleBase>(self, "to()");
+        const Device d = device_from_python(device);
+        require_device(d, module.functional_name() + ".to()");
+        module.to(d);
         return self;
-      }, py::arg("device"), "moves parameters and buffers to 'cpu', 'cuda' or 'cuda:N' (submodules' too); returns self")
+      }, py::arg("device"),
+      "moves parameters and buffers to 'cpu', 'cuda' or 'cuda:N' (or a device index, or a torch.device; "
+      "submodules' too); returns self")
       .def_property_readonly("training", checked(&ModuleBase::is_training, "training"))
       .def("named_buffers", [](py::handle self) {
         py::list out;

@@ -106,11 +106,12 @@ template <class M>
 void batch_norm_layer(py::module_& m, const char* name) {
   layer<M>(m, name)
       .def(py::init([](std::int64_t n, double eps, std::optional<double> momentum, bool affine, bool track,
-                       const std::string& dtype) {
-             return std::make_shared<M>(n, nn::BatchNormOptions{eps, momentum, affine, track, dtype_of(dtype)});
+                       const std::string& dtype, py::handle device) {
+             return on_device(std::make_shared<M>(n, nn::BatchNormOptions{eps, momentum, affine, track, dtype_of(dtype)}),
+                              device);
            }),
            py::arg("num_features"), py::arg("eps") = 1e-5, py::arg("momentum") = 0.1, py::arg("affine") = true,
-           py::arg("track_running_stats") = true, py::arg("dtype") = "float32")
+           py::arg("track_running_stats") = true, py::arg("dtype") = "float32", py::arg("device") = py::none())
       .def_property_readonly("num_features", &M::num_features)
       .def_property_readonly("eps", [](M& l) { return l.options().eps; })
       .def_property_readonly("momentum", [](M& l) { return l.options().momentum; })
@@ -157,7 +158,8 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   // --- layers ---
   layer<nn::Conv2d>(nn, "Conv2d")
       .def(py::init([](std::int64_t in, std::int64_t out, py::handle k, py::handle stride, py::handle padding,
-                       py::handle dilation, std::int64_t groups, bool bias, const std::string& dtype) {
+                       py::handle dilation, std::int64_t groups, bool bias, const std::string& dtype,
+                       py::handle device) {
              nn::Conv2dOptions o;
              o.stride = pair_of(stride, "stride");
              o.padding = pair_of(padding, "padding");
@@ -165,11 +167,11 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
              o.groups = groups;
              o.bias = bias;
              o.dtype = dtype_of(dtype);
-             return std::make_shared<nn::Conv2d>(in, out, pair_of(k, "kernel_size"), o);
+             return on_device(std::make_shared<nn::Conv2d>(in, out, pair_of(k, "kernel_size"), o), device);
            }),
            py::arg("in_channels"), py::arg("out_channels"), py::arg("kernel_size"), py::arg("stride") = 1,
            py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1, py::arg("bias") = true,
-           py::arg("dtype") = "float32")
+           py::arg("dtype") = "float32", py::arg("device") = py::none())
       .def_property_readonly("in_channels", &nn::Conv2d::in_channels)
       .def_property_readonly("out_channels", &nn::Conv2d::out_channels)
       .def_property_readonly("kernel_size", [](nn::Conv2d& c) { return tuple_of(c.kernel_size()); })
@@ -208,11 +210,12 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   batch_norm_layer<nn::BatchNorm1d>(nn, "BatchNorm1d");
   batch_norm_layer<nn::BatchNorm2d>(nn, "BatchNorm2d");
   layer<nn::LayerNorm>(nn, "LayerNorm")
-      .def(py::init([](py::handle shape, double eps, bool affine, const std::string& dtype) {
-             return std::make_shared<nn::LayerNorm>(shape_of(shape), nn::LayerNormOptions{eps, affine, dtype_of(dtype)});
+      .def(py::init([](py::handle shape, double eps, bool affine, const std::string& dtype, py::handle device) {
+             return on_device(
+                 std::make_shared<nn::LayerNorm>(shape_of(shape), nn::LayerNormOptions{eps, affine, dtype_of(dtype)}), device);
            }),
            py::arg("normalized_shape"), py::arg("eps") = 1e-5, py::arg("elementwise_affine") = true,
-           py::arg("dtype") = "float32")
+           py::arg("dtype") = "float32", py::arg("device") = py::none())
       .def_property_readonly("normalized_shape", [](nn::LayerNorm& l) {
         const Shape& s = l.normalized_shape();
         return py::tuple(py::cast(std::vector<std::int64_t>(s.begin(), s.end())));
@@ -224,10 +227,11 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def(py::init([](double p) { return std::make_shared<nn::Dropout>(p); }), py::arg("p") = 0.5)
       .def_property_readonly("p", &nn::Dropout::p);
   layer<nn::Embedding>(nn, "Embedding")
-      .def(py::init([](std::int64_t n, std::int64_t d, const std::string& dtype) {
-             return std::make_shared<nn::Embedding>(n, d, nn::EmbeddingOptions{dtype_of(dtype), nullptr});
+      .def(py::init([](std::int64_t n, std::int64_t d, const std::string& dtype, py::handle device) {
+             return on_device(std::make_shared<nn::Embedding>(n, d, nn::EmbeddingOptions{dtype_of(dtype), nullptr}), device);
            }),
-           py::arg("num_embeddings"), py::arg("embedding_dim"), py::arg("dtype") = "float32")
+           py::arg("num_embeddings"), py::arg("embedding_dim"), py::arg("dtype") = "float32",
+           py::arg("device") = py::none())
       .def_property_readonly("num_embeddings", &nn::Embedding::num_embeddings)
       .def_property_readonly("embedding_dim", &nn::Embedding::embedding_dim)
       .def_property_readonly("weight", [](nn::Embedding& e) { return e.param("weight"); });
@@ -247,24 +251,27 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def_property_readonly("batch_first", &nn::RecurrentBase::batch_first);
   py::class_<nn::RNN, nn::RecurrentBase, std::shared_ptr<nn::RNN>>(nn, "RNN")
       .def(py::init([](std::int64_t in, std::int64_t hidden, std::int64_t layers, const std::string& nonlinearity,
-                       bool bias, bool batch_first, bool stateful, const std::string& dtype) {
-             return std::make_shared<nn::RNN>(in, hidden,
-                                              recurrent_options(layers, bias, batch_first, stateful, nonlinearity, dtype));
+                       bool bias, bool batch_first, bool stateful, const std::string& dtype, py::handle device) {
+             return on_device(std::make_shared<nn::RNN>(
+                                  in, hidden, recurrent_options(layers, bias, batch_first, stateful, nonlinearity, dtype)),
+                              device);
            }),
            py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers") = 1, py::arg("nonlinearity") = "tanh",
            py::arg("bias") = true, py::arg("batch_first") = false, py::arg("stateful") = false,
-           py::arg("dtype") = "float32")
+           py::arg("dtype") = "float32", py::arg("device") = py::none())
       .def("__call__", [](nn::RNN& r, py::handle x, py::handle h0) {
         return h0.is_none() ? r(noderef_from_python(x)) : r(noderef_from_python(x), noderef_from_python(h0));
       }, py::arg("x"), py::arg("h0") = py::none());
   py::class_<nn::LSTM, nn::RecurrentBase, std::shared_ptr<nn::LSTM>>(nn, "LSTM")
       .def(py::init([](std::int64_t in, std::int64_t hidden, std::int64_t layers, bool bias, bool batch_first,
-                       bool stateful, const std::string& dtype) {
-             return std::make_shared<nn::LSTM>(in, hidden,
-                                               recurrent_options(layers, bias, batch_first, stateful, "tanh", dtype));
+                       bool stateful, const std::string& dtype, py::handle device) {
+             return on_device(std::make_shared<nn::LSTM>(
+                                  in, hidden, recurrent_options(layers, bias, batch_first, stateful, "tanh", dtype)),
+                              device);
            }),
            py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers") = 1, py::arg("bias") = true,
-           py::arg("batch_first") = false, py::arg("stateful") = false, py::arg("dtype") = "float32")
+           py::arg("batch_first") = false, py::arg("stateful") = false, py::arg("dtype") = "float32",
+           py::arg("device") = py::none())
       .def("__call__", [](nn::LSTM& r, py::handle x, py::handle h0, py::handle c0) {
         if (h0.is_none() != c0.is_none()) throw UsageError("LSTM: give both h0 and c0, or neither");
         return h0.is_none() ? r(noderef_from_python(x))
@@ -272,12 +279,14 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       }, py::arg("x"), py::arg("h0") = py::none(), py::arg("c0") = py::none());
   py::class_<nn::GRU, nn::RecurrentBase, std::shared_ptr<nn::GRU>>(nn, "GRU")
       .def(py::init([](std::int64_t in, std::int64_t hidden, std::int64_t layers, bool bias, bool batch_first,
-                       bool stateful, const std::string& dtype) {
-             return std::make_shared<nn::GRU>(in, hidden,
-                                              recurrent_options(layers, bias, batch_first, stateful, "tanh", dtype));
+                       bool stateful, const std::string& dtype, py::handle device) {
+             return on_device(std::make_shared<nn::GRU>(
+                                  in, hidden, recurrent_options(layers, bias, batch_first, stateful, "tanh", dtype)),
+                              device);
            }),
            py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers") = 1, py::arg("bias") = true,
-           py::arg("batch_first") = false, py::arg("stateful") = false, py::arg("dtype") = "float32")
+           py::arg("batch_first") = false, py::arg("stateful") = false, py::arg("dtype") = "float32",
+           py::arg("device") = py::none())
       .def("__call__", [](nn::GRU& r, py::handle x, py::handle h0) {
         return h0.is_none() ? r(noderef_from_python(x)) : r(noderef_from_python(x), noderef_from_python(h0));
       }, py::arg("x"), py::arg("h0") = py::none());

@@ -54,10 +54,12 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
   // Module types need shared_ptr holders here so Sequential can share ownership of its layers.
   nn.def("manual_seed", &nn::manual_seed, py::arg("seed"));
   layer<nn::Linear>(nn, "Linear")
-      .def(py::init([](std::int64_t in, std::int64_t out, bool bias, const std::string& dtype) {
-             return std::make_shared<nn::Linear>(in, out, nn::LinearOptions{bias, dtype_from(dtype), nullptr});
+      .def(py::init([](std::int64_t in, std::int64_t out, bool bias, const std::string& dtype, py::handle device) {
+             return on_device(std::make_shared<nn::Linear>(in, out, nn::LinearOptions{bias, dtype_from(dtype), nullptr}),
+                              device);
            }),
-           py::arg("in_features"), py::arg("out_features"), py::arg("bias") = true, py::arg("dtype") = "float32")
+           py::arg("in_features"), py::arg("out_features"), py::arg("bias") = true, py::arg("dtype") = "float32",
+           py::arg("device") = py::none())
       .def_property_readonly("in_features", &nn::Linear::in_features)
       .def_property_readonly("out_features", &nn::Linear::out_features)
       .def_property_readonly("weight", [](nn::Linear& l) { return l.param("weight"); })

@@ -8,6 +8,7 @@
 namespace py = pybind11;
 
 namespace zkynet::python {
+void init_tensor(py::module_& m);
 void init_framework(py::module_& m);
 void init_cuda(py::module_& m);
 void init_ops(py::module_& m);
@@ -24,6 +25,8 @@ PYBIND11_MODULE(_zkynet, m) {
   m.doc() = "zkynet: per-call computational graphs with checked derivatives";
   // zkynet errors arrive as the Python exceptions a Python user expects, message unchanged.
   zkynet::python::init_errors(m);
+  // zkynet.Tensor first: the signatures of everything after it may name it.
+  zkynet::python::init_tensor(m);
   auto framework = m.def_submodule("framework", "graphs, modules, operators");
   auto ops = m.def_submodule("ops", "operators");
   auto visual = m.def_submodule("visual", "Graphviz export");

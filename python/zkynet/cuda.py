@@ -9,8 +9,8 @@ is_available() is False in builds without CUDA and on machines without a GPU or 
 """
 from ._zkynet.cuda import (  # noqa: F401
     allow_tf32, device_count, empty_cache, is_available, is_built, memory_stats, reset_peak_memory_stats,
-    set_allow_tf32, synchronize,
+    set_allow_tf32, stream, synchronize,
 )
 
-__all__ = ["is_available", "is_built", "device_count", "synchronize", "memory_stats", "empty_cache",
+__all__ = ["is_available", "is_built", "device_count", "synchronize", "stream", "memory_stats", "empty_cache",
            "reset_peak_memory_stats", "set_allow_tf32", "allow_tf32"]

@@ -3,8 +3,8 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
-#include <zkynet/distributed/communicator.h>
-#include <zkynet/distributed/eager.h>
+// The umbrella header: it must compile on its own.
+#include <zkynet/distributed.h>
 
 #include <vector>
 

@@ -1,6 +1,6 @@
-// Built against an installed zkynet: prints "36 9 33" for SimpleModel at x = 3.
-#include <zkynet/framework/module.h>
-#include <zkynet/ops/ops.h>
+// Built against an installed zkynet, through the one umbrella header: prints "36 9 33" for
+// SimpleModel at x = 3.
+#include <zkynet/zkynet.h>
 
 #include <iostream>
 
