@@ -1,4 +1,7 @@
 #include <zkynet/framework/error.h>
+#include <zkynet/framework/session.h>
+#include <zkynet/ops/kernels.h>
+#include <zkynet/ops/select.h>
 #include <zkynet/optim/clip.h>
 
 #include <algorithm>
@@ -36,6 +39,22 @@ double p_norm(It begin, It end, double p, Abs abs_of) {
   return std::pow(sum, 1 / p);
 }
 
+// One gradient's p-norm, computed by kernels on the gradient's device: |g|^p in float64 (exact
+// squares of float32 values), summed in double as every kernels::sum is (pairwise); for
+// infinity the largest |g|, NaN if any is NaN (op::max picks a lane's first NaN, as torch).
+double grad_norm(const Tensor& g, double p) {
+  if (g.numel() == 0) return 0.0;
+  const Tensor d = g.to(DType::Float64);
+  const Tensor a = kernels::mul(d, kernels::sign(d));  // |g|: sign(NaN) is 0, and NaN * 0 stays NaN
+  if (std::isinf(p)) {
+    const NoGradGuard no_grad;
+    return std::abs(op::max(a.reshape({-1}), 0).value().item());  // abs: -0 (all zeros) as 0
+  }
+  if (p == 1) return kernels::sum(a).item();
+  if (p == 2) return std::sqrt(kernels::sum(kernels::square(d)).item());
+  return std::pow(kernels::sum(kernels::pow(a, Tensor::scalar(p))).item(), 1 / p);
+}
+
 }  // namespace
 
 double clip_grad_norm(const std::vector<Parameter>& params, double max_norm, double norm_type,
@@ -51,14 +70,7 @@ double clip_grad_norm(const std::vector<Parameter>& params, double max_norm, dou
 
   std::vector<double> norms;
   norms.reserve(grads.size());
-  for (const auto& g : grads) {
-    const Tensor c = g.contiguous();
-    norms.push_back(dispatch_floating(c.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* d = c.data<T>();
-      return p_norm(d, d + c.numel(), norm_type, [](T v) { return std::abs(static_cast<double>(v)); });
-    }));
-  }
+  for (const auto& g : grads) norms.push_back(grad_norm(g, norm_type));
   const double total = p_norm(norms.begin(), norms.end(), norm_type, [](double v) { return v; });
   if (error_if_nonfinite && !std::isfinite(total)) {
     throw UsageError("clip_grad_norm: the total norm of order " + std::to_string(norm_type) +
@@ -69,14 +81,8 @@ double clip_grad_norm(const std::vector<Parameter>& params, double max_norm, dou
   // NOTE: a NaN coefficient (NaN gradients) must still reach the gradients, as in torch.
   if (!(coef == 1.0)) {
     for (auto& g : grads) {
-      Tensor scaled = g.contiguous();  // accumulated gradients are contiguous: g itself
-      dispatch_floating(scaled.dtype(), [&](auto zero) {
-        using T = decltype(zero);
-        T* d = scaled.data<T>();
-        const T c = static_cast<T>(coef);
-        for (std::int64_t k = 0; k < scaled.numel(); ++k) d[k] = d[k] * c;
-      });
-      if (!scaled.shares_storage_with(g)) g.copy_(scaled);
+      // g * coef in g's dtype (coef rounded to it first), written back into the gradient.
+      g.copy_(kernels::mul(g, Tensor::scalar(coef, g.dtype())));
     }
   }
   return total;

@@ -18,6 +18,7 @@
 #include <zkynet/ops/select.h>
 #include <zkynet/nn/linear.h>
 #include <zkynet/optim/adam.h>
+#include <zkynet/optim/clip.h>
 #include <zkynet/optim/rmsprop.h>
 #include <zkynet/optim/sgd.h>
 
@@ -591,4 +592,39 @@ TEST_CASE("clamp, maximum, where and var of int64 and odd values on CUDA match t
   // Unbiased var of one element per output is NaN; of an empty axis too.
   same(op::var(floats.reshape({5, 1}).cuda(), {1}).value(), op::var(floats.reshape({5, 1}), {1}).value());
   same(op::std(Tensor::zeros({2, 0}).cuda(), {1}).value(), op::std(Tensor::zeros({2, 0}), {1}).value());
+}
+
+TEST_CASE("clip_grad_norm on CUDA gradients gives the CPU's norm and clips them in place", "[cuda][optim]") {
+  // The norms are sums of |g|^p in double on the device (another order than the CPU's), so
+  // the totals agree to rounding; an empty gradient and a NaN one behave as on the CPU.
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<Shape> shapes = {{300, 70}, {7}, {0, 3}};
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    for (const double p : {2.0, 1.0, 3.0, inf}) {
+      INFO(dtype_name(dtype) << " p = " << p);
+      const auto params_on = [&](Device device) {
+        Generator gen(5);
+        std::vector<Parameter> params;
+        for (const Shape& shape : shapes) {
+          params.emplace_back("p" + std::to_string(params.size()), Tensor::zeros(shape, dtype, device));
+          params.back().accumulate_grad(Tensor::randn(shape, gen, dtype).to(device));
+        }
+        return params;
+      };
+      const std::vector<Parameter> cpu = params_on(Device::cpu());
+      const std::vector<Parameter> gpu = params_on(Device::cuda());
+      const double want = optim::clip_grad_norm(cpu, 1.0, p);
+      const double got = optim::clip_grad_norm(gpu, 1.0, p);
+      CHECK(got == Approx(want).epsilon(1e-13));
+      for (std::size_t i = 0; i < cpu.size(); ++i) {
+        REQUIRE(gpu[i].grad().device() == Device::cuda());
+        // float32: coef may round to the neighbouring float
+        CHECK(allclose(gpu[i].grad().cpu(), cpu[i].grad(), dtype == DType::Float64 ? 1e-12 : 1e-6, 0.0));
+      }
+    }
+    Parameter nan_grad("n", Tensor::zeros({3}, dtype, Device::cuda()));
+    nan_grad.accumulate_grad(Tensor::from_vector<double>({1.0, std::nan(""), 2.0}, {3}).to(dtype).cuda());
+    CHECK(std::isnan(optim::clip_grad_norm({nan_grad}, 1.0)));
+    CHECK(std::isnan(optim::clip_grad_norm({nan_grad}, 1.0, inf)));
+  }
 }
