@@ -209,6 +209,23 @@ void ModuleBase::to(Device device) {
   for (auto& [name, child] : children_) child->to(device);
 }
 
+void ModuleBase::to(DType dtype) {
+  if (!is_floating(dtype)) {
+    throw TypeError(functional_name() + ".to(" + std::string(dtype_name(dtype)) +
+                    "): parameters and buffers convert to a floating-point dtype only");
+  }
+  for (Parameter& p : parameters()) {
+    InputData& data = *p.data();
+    if (!is_floating(data.value.dtype())) continue;
+    data.value = data.value.to(dtype);
+    if (data.grad.defined()) data.grad = data.grad.to(dtype);
+  }
+  for (auto& [name, value] : buffers_) {
+    if (is_floating(value.dtype())) value = value.to(dtype);
+  }
+  for (auto& [name, child] : children_) child->to(dtype);
+}
+
 void ModuleBase::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);

@@ -54,6 +54,10 @@ class ModuleBase : public Function {
   // Moves every parameter (with its gradient) and buffer, here and in the submodules, to
   // `device`; an optimizer's state follows its parameters at its next step.
   void to(Device device);
+  // Converts every floating-point parameter (with its gradient) and floating-point buffer,
+  // here and in the submodules, to the floating `dtype` (torch's module.double()/.float());
+  // int64 buffers stay. Build optimizers after converting.
+  void to(DType dtype);
 
   // Training mode (the default) or evaluation mode, for this module and its submodules.
   void train(bool on = true);
