@@ -3,6 +3,7 @@
 #include "errors.h"
 
 #include <zkynet/framework/error.h>
+#include <zkynet/framework/functional.h>
 #include <zkynet/framework/gradcheck.h>
 #include <zkynet/framework/graph.h>
 #include <zkynet/framework/module.h>
@@ -127,6 +128,37 @@ Tensor grad_tensor_of(const ModuleGraph& g, py::handle what) {
                   std::string(py::str(what.get_type().attr("__name__"))) + "'");
 }
 
+// A Python function of nodes as the C++ transforms take it (called with the GIL held: the
+// transforms run on this thread).
+DifferentiableFn python_body(py::function f) {
+  return [f](std::span<const NodeRef> xs) {
+    py::tuple args(xs.size());
+    for (std::size_t i = 0; i < xs.size(); ++i) args[i] = py::cast(xs[i]);
+    return noderef_from_python(f(*args));
+  };
+}
+
+std::vector<Tensor> tensors_of(const py::list& inputs) {
+  std::vector<Tensor> values;
+  for (auto v : inputs) values.push_back(tensor_from_python(v));
+  return values;
+}
+
+py::list numpy_list(const std::vector<Tensor>& tensors) {
+  py::list out;
+  for (const Tensor& t : tensors) out.append(tensor_to_numpy(t));
+  return out;
+}
+
+// The graph a node ends; a constant (a value outside any graph) has none.
+ModuleGraph graph_of_node(const NodeRef& n) {
+  if (!n.in_graph()) {
+    throw UsageError("ModuleGraph(node): the value is a constant, not a node of a graph (no input or parameter "
+                     "of a module call reaches it)");
+  }
+  return ModuleGraph(n);
+}
+
 py::object grad_of(const ModuleGraph& g, py::handle what) { return tensor_to_numpy(grad_tensor_of(g, what)); }
 
 // Whether a Python Module's C++ part exists: not while its __init__ runs before super().__init__().
@@ -234,6 +266,23 @@ void init_framework(py::module_& m) {
       .def_property_readonly("call_id", [](const NodeRef& n) -> std::uint64_t { return n.in_graph() ? n.tape()->call_id() : 0; })
       .def_property_readonly("label", [](const NodeRef& n) { return n.in_graph() ? n.node()->label() : std::string("const"); })
       .def_property_readonly("in_graph", &NodeRef::in_graph)
+      .def_property_readonly("ndim", [](const NodeRef& n) { return n.shape().size(); })
+      .def("__len__", [](const NodeRef& n) {
+        if (n.shape().empty()) throw TypeError("len() of a 0-d node");
+        return n.shape()[0];
+      })
+      .def("back", [](const NodeRef& n, py::object seed) {
+             ModuleGraph g = graph_of_node(n);
+             if (seed.is_none()) {
+               g.back();
+             } else {
+               g.back(tensor_from_python(seed));
+             }
+             return g;
+           }, py::arg("seed") = py::none(),
+           "differentiates this node's graph from here, as ModuleGraph(node).back(seed) (parameters accumulate "
+           "their gradients); returns that graph, whose grad() reads the rest")
+      .def_property_readonly("graph", &graph_of_node, "the graph this node ends: ModuleGraph(node)")
       .def("__eq__", [](const NodeRef& a, py::handle b) {
         return py::isinstance<NodeRef>(b) && a == b.cast<NodeRef>();
       })
@@ -243,7 +292,10 @@ void init_framework(py::module_& m) {
                ", shape=" + shape_str(n.shape()) + ")";
       });
 
-  py::class_<ModuleGraph>(m, "ModuleGraph")
+  py::class_<ModuleGraph>(m, "ModuleGraph", "the grounded graph of one call, ending at its root node")
+      .def(py::init([](py::handle root) { return graph_of_node(noderef_from_python(root)); }), py::arg("root"),
+           "the graph that ends at `root`: a module call's graph, extended by operators applied to its root "
+           "(a loss outside the module); root must be a node of a graph")
       .def_property_readonly("value", [](const ModuleGraph& g) { return tensor_to_numpy(g.value()); },
                              "the root's value as a read-only numpy array (a host copy for a CUDA value)")
       .def_property_readonly("tensor", [](const ModuleGraph& g) { return g.value(); },
@@ -334,18 +386,39 @@ void init_framework(py::module_& m) {
   m.def("_to_dlpack", &numpy_to_dlpack, py::arg("array"));
 
   m.def("gradcheck",
-        [](py::function f, py::list inputs, double eps, double rtol, double atol) {
-          std::vector<Tensor> values;
-          for (auto v : inputs) values.push_back(tensor_from_python(v));
-          auto body = [f](std::span<const NodeRef> xs) {
-            py::tuple args(xs.size());
-            for (std::size_t i = 0; i < xs.size(); ++i) args[i] = py::cast(xs[i]);
-            return noderef_from_python(f(*args));
-          };
-          const auto r = gradcheck(body, values, {eps, rtol, atol});
+        [](py::function f, py::list inputs, double eps, double rtol, double atol, py::object dtype) {
+          GradcheckOptions options{eps, rtol, atol};
+          if (const auto d = dtype_from_python(dtype)) options.dtype = *d;
+          const auto r = gradcheck(python_body(f), tensors_of(inputs), options);
           return py::make_tuple(r.ok, r.message);
         },
-        py::arg("f"), py::arg("inputs"), py::arg("eps") = 1e-6, py::arg("rtol") = 1e-5, py::arg("atol") = 1e-7);
+        py::arg("f"), py::arg("inputs"), py::arg("eps") = 1e-6, py::arg("rtol") = 1e-5, py::arg("atol") = 1e-7,
+        py::arg("dtype") = py::none(),
+        "(ok, message): f's reverse-mode Jacobian at inputs against central differences; floating inputs are "
+        "converted to dtype ('float64' by default)");
+
+  // The function transforms (cg.grad & co. wrap these): numpy results, one graph per call.
+  m.def("_grad", [](py::function f, py::list inputs, std::vector<int> argnums) {
+    return numpy_list(zkynet::grad(python_body(f), argnums)(tensors_of(inputs)));
+  });
+  m.def("_value_and_grad", [](py::function f, py::list inputs, std::vector<int> argnums) {
+    const ValueAndGrad r = zkynet::value_and_grad(python_body(f), argnums)(tensors_of(inputs));
+    return py::make_tuple(tensor_to_numpy(r.value), numpy_list(r.grads));
+  });
+  m.def("_jacobian", [](py::function f, py::list inputs, std::vector<int> argnums) {
+    return numpy_list(zkynet::jacobian(python_body(f), argnums)(tensors_of(inputs)));
+  });
+  m.def("_vjp", [](py::function f, py::list inputs) {
+    const VjpResult r = zkynet::vjp(python_body(f), tensors_of(inputs));
+    py::cpp_function pullback([pull = r.pullback](py::handle cotangent) {
+      return numpy_list(pull(tensor_from_python(cotangent)));
+    });
+    return py::make_tuple(tensor_to_numpy(r.value), pullback);
+  });
+  m.def("jacobian_limit", &jacobian_limit,
+        "the most elements back() without a seed stores as Jacobians (default 2**26)");
+  m.def("set_jacobian_limit", &set_jacobian_limit, py::arg("elements"),
+        "sets the limit on back()'s full Jacobians (0: none)");
 }
 
 }  // namespace zkynet::python

@@ -1,6 +1,7 @@
 // ops/: zkynet's operators on Python values (nodes, parameters, numbers, arrays).
 #include "convert.h"
 
+#include <zkynet/ops/compare.h>
 #include <zkynet/ops/indexing.h>
 #include <zkynet/ops/ops.h>
 #include <zkynet/ops/select.h>
@@ -119,6 +120,12 @@ void init_ops(py::module_& m) {
   binary<op::div>(m, "div", "a", "b", "a / b, broadcasting");
   binary<op::pow>(m, "pow", "base", "exponent", "base ** exponent (Jacobian-based)");
   binary<op::matmul>(m, "matmul", "a", "b", "numpy matmul (batched, BLAS)");
+  binary<op::greater>(m, "greater", "a", "b", "1 where a > b else 0, in the operands' dtype (no gradient)");
+  binary<op::greater_equal>(m, "greater_equal", "a", "b", "1 where a >= b else 0 (no gradient)");
+  binary<op::less>(m, "less", "a", "b", "1 where a < b else 0 (no gradient)");
+  binary<op::less_equal>(m, "less_equal", "a", "b", "1 where a <= b else 0 (no gradient)");
+  binary<op::equal>(m, "equal", "a", "b", "1 where a == b else 0 (no gradient)");
+  binary<op::not_equal>(m, "not_equal", "a", "b", "1 where a != b else 0, NaN included (no gradient)");
   m.def("linear", [](py::handle x, py::handle weight, py::handle bias) {
           const NodeRef xr = noderef_from_python(x), wr = noderef_from_python(weight);
           if (bias.is_none()) return run([](const NodeRef& a, const NodeRef& w) { return op::linear(a, w); }, xr, wr);

@@ -207,6 +207,13 @@ TABLE = {
                  lambda x: F.dropout(x, 0.0, True)),
                 ("dropout[p=1]", lambda v, dt: [vec(v, dt)], lambda x: op.dropout(x, 1.0, True),
                  lambda x: F.dropout(x, 1.0, True))],
+    # Comparisons: masks of 1/0 in the operands' dtype against torch's bools (values only).
+    "greater": [("greater", lambda v, dt: [vec(v, dt), other(dt)], op.greater, torch.gt)],
+    "greater_equal": [("greater_equal", lambda v, dt: [vec(v, dt), vec(v, dt)], op.greater_equal, torch.ge)],
+    "less": [("less", lambda v, dt: [vec(v, dt), other(dt)], op.less, torch.lt)],
+    "less_equal": [("less_equal", lambda v, dt: [other(dt), vec(v, dt)], op.less_equal, torch.le)],
+    "equal": [("equal", lambda v, dt: [vec(v, dt), vec(v, dt)], op.equal, torch.eq)],
+    "not_equal": [("not_equal", lambda v, dt: [vec(v, dt), vec(v, dt)], op.not_equal, torch.ne)],
     "bmm": [("bmm[input]", lambda v, dt: [mat(v, dt)[None], mat_other(dt, (1, 3, 2))], op.bmm, torch.bmm),
             ("bmm[mat2]", lambda v, dt: [mat_other(dt, (1, 3, 2)), mat(v, dt)[None]], op.bmm, torch.bmm)],
 }

@@ -542,7 +542,14 @@ def ref_loss(fn):
 
 
 SKIP = object()
-SCALAR_OPERANDS = {"add", "sub", "mult", "div", "pow", "maximum", "minimum", "where"}
+SCALAR_OPERANDS = {"add", "sub", "mult", "div", "pow", "maximum", "minimum", "where",
+                   "greater", "greater_equal", "less", "less_equal", "equal", "not_equal"}
+
+
+def ref_mask(fn):
+    """torch's comparisons give bools; zkynet's, 1/0 in the operands' dtype."""
+    return ref_elementwise(lambda a, b: fn(a, b).to(torch.result_type(a, b)))
+
 
 SPECS = {
     "add": (binary_args(), torch.add),
@@ -550,6 +557,12 @@ SPECS = {
     "mult": (binary_args(), torch.mul),
     "div": (binary_args(), torch.div),
     "pow": (binary_args(), torch.pow),
+    "greater": (binary_args(), ref_mask(torch.gt)),
+    "greater_equal": (binary_args(), ref_mask(torch.ge)),
+    "less": (binary_args(), ref_mask(torch.lt)),
+    "less_equal": (binary_args(), ref_mask(torch.le)),
+    "equal": (binary_args(), ref_mask(torch.eq)),
+    "not_equal": (binary_args(), ref_mask(torch.ne)),
     "maximum": (binary_args(), ref_elementwise(torch.maximum)),
     "minimum": (binary_args(), ref_elementwise(torch.minimum)),
     "matmul": (matmul_args(), torch.matmul),

@@ -20,6 +20,7 @@ derivatives come from the complex step (see `Operator`).
 import numpy as np
 
 from .._zkynet import framework as _fw
+from . import _node_operators
 
 Variable = _fw.Variable
 Parameter = _fw.Parameter
@@ -27,7 +28,79 @@ Input = _fw.Input
 Node = _fw.Node
 ModuleGraph = _fw.ModuleGraph
 Function = _fw.Function
-gradcheck = _fw.gradcheck
+jacobian_limit = _fw.jacobian_limit
+set_jacobian_limit = _fw.set_jacobian_limit
+
+ModuleGraph.shape = property(lambda g: g.root.shape, doc="the root's shape")
+ModuleGraph.dtype = property(lambda g: g.root.dtype, doc="the root's dtype")
+ModuleGraph.ndim = property(lambda g: g.root.ndim, doc="the root's number of dimensions")
+_node_operators.install(Node, ModuleGraph, Parameter)
+_node_operators.install(Variable, with_shape=False)  # a Variable has a value only inside a call
+
+
+def gradcheck(f, inputs, eps=1e-6, rtol=1e-5, atol=1e-7, dtype=None):
+    """(ok, message): f's reverse-mode Jacobian at `inputs` against central differences.
+
+    Floating inputs are converted to `dtype` ('float64' by default, so differences are
+    accurate); a function with float32 parameters then fails with an error that says so:
+    check with dtype='float32' and looser eps/rtol/atol, or convert the module first.
+    """
+    return _fw.gradcheck(f, list(inputs), eps, rtol, atol, dtype)
+
+
+# ---- function transforms (JAX's names): one graph per call, numpy results ------------------
+
+def _argnums(argnums, count, name):
+    single = isinstance(argnums, int)
+    nums = [argnums] if single else list(argnums)
+    if not nums:
+        raise ValueError(f"{name}: argnums is empty")
+    for k in nums:
+        if not isinstance(k, int) or not -count <= k < count:
+            raise ValueError(f"{name}: argnums names argument {k} of a call with {count} arguments")
+    return nums, single
+
+
+def grad(fun, argnums=0):
+    """The gradient of a scalar-valued `fun(*args)` (written with op.* on its arguments).
+
+        df = cg.grad(lambda x, y: op.sum(x * op.exp(y)), argnums=(0, 1))
+        dx, dy = df(a, b)
+
+    An int argnums gives one array, a tuple a tuple of arrays. Each call grounds one graph;
+    parameters `fun` uses accumulate nothing (torch.autograd.grad's rule).
+    """
+    def grad_fun(*args):
+        nums, single = _argnums(argnums, len(args), "grad")
+        grads = _fw._grad(fun, list(args), nums)
+        return grads[0] if single else tuple(grads)
+    return grad_fun
+
+
+def value_and_grad(fun, argnums=0):
+    """Like grad, returning (fun(*args), gradient(s))."""
+    def value_and_grad_fun(*args):
+        nums, single = _argnums(argnums, len(args), "value_and_grad")
+        value, grads = _fw._value_and_grad(fun, list(args), nums)
+        return value, (grads[0] if single else tuple(grads))
+    return value_and_grad_fun
+
+
+def jacobian(fun, argnums=0):
+    """The full Jacobian(s) of `fun(*args)`: shape out.shape + arg.shape, one reverse pass per
+    output element."""
+    def jacobian_fun(*args):
+        nums, single = _argnums(argnums, len(args), "jacobian")
+        jacobians = _fw._jacobian(fun, list(args), nums)
+        return jacobians[0] if single else tuple(jacobians)
+    return jacobian_fun
+
+
+def vjp(fun, *primals):
+    """(fun(*primals), pullback): pullback(cotangent) gives one vector-Jacobian product per
+    primal, as a tuple; it may be called many times on the one graph."""
+    value, pull = _fw._vjp(fun, list(primals))
+    return value, lambda cotangent: tuple(pull(cotangent))
 
 
 class ValueArray(np.ndarray):
@@ -214,4 +287,5 @@ class no_grad:
 
 
 __all__ = ["Module", "Operator", "Variable", "Parameter", "Input", "Node", "ModuleGraph", "Function",
-           "no_grad", "gradcheck"]
+           "no_grad", "gradcheck", "grad", "value_and_grad", "jacobian", "vjp", "jacobian_limit",
+           "set_jacobian_limit"]
