@@ -13,6 +13,9 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <optional>
+
 namespace zkynet::python {
 namespace {
 
@@ -202,6 +205,69 @@ std::vector<NodeRef> operands_of(const py::args& args) {
   return refs;
 }
 
+// net(x=..., h=...): keyword arguments placed by the module's declared input names.
+std::vector<NodeRef> operands_by_name(const ModuleBase& module, const py::args& args, const py::kwargs& kwargs) {
+  const auto& inputs = module.inputs();
+  std::vector<std::optional<NodeRef>> slots(std::max(inputs.size(), args.size()));
+  for (std::size_t i = 0; i < args.size(); ++i) slots[i] = noderef_from_python(args[i]);
+  std::string names;
+  for (const auto& v : inputs) names += (names.empty() ? "" : ", ") + v.name();
+  for (auto [key, value] : kwargs) {
+    const std::string name = key.cast<std::string>();
+    const auto it = std::find_if(inputs.begin(), inputs.end(), [&](const Variable& v) { return v.name() == name; });
+    if (it == inputs.end()) {
+      throw TypeError(module.functional_name() + "() got an unexpected keyword argument '" + name + "' (its inputs: " +
+                      names + ")");
+    }
+    const auto k = static_cast<std::size_t>(it - inputs.begin());
+    if (slots[k]) throw TypeError(module.functional_name() + "() got multiple values for input '" + name + "'");
+    slots[k] = noderef_from_python(value);
+  }
+  std::vector<NodeRef> refs;
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    if (!slots[k]) {
+      throw TypeError(module.functional_name() + "() missing input '" + inputs[k].name() + "' (its inputs: " + names + ")");
+    }
+    refs.push_back(*slots[k]);
+  }
+  return refs;
+}
+
+// A parameter by its own name, or by the dotted path named_parameters() gives it.
+Parameter& parameter_by_path(ModuleBase& module, const std::string& name) {
+  if (name.find('.') == std::string::npos) return module.param(name);
+  const std::size_t dot = name.find('.');
+  const std::string head = name.substr(0, dot);
+  for (auto& [child_name, child] : module.children()) {
+    if (child_name == head) return parameter_by_path(*child, name.substr(dot + 1));
+  }
+  std::string known;
+  for (const auto& [path, p] : module.named_parameters()) known += (known.empty() ? "" : ", ") + path;
+  throw IndexError(module.functional_name() + " has no submodule '" + head + "' (for '" + name +
+                   "'); its named_parameters(): " + known);
+}
+
+std::string shape_and_dtype(const Tensor& t) {
+  return shape_str(t.shape()) + " " + std::string(dtype_name(t.dtype())) +
+         (t.device().is_cpu() ? "" : " " + t.device().str());
+}
+
+// torch's module repr: the class, its own parameters (shape, dtype), then each child indented.
+std::string module_tree(const ModuleBase& module, const std::string& indent) {
+  std::string own;
+  for (const auto& [path, p] : module.named_parameters()) {
+    if (path.find('.') != std::string::npos) continue;
+    own += (own.empty() ? "" : ", ") + path + ": " + shape_and_dtype(p.value());
+  }
+  std::string out = module.functional_name() + "(" + own;
+  if (module.children().empty()) return out + ")";
+  out += own.empty() ? "\n" : ",\n";
+  for (const auto& [name, child] : module.children()) {
+    out += indent + "  (" + name + "): " + module_tree(*child, indent + "  ") + "\n";
+  }
+  return out + indent + ")";
+}
+
 }  // namespace
 
 void init_framework(py::module_& m) {
@@ -247,6 +313,12 @@ void init_framework(py::module_& m) {
       .def_property_readonly("dtype", [](const Parameter& p) { return std::string(dtype_name(p.value().dtype())); })
       .def_property_readonly("shape", [](const Parameter& p) { return py::tuple(py::cast(std::vector<std::int64_t>(p.value().shape().begin(), p.value().shape().end()))); })
       .def("zero_grad", &Parameter::zero_grad)
+      .def_property("requires_grad", [](const Parameter& p) { return p.requires_grad(); },
+                    [](Parameter& p, bool on) { p.requires_grad(on); },
+                    "False freezes the parameter: no gradient flows to it and optimizers skip it")
+      .def("requires_grad_", [](Parameter& p, bool on) -> Parameter& { return p.requires_grad(on); },
+           py::arg("requires_grad") = true, py::return_value_policy::reference_internal,
+           "sets requires_grad in place and returns the parameter (torch's spelling)")
       .def("_add_", [](Parameter& p, py::handle delta) {
         // value += delta in place, keeping the buffer: the update step of optimizers written in Python.
         Tensor value = p.value();
@@ -333,9 +405,15 @@ void init_framework(py::module_& m) {
       .def_property_readonly("inputs", checked(&Function::inputs, "inputs"));
 
   py::class_<ModuleBase, Function, std::shared_ptr<ModuleBase>>(m, "ModuleBase")
-      .def("__call__", [](py::handle self, const py::args& args) {
-        return constructed<ModuleBase>(self, "the module").invoke(operands_of(args));
+      .def("__call__", [](py::handle self, const py::args& args, const py::kwargs& kwargs) {
+        ModuleBase& module = constructed<ModuleBase>(self, "the module");
+        return module.invoke(kwargs.empty() ? operands_of(args) : operands_by_name(module, args, kwargs));
       })
+      .def("param", [](py::handle self, const std::string& name) -> Parameter& {
+             return parameter_by_path(constructed<ModuleBase>(self, "param()"), name);
+           }, py::arg("name"), py::return_value_policy::reference_internal,
+           "a parameter by name, or by dotted path into submodules ('fc1.weight', as named_parameters() names it)")
+      .def("__repr__", [](py::handle self) { return module_tree(constructed<ModuleBase>(self, "repr()"), ""); })
       .def("register_parameter", [](py::handle self, std::string name, py::handle value) {
              ModuleBase& module = initialized_module(self, "register parameter '" + name + "'");
              return module.register_parameter(std::move(name), tensor_from_python(value).clone());

@@ -48,6 +48,19 @@ void loss(py::module_& m, const char* name, const char* doc) {
         }, py::arg("input"), py::arg("target"), py::arg("reduction") = "mean", doc);
 }
 
+py::dict state_dict_of(const ModuleBase& m) {
+  py::dict out;
+  for (auto& [name, t] : nn::state_dict(m)) out[py::str(name)] = tensor_to_numpy(t);
+  return out;
+}
+
+py::tuple load_state_dict_into(ModuleBase& m, const py::dict& dict, bool strict) {
+  nn::StateDict state;
+  for (auto [k, v] : dict) state.emplace_back(k.cast<std::string>(), tensor_from_python(v).clone());
+  const auto r = nn::load_state_dict(m, state, strict);
+  return py::make_tuple(r.missing_keys, r.unexpected_keys);
+}
+
 }  // namespace
 
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
@@ -88,7 +101,27 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
         }
         return seq;
       }))
-      .def("__len__", &nn::Sequential::size);
+      .def("__len__", &nn::Sequential::size)
+      .def("__getitem__", [](const nn::Sequential& seq, std::int64_t i) {
+        const auto n = static_cast<std::int64_t>(seq.size());
+        if (i < -n || i >= n) {
+          throw py::index_error("Sequential index " + std::to_string(i) + " out of range for " + std::to_string(n) +
+                                " layers");
+        }
+        return seq.layer(static_cast<std::size_t>(i < 0 ? i + n : i));
+      }, py::arg("index"), "the layer at index (the same object that was given)")
+      .def("__getitem__", [](const nn::Sequential& seq, const py::slice& range) {
+        std::size_t start = 0, stop = 0, step = 0, count = 0;
+        if (!range.compute(seq.size(), &start, &stop, &step, &count)) throw py::error_already_set();
+        auto out = std::make_shared<nn::Sequential>();
+        for (std::size_t k = 0; k < count; ++k) out->append(seq.layer(start + k * step));
+        return out;
+      }, py::arg("index"), "a Sequential of the selected layers (shared, as in torch)")
+      .def("__iter__", [](const nn::Sequential& seq) {
+        py::list layers;
+        for (std::size_t i = 0; i < seq.size(); ++i) layers.append(py::cast(seq.layer(i)));
+        return py::iter(layers);
+      });
 
   py::class_<optim::Optimizer, std::shared_ptr<optim::Optimizer>>(optim, "Optimizer")
       .def("step", &optim::Optimizer::step, py::call_guard<py::gil_scoped_release>())
@@ -143,17 +176,15 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
   });
   nn.def("gradients_to_vector", [](const std::vector<Parameter>& ps) { return tensor_to_numpy(nn::gradients_to_vector(ps)); });
   nn.def("weights", &nn::weights);
-  nn.def("state_dict", [](const ModuleBase& m) {
-    py::dict out;
-    for (auto& [name, t] : nn::state_dict(m)) out[py::str(name)] = tensor_to_numpy(t);
-    return out;
-  });
-  nn.def("load_state_dict", [](ModuleBase& m, py::dict dict, bool strict) {
-    nn::StateDict state;
-    for (auto [k, v] : dict) state.emplace_back(k.cast<std::string>(), tensor_from_python(v).clone());
-    const auto r = nn::load_state_dict(m, state, strict);
-    return py::make_tuple(r.missing_keys, r.unexpected_keys);
-  }, py::arg("module"), py::arg("state_dict"), py::arg("strict") = true);
+  nn.def("state_dict", &state_dict_of, py::arg("module"));
+  nn.def("load_state_dict", &load_state_dict_into, py::arg("module"), py::arg("state_dict"), py::arg("strict") = true);
+  // The same as methods of every module (torch's spelling).
+  py::object module_type = py::type::of<ModuleBase>();
+  module_type.attr("state_dict") = py::cpp_function(&state_dict_of, py::name("state_dict"), py::is_method(module_type),
+                                                    "{dotted name: array} of every parameter and buffer");
+  module_type.attr("load_state_dict") = py::cpp_function(
+      &load_state_dict_into, py::name("load_state_dict"), py::is_method(module_type), py::arg("state_dict"),
+      py::arg("strict") = true, "loads parameters and buffers by dotted name; returns (missing, unexpected) keys");
 
   ops.def("softmax", [](py::handle x, std::int64_t axis) { return op::softmax(noderef_from_python(x), axis); },
           py::arg("x"), py::arg("dim") = -1);

@@ -35,6 +35,7 @@ class Sequential : public Module<Sequential> {
   NodeRef call(const NodeRef& x);
   std::size_t size() const { return layers_.size(); }
   ModuleBase& operator[](std::size_t i) { return *layers_.at(i); }
+  const std::shared_ptr<ModuleBase>& layer(std::size_t i) const { return layers_.at(i); }
 
  private:
   std::vector<std::shared_ptr<ModuleBase>> layers_;
