@@ -271,7 +271,7 @@ std::string module_tree(const ModuleBase& module, const std::string& indent) {
 }  // namespace
 
 void init_framework(py::module_& m) {
-  py::class_<Input>(m, "Input")
+  py::class_<Input>(m, "Input", "a named input of a function: a Variable (grounded by each call's value) or a Parameter")
       .def_property_readonly("name", &Input::name)
       .def_property_readonly("functional_name", &Input::functional_name)
       .def_property_readonly("uid", &Input::uid)
@@ -281,11 +281,11 @@ void init_framework(py::module_& m) {
         return std::string(a.is_parameter() ? "Parameter" : "Variable") + "('" + a.functional_name() + "')";
       });
 
-  py::class_<Variable, Input>(m, "Variable")
+  py::class_<Variable, Input>(m, "Variable", "a placeholder input, grounded by the caller's value at each call")
       .def(py::init<std::string>(), py::arg("name"))
       .def("requires_grad", &Variable::requires_grad, py::arg("on"), py::return_value_policy::reference_internal);
 
-  py::class_<Parameter, Input>(m, "Parameter")
+  py::class_<Parameter, Input>(m, "Parameter", "a trained value owned by a module; copies share it (weight sharing), gradients accumulate in .grad")
       .def(py::init([](std::string name, py::handle value) {
              // Parameters own their value: copied, so later edits of the source array do not leak in.
              // Integer values (Parameter("w", 1)) become float64: parameters are differentiated.
@@ -325,7 +325,7 @@ void init_framework(py::module_& m) {
         value.add_(tensor_from_python(delta).to(value.dtype()).reshape(value.shape()));
       }, py::arg("delta"));
 
-  py::class_<NodeRef>(m, "Node")
+  py::class_<NodeRef>(m, "Node", "a value in a call's graph (an input, a parameter or an operator's result); Python's operators on it record op.* operators")
       .def_property_readonly("value", [](const NodeRef& n) { return tensor_to_numpy(n.value()); },
                              "the value as a read-only numpy array: shares CPU memory; a value on a CUDA device is "
                              "copied to the host (use .tensor to keep it there)")
@@ -397,14 +397,14 @@ void init_framework(py::module_& m) {
                " nodes, value shape " + shape_str(g.value().shape()) + ")";
       });
 
-  py::class_<Function, std::shared_ptr<Function>>(m, "Function")
+  py::class_<Function, std::shared_ptr<Function>>(m, "Function", "what modules and operators share: a functional name and declared inputs")
       .def_property("name", checked(&Function::name, "name"), checked(&Function::set_name, "name"))
       .def_property_readonly("functional_name", checked(&Function::functional_name, "functional_name"))
       .def("input", checked(py::overload_cast<std::string_view>(&Function::input), "input()"), py::arg("name"))
       .def("param", checked(py::overload_cast<std::string_view>(&Function::param), "param()"), py::arg("name"))
       .def_property_readonly("inputs", checked(&Function::inputs, "inputs"));
 
-  py::class_<ModuleBase, Function, std::shared_ptr<ModuleBase>>(m, "ModuleBase")
+  py::class_<ModuleBase, Function, std::shared_ptr<ModuleBase>>(m, "ModuleBase", "a module: calling it with values grounds a ModuleGraph of its own call id")
       .def("__call__", [](py::handle self, const py::args& args, const py::kwargs& kwargs) {
         ModuleBase& module = constructed<ModuleBase>(self, "the module");
         return module.invoke(kwargs.empty() ? operands_of(args) : operands_by_name(module, args, kwargs));

@@ -84,8 +84,8 @@ py::list batch_to_list(const data::Batch& b) {
 }
 
 template <class M>
-py::class_<M, ModuleBase, std::shared_ptr<M>> layer(py::module_& m, const char* name) {
-  return py::class_<M, ModuleBase, std::shared_ptr<M>>(m, name);
+py::class_<M, ModuleBase, std::shared_ptr<M>> layer(py::module_& m, const char* name, const char* doc = "") {
+  return py::class_<M, ModuleBase, std::shared_ptr<M>>(m, name, doc);
 }
 
 nn::RecurrentOptions recurrent_options(std::int64_t num_layers, bool bias, bool batch_first, bool stateful,
@@ -103,8 +103,8 @@ nn::RecurrentOptions recurrent_options(std::int64_t num_layers, bool bias, bool 
 }
 
 template <class M>
-void batch_norm_layer(py::module_& m, const char* name) {
-  layer<M>(m, name)
+void batch_norm_layer(py::module_& m, const char* name, const char* doc) {
+  layer<M>(m, name, doc)
       .def(py::init([](std::int64_t n, double eps, std::optional<double> momentum, bool affine, bool track,
                        const std::string& dtype, py::handle device) {
              return on_device(std::make_shared<M>(n, nn::BatchNormOptions{eps, momentum, affine, track, dtype_of(dtype)}),
@@ -156,7 +156,7 @@ nn::Estimator& estimator_from_python(py::handle obj) { return *obj.cast<PyEstima
 
 void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   // --- layers ---
-  layer<nn::Conv2d>(nn, "Conv2d")
+  layer<nn::Conv2d>(nn, "Conv2d", "2-d convolution over NCHW input (torch.nn.Conv2d)")
       .def(py::init([](std::int64_t in, std::int64_t out, py::handle k, py::handle stride, py::handle padding,
                        py::handle dilation, std::int64_t groups, bool bias, const std::string& dtype,
                        py::handle device) {
@@ -182,7 +182,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def_property_readonly("weight", [](nn::Conv2d& c) { return c.param("weight"); })
       .def_property_readonly("bias", [](nn::Conv2d& c) { return param_or_none(c, "bias", c.has_bias()); });
 
-  layer<nn::MaxPool2d>(nn, "MaxPool2d")
+  layer<nn::MaxPool2d>(nn, "MaxPool2d", "2-d max pooling over NCHW input")
       .def(py::init([](py::handle k, py::handle stride, py::handle padding, py::handle dilation) {
              nn::MaxPool2dOptions o;
              if (!stride.is_none()) o.stride = pair_of(stride, "stride");
@@ -192,7 +192,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
            }),
            py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0, py::arg("dilation") = 1)
       .def_property_readonly("kernel_size", [](nn::MaxPool2d& p) { return tuple_of(p.kernel_size()); });
-  layer<nn::AvgPool2d>(nn, "AvgPool2d")
+  layer<nn::AvgPool2d>(nn, "AvgPool2d", "2-d average pooling over NCHW input")
       .def(py::init([](py::handle k, py::handle stride, py::handle padding, bool count_include_pad) {
              nn::AvgPool2dOptions o;
              if (!stride.is_none()) o.stride = pair_of(stride, "stride");
@@ -203,13 +203,13 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
            py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0,
            py::arg("count_include_pad") = true)
       .def_property_readonly("kernel_size", [](nn::AvgPool2d& p) { return tuple_of(p.kernel_size()); });
-  layer<nn::Flatten>(nn, "Flatten")
+  layer<nn::Flatten>(nn, "Flatten", "flattens all axes after the first (batch) axis")
       .def(py::init<std::int64_t, std::int64_t>(), py::arg("start_dim") = 1, py::arg("end_dim") = -1)
       .def_property_readonly("start_dim", &nn::Flatten::start_dim)
       .def_property_readonly("end_dim", &nn::Flatten::end_dim);
-  batch_norm_layer<nn::BatchNorm1d>(nn, "BatchNorm1d");
-  batch_norm_layer<nn::BatchNorm2d>(nn, "BatchNorm2d");
-  layer<nn::LayerNorm>(nn, "LayerNorm")
+  batch_norm_layer<nn::BatchNorm1d>(nn, "BatchNorm1d", "batch normalization over (N, C) or (N, C, L) input, with running statistics");
+  batch_norm_layer<nn::BatchNorm2d>(nn, "BatchNorm2d", "batch normalization over NCHW input, with running statistics");
+  layer<nn::LayerNorm>(nn, "LayerNorm", "layer normalization over the trailing normalized_shape axes")
       .def(py::init([](py::handle shape, double eps, bool affine, const std::string& dtype, py::handle device) {
              return on_device(
                  std::make_shared<nn::LayerNorm>(shape_of(shape), nn::LayerNormOptions{eps, affine, dtype_of(dtype)}), device);
@@ -223,10 +223,10 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def_property_readonly("eps", &nn::LayerNorm::eps)
       .def_property_readonly("weight", [](nn::LayerNorm& l) { return param_or_none(l, "weight", l.elementwise_affine()); })
       .def_property_readonly("bias", [](nn::LayerNorm& l) { return param_or_none(l, "bias", l.elementwise_affine()); });
-  layer<nn::Dropout>(nn, "Dropout")
+  layer<nn::Dropout>(nn, "Dropout", "zeroes elements with probability p in training mode, scaling the rest by 1/(1-p)")
       .def(py::init([](double p) { return std::make_shared<nn::Dropout>(p); }), py::arg("p") = 0.5)
       .def_property_readonly("p", &nn::Dropout::p);
-  layer<nn::Embedding>(nn, "Embedding")
+  layer<nn::Embedding>(nn, "Embedding", "a lookup table: int64 indices -> rows of weight (num_embeddings, embedding_dim)")
       .def(py::init([](std::int64_t n, std::int64_t d, const std::string& dtype, py::handle device) {
              return on_device(std::make_shared<nn::Embedding>(n, d, nn::EmbeddingOptions{dtype_of(dtype), nullptr}), device);
            }),
@@ -235,9 +235,9 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def_property_readonly("num_embeddings", &nn::Embedding::num_embeddings)
       .def_property_readonly("embedding_dim", &nn::Embedding::embedding_dim)
       .def_property_readonly("weight", [](nn::Embedding& e) { return e.param("weight"); });
-  layer<nn::LeakyReLU>(nn, "LeakyReLU").def(py::init<double>(), py::arg("negative_slope") = 0.01);
+  layer<nn::LeakyReLU>(nn, "LeakyReLU", "x where x > 0, negative_slope * x elsewhere").def(py::init<double>(), py::arg("negative_slope") = 0.01);
 
-  py::class_<nn::RecurrentBase, ModuleBase, std::shared_ptr<nn::RecurrentBase>>(nn, "RecurrentBase")
+  py::class_<nn::RecurrentBase, ModuleBase, std::shared_ptr<nn::RecurrentBase>>(nn, "RecurrentBase", "what RNN, LSTM and GRU share: layers, states, batch_first, stateful mode")
       .def("reset_state", &nn::RecurrentBase::reset_state)
       .def_property("stateful", &nn::RecurrentBase::stateful, &nn::RecurrentBase::set_stateful)
       .def_property_readonly("last_state", [](nn::RecurrentBase& r) -> py::object {
@@ -249,7 +249,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def_property_readonly("hidden_size", &nn::RecurrentBase::hidden_size)
       .def_property_readonly("num_layers", &nn::RecurrentBase::num_layers)
       .def_property_readonly("batch_first", &nn::RecurrentBase::batch_first);
-  py::class_<nn::RNN, nn::RecurrentBase, std::shared_ptr<nn::RNN>>(nn, "RNN")
+  py::class_<nn::RNN, nn::RecurrentBase, std::shared_ptr<nn::RNN>>(nn, "RNN", "an Elman recurrent layer (tanh or relu), torch.nn.RNN's conventions")
       .def(py::init([](std::int64_t in, std::int64_t hidden, std::int64_t layers, const std::string& nonlinearity,
                        bool bias, bool batch_first, bool stateful, const std::string& dtype, py::handle device) {
              return on_device(std::make_shared<nn::RNN>(
@@ -262,7 +262,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def("__call__", [](nn::RNN& r, py::handle x, py::handle h0) {
         return h0.is_none() ? r(noderef_from_python(x)) : r(noderef_from_python(x), noderef_from_python(h0));
       }, py::arg("x"), py::arg("h0") = py::none());
-  py::class_<nn::LSTM, nn::RecurrentBase, std::shared_ptr<nn::LSTM>>(nn, "LSTM")
+  py::class_<nn::LSTM, nn::RecurrentBase, std::shared_ptr<nn::LSTM>>(nn, "LSTM", "a long short-term memory layer, torch.nn.LSTM's conventions")
       .def(py::init([](std::int64_t in, std::int64_t hidden, std::int64_t layers, bool bias, bool batch_first,
                        bool stateful, const std::string& dtype, py::handle device) {
              return on_device(std::make_shared<nn::LSTM>(
@@ -277,7 +277,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
         return h0.is_none() ? r(noderef_from_python(x))
                             : r(noderef_from_python(x), noderef_from_python(h0), noderef_from_python(c0));
       }, py::arg("x"), py::arg("h0") = py::none(), py::arg("c0") = py::none());
-  py::class_<nn::GRU, nn::RecurrentBase, std::shared_ptr<nn::GRU>>(nn, "GRU")
+  py::class_<nn::GRU, nn::RecurrentBase, std::shared_ptr<nn::GRU>>(nn, "GRU", "a gated recurrent unit layer, torch.nn.GRU's conventions")
       .def(py::init([](std::int64_t in, std::int64_t hidden, std::int64_t layers, bool bias, bool batch_first,
                        bool stateful, const std::string& dtype, py::handle device) {
              return on_device(std::make_shared<nn::GRU>(
@@ -308,7 +308,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   }, py::arg("model"), py::arg("example_input"), "the model's summary table (a list or tuple: several inputs)");
 
   // --- Estimator ---
-  py::class_<PyEstimator>(nn, "Estimator")
+  py::class_<PyEstimator>(nn, "Estimator", "fit/evaluate/predict for a model, a loss and an optimizer: minibatches, validation, early stopping")
       .def(py::init([](py::object model, py::object loss_fn, py::object optimizer, std::int64_t epochs,
                        std::int64_t batchsize, std::int64_t seqsize, double validation_split, std::int64_t patience,
                        bool shuffle, std::uint64_t seed, bool verbose) {
@@ -398,7 +398,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
           py::arg("input"), py::arg("mat2"));
 
   // --- data ---
-  py::class_<data::Dataset, std::shared_ptr<data::Dataset>>(data, "Dataset")
+  py::class_<data::Dataset, std::shared_ptr<data::Dataset>>(data, "Dataset", "indexable samples: len(d), d[i] -> list of arrays")
       .def("__len__", &data::Dataset::size)
       .def("__getitem__", [](const data::Dataset& d, std::int64_t i) {
         if (i < 0) i += d.size();
@@ -407,7 +407,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def("get_batch", [](const data::Dataset& d, std::vector<std::int64_t> indices) {
         return batch_to_list(d.get_batch(indices));
       }, py::arg("indices"));
-  py::class_<data::TensorDataset, data::Dataset, std::shared_ptr<data::TensorDataset>>(data, "TensorDataset")
+  py::class_<data::TensorDataset, data::Dataset, std::shared_ptr<data::TensorDataset>>(data, "TensorDataset", "samples from arrays sharing their first axis")
       .def(py::init([](const py::args& arrays) {
         std::vector<Tensor> ts;
         for (auto a : arrays) ts.push_back(tensor_from_python(a).clone());
@@ -416,7 +416,7 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   py::class_<LoaderIterator>(data, "_DataLoaderIterator")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &LoaderIterator::next);
-  py::class_<data::DataLoader>(data, "DataLoader")
+  py::class_<data::DataLoader>(data, "DataLoader", "minibatches of a dataset, shuffled with a seed, as lists of arrays")
       .def(py::init([](const data::Dataset& d, std::int64_t batch_size, bool shuffle, bool drop_last, std::uint64_t seed) {
              return std::make_unique<data::DataLoader>(d, data::DataLoaderOptions{batch_size, shuffle, drop_last, seed});
            }),

@@ -35,8 +35,8 @@ op::Reduction reduction_from(const std::string& name) {
 }
 
 template <class M>
-py::class_<M, ModuleBase, std::shared_ptr<M>> layer(py::module_& m, const char* name) {
-  return py::class_<M, ModuleBase, std::shared_ptr<M>>(m, name);
+py::class_<M, ModuleBase, std::shared_ptr<M>> layer(py::module_& m, const char* name, const char* doc = "") {
+  return py::class_<M, ModuleBase, std::shared_ptr<M>>(m, name, doc);
 }
 
 using Loss = NodeRef (*)(const NodeRef&, const NodeRef&, op::Reduction);
@@ -66,7 +66,7 @@ py::tuple load_state_dict_into(ModuleBase& m, const py::dict& dict, bool strict)
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
   // Module types need shared_ptr holders here so Sequential can share ownership of its layers.
   nn.def("manual_seed", &nn::manual_seed, py::arg("seed"));
-  layer<nn::Linear>(nn, "Linear")
+  layer<nn::Linear>(nn, "Linear", "y = x W^T + b (torch.nn.Linear); weight (out_features, in_features)")
       .def(py::init([](std::int64_t in, std::int64_t out, bool bias, const std::string& dtype, py::handle device) {
              return on_device(std::make_shared<nn::Linear>(in, out, nn::LinearOptions{bias, dtype_from(dtype), nullptr}),
                               device);
@@ -79,10 +79,10 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
       .def_property_readonly("bias", [](nn::Linear& l) -> py::object {
         return l.has_bias() ? py::cast(l.param("bias")) : py::none();
       });
-  layer<nn::ReLU>(nn, "ReLU").def(py::init<>());
-  layer<nn::Tanh>(nn, "Tanh").def(py::init<>());
-  layer<nn::Sigmoid>(nn, "Sigmoid").def(py::init<>());
-  layer<nn::Sequential>(nn, "Sequential")
+  layer<nn::ReLU>(nn, "ReLU", "max(x, 0) elementwise").def(py::init<>());
+  layer<nn::Tanh>(nn, "Tanh", "hyperbolic tangent elementwise").def(py::init<>());
+  layer<nn::Sigmoid>(nn, "Sigmoid", "1 / (1 + exp(-x)) elementwise").def(py::init<>());
+  layer<nn::Sequential>(nn, "Sequential", "modules applied in order; indexable, sliceable and iterable like torch.nn.Sequential")
       .def(py::init([](const py::args& modules) {
         auto seq = std::make_shared<nn::Sequential>();
         for (auto m : modules) {
@@ -123,12 +123,12 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
         return py::iter(layers);
       });
 
-  py::class_<optim::Optimizer, std::shared_ptr<optim::Optimizer>>(optim, "Optimizer")
+  py::class_<optim::Optimizer, std::shared_ptr<optim::Optimizer>>(optim, "Optimizer", "updates parameters from their accumulated gradients: step(), zero_grad(), lr")
       .def("step", &optim::Optimizer::step, py::call_guard<py::gil_scoped_release>())
       .def("zero_grad", &optim::Optimizer::zero_grad)
       .def_property("lr", &optim::Optimizer::lr, &optim::Optimizer::set_lr)
       .def("parameters", &optim::Optimizer::parameters);
-  py::class_<optim::SGD, optim::Optimizer, std::shared_ptr<optim::SGD>>(optim, "SGD")
+  py::class_<optim::SGD, optim::Optimizer, std::shared_ptr<optim::SGD>>(optim, "SGD", "stochastic gradient descent with momentum, dampening, Nesterov and weight decay (torch.optim.SGD)")
       .def(py::init([](std::vector<Parameter> params, double lr, double momentum, double dampening,
                        double weight_decay, bool nesterov) {
              return std::make_shared<optim::SGD>(std::move(params),
@@ -136,21 +136,21 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
            }),
            py::arg("params"), py::arg("lr") = 0.01, py::arg("momentum") = 0.0, py::arg("dampening") = 0.0,
            py::arg("weight_decay") = 0.0, py::arg("nesterov") = false);
-  py::class_<optim::Adam, optim::Optimizer, std::shared_ptr<optim::Adam>>(optim, "Adam")
+  py::class_<optim::Adam, optim::Optimizer, std::shared_ptr<optim::Adam>>(optim, "Adam", "Adam (torch.optim.Adam), amsgrad optional")
       .def(py::init([](std::vector<Parameter> params, double lr, std::pair<double, double> betas, double eps,
                        double weight_decay, bool amsgrad) {
              return std::make_shared<optim::Adam>(std::move(params), optim::AdamOptions{lr, betas, eps, weight_decay, amsgrad});
            }),
            py::arg("params"), py::arg("lr") = 1e-3, py::arg("betas") = std::pair<double, double>{0.9, 0.999},
            py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0, py::arg("amsgrad") = false);
-  py::class_<optim::AdamW, optim::Optimizer, std::shared_ptr<optim::AdamW>>(optim, "AdamW")
+  py::class_<optim::AdamW, optim::Optimizer, std::shared_ptr<optim::AdamW>>(optim, "AdamW", "Adam with decoupled weight decay (torch.optim.AdamW)")
       .def(py::init([](std::vector<Parameter> params, double lr, std::pair<double, double> betas, double eps,
                        double weight_decay, bool amsgrad) {
              return std::make_shared<optim::AdamW>(std::move(params), optim::AdamWOptions{lr, betas, eps, weight_decay, amsgrad});
            }),
            py::arg("params"), py::arg("lr") = 1e-3, py::arg("betas") = std::pair<double, double>{0.9, 0.999},
            py::arg("eps") = 1e-8, py::arg("weight_decay") = 1e-2, py::arg("amsgrad") = false);
-  py::class_<optim::RMSprop, optim::Optimizer, std::shared_ptr<optim::RMSprop>>(optim, "RMSprop")
+  py::class_<optim::RMSprop, optim::Optimizer, std::shared_ptr<optim::RMSprop>>(optim, "RMSprop", "RMSprop (torch.optim.RMSprop), centered and momentum optional")
       .def(py::init([](std::vector<Parameter> params, double lr, double alpha, double eps, double weight_decay,
                        double momentum, bool centered) {
              return std::make_shared<optim::RMSprop>(std::move(params),
@@ -158,13 +158,13 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
            }),
            py::arg("params"), py::arg("lr") = 1e-2, py::arg("alpha") = 0.99, py::arg("eps") = 1e-8,
            py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0, py::arg("centered") = false);
-  py::class_<optim::LRScheduler>(optim, "LRScheduler")
+  py::class_<optim::LRScheduler>(optim, "LRScheduler", "changes an optimizer's learning rate at each step()")
       .def("step", &optim::LRScheduler::step)
       .def("get_last_lr", &optim::LRScheduler::get_last_lr);
-  py::class_<optim::StepLR, optim::LRScheduler>(optim, "StepLR")
+  py::class_<optim::StepLR, optim::LRScheduler>(optim, "StepLR", "multiplies the learning rate by gamma every step_size steps")
       .def(py::init<optim::Optimizer&, std::int64_t, double>(), py::arg("optimizer"), py::arg("step_size"),
            py::arg("gamma") = 0.1, py::keep_alive<1, 2>());
-  py::class_<optim::CosineAnnealingLR, optim::LRScheduler>(optim, "CosineAnnealingLR")
+  py::class_<optim::CosineAnnealingLR, optim::LRScheduler>(optim, "CosineAnnealingLR", "anneals the learning rate along a cosine from its initial value to eta_min over T_max steps")
       .def(py::init<optim::Optimizer&, std::int64_t, double>(), py::arg("optimizer"), py::arg("T_max"),
            py::arg("eta_min") = 0.0, py::keep_alive<1, 2>());
   optim.def("clip_grad_norm", &optim::clip_grad_norm, py::arg("parameters"), py::arg("max_norm"),

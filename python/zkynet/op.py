@@ -1,3 +1,7 @@
-"""zkynet.op: the operators, named after torch.nn.functional where one exists."""
-from .framework.op import *  # noqa: F401,F403
-from .framework.op import __all__  # noqa: F401
+"""zkynet.op: the very module zkynet.framework.op, under a shorter import path (one module,
+two names: `zkynet.op is zkynet.framework.op`)."""
+import sys
+
+from .framework import op as _op
+
+sys.modules[__name__] = _op
