@@ -4,6 +4,7 @@
 
 #include <zkynet/data/dataloader.h>
 #include <zkynet/data/dataset.h>
+#include <zkynet/data/hdf5_dataset.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/nn/activation.h>
 #include <zkynet/nn/checkpoint.h>
@@ -132,8 +133,19 @@ void batch_norm_layer(py::module_& m, const char* name, const char* doc) {
 // The estimator together with the Python objects it refers to.
 struct PyEstimator {
   py::object model, optimizer;
+  py::list hooks;  // the Python callables est's callbacks call (kept alive here, released after est)
   std::unique_ptr<nn::Estimator> est;
 };
+
+py::dict epoch_log_dict(const nn::EpochLog& l) {
+  py::dict d;
+  d["epoch"] = l.epoch;
+  d["loss"] = l.loss;
+  d["val_loss"] = l.val_loss ? py::object(py::float_(*l.val_loss)) : py::none();
+  d["samples_per_second"] = l.samples_per_second;
+  d["seconds"] = l.seconds;
+  return d;
+}
 
 class LoaderIterator {
  public:
@@ -332,17 +344,27 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
           logs = e.est->fit(tx, ty);
         }
         py::list out;
-        for (const auto& l : logs) {
-          py::dict d;
-          d["epoch"] = l.epoch;
-          d["loss"] = l.loss;
-          d["val_loss"] = l.val_loss ? py::object(py::float_(*l.val_loss)) : py::none();
-          d["samples_per_second"] = l.samples_per_second;
-          d["seconds"] = l.seconds;
-          out.append(d);
-        }
+        for (const auto& l : logs) out.append(epoch_log_dict(l));
         return out;
       }, py::arg("x"), py::arg("y"), "trains; one dict per epoch (epoch, loss, val_loss, samples_per_second, seconds)")
+      .def("add_callback", [](PyEstimator& e, py::function callback) {
+        e.hooks.append(callback);
+        PyObject* fn = callback.ptr();  // owned by e.hooks for the estimator's life
+        e.est->add_callback([fn](const nn::EpochLog& log) {
+          py::gil_scoped_acquire gil;
+          const py::object result = py::reinterpret_borrow<py::object>(fn)(epoch_log_dict(log));
+          return result.is_none() || result.cast<bool>();
+        });
+      }, py::arg("callback"),
+           "callback(log) after each epoch, log the dict fit() returns per epoch; returning False stops training")
+      .def("on_sequence_start", [](PyEstimator& e, py::function reset) {
+        e.hooks.append(reset);
+        PyObject* fn = reset.ptr();
+        e.est->on_sequence_start([fn] {
+          py::gil_scoped_acquire gil;
+          py::reinterpret_borrow<py::object>(fn)();
+        });
+      }, py::arg("reset"), "reset() whenever a new group of sequences starts (stateful recurrent models)")
       .def("predict", [](PyEstimator& e, py::handle x) {
         Tensor tx = tensor_from_python(x).clone();
         Tensor out;
@@ -413,6 +435,24 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
         for (auto a : arrays) ts.push_back(tensor_from_python(a).clone());
         return std::make_shared<data::TensorDataset>(std::move(ts));
       }));
+  py::class_<data::HDF5Dataset, data::Dataset, std::shared_ptr<data::HDF5Dataset>>(
+      data, "HDF5Dataset", "samples read lazily from datasets of an HDF5 file: one read per dataset and batch")
+      .def(py::init([](const std::string& path, std::vector<std::string> names) {
+             return std::make_shared<data::HDF5Dataset>(path, std::move(names));
+           }), py::arg("path"), py::arg("names"))
+      .def_property_readonly("path", &data::HDF5Dataset::path)
+      .def_property_readonly("names", &data::HDF5Dataset::names)
+      .def("read_stats", [](const data::HDF5Dataset& d) {
+        const auto r = d.read_stats();
+        return py::make_tuple(r.reads, r.rows);
+      }, "(reads, rows) since construction or reset_read_stats()")
+      .def("reset_read_stats", &data::HDF5Dataset::reset_read_stats);
+  data.def("write_hdf5", [](const std::string& path, const py::dict& arrays, std::int64_t chunk_rows) {
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (auto [k, v] : arrays) tensors.emplace_back(k.cast<std::string>(), tensor_from_python(v));
+    data::write_hdf5(path, tensors, {chunk_rows});
+  }, py::arg("path"), py::arg("arrays"), py::arg("chunk_rows") = 0,
+     "writes {name: array} as root datasets of a new HDF5 file, chunked by rows for HDF5Dataset");
   py::class_<LoaderIterator>(data, "_DataLoaderIterator")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &LoaderIterator::next);

@@ -4,11 +4,16 @@
     loader = data.DataLoader(ds, batch_size=32, shuffle=True, seed=0)
     for xb, yb in loader:                          # each batch a list of numpy arrays
         ...
+
+    data.write_hdf5("train.h5", {"x": x, "y": y})  # chunked by rows
+    ds = data.HDF5Dataset("train.h5", ["x", "y"])  # lazy: one read per dataset and batch
 """
 from ._zkynet import data as _data
 
 Dataset = _data.Dataset
 TensorDataset = _data.TensorDataset
 DataLoader = _data.DataLoader
+HDF5Dataset = _data.HDF5Dataset
+write_hdf5 = _data.write_hdf5
 
-__all__ = ["Dataset", "TensorDataset", "DataLoader"]
+__all__ = ["Dataset", "TensorDataset", "DataLoader", "HDF5Dataset", "write_hdf5"]
