@@ -1,14 +1,20 @@
-"""zkynet's documented Python examples, verbatim, with the values and gradients they promise.
+"""zkynet's documented Python examples, verbatim, with the values and gradients they promise;
+and, at the end, every ```python block of every README run as it stands.
 
 The models and operators below are copied from zkynet's README (the Operator examples with
 numpy in place of jax.numpy); expected numbers are worked out by hand from
 f(x) = (x + w) x^2:  df/dx = 3x^2 + 2wx,  df/dw = x^2.
 """
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from zkynet import _zkynet as zkynet_core
 from zkynet.framework import cg, op
 from zkynet.framework.cg import Operator, Variable
 from zkynet.visual import graphviz_available, plot_cg
@@ -476,3 +482,42 @@ def test_documented_operators_give_full_jacobians_like_builtin_ops():
     r2.back()
     np.testing.assert_allclose(r1.grad(python_ops.input("x")), np.diag([33., 56., 85.]), rtol=0, atol=1e-12)
     np.testing.assert_allclose(r1.grad(python_ops.input("x")), r2.grad(builtin.input("x")), rtol=0, atol=1e-12)
+
+
+# ---- every ```python block of every README, run as it stands -----------------------------------
+# Each block is a script of its own, run by this interpreter in an empty directory; blocks that
+# import zkynet.distributed run under mpiexec -n 2. A `# prints: TEXT` line in a block is output
+# the script must print. Conventions: tests/docs/README.md.
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+import doc_blocks  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+README_PYTHON_BLOCKS = [b for b in doc_blocks.all_blocks(REPOSITORY) if b.lang == "python"]
+
+
+def test_the_readmes_have_python_blocks():
+    assert len(README_PYTHON_BLOCKS) >= 5
+    assert len({b.path for b in README_PYTHON_BLOCKS}) >= 2
+
+
+@pytest.mark.parametrize("block", README_PYTHON_BLOCKS, ids=lambda b: b.where())
+def test_readme_python_block_runs_as_written(block, tmp_path):
+    # Blank lines first, so a traceback's line numbers are the README's.
+    script = tmp_path / (block.where().replace("/", "_").replace(".md:", "_L") + ".py")
+    script.write_text("\n" * block.line + block.text)
+    command = [sys.executable, str(script)]
+    env = dict(os.environ)
+    if block.is_distributed():
+        if not hasattr(zkynet_core, "distributed"):
+            pytest.skip("zkynet was built without distributed/")
+        mpiexec = shutil.which("mpiexec.hydra") or shutil.which("mpiexec")
+        if mpiexec is None:
+            pytest.skip("no mpiexec")
+        command = [mpiexec, "-n", "2"] + command
+        env.update(PYTHONDONTWRITEBYTECODE="1", ZKYNET_DIST_WAIT="sleep", ZKYNET_DIST_TIMEOUT="60")
+    r = subprocess.run(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=300)
+    assert r.returncode == 0, f"{block.where()} exits with {r.returncode}:\n{r.stdout[-4000:]}"
+    missing = doc_blocks.missing_output(block, r.stdout)
+    assert not missing, f"{block.where()} did not print {missing}; it printed:\n{r.stdout[-4000:]}"

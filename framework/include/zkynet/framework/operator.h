@@ -1,14 +1,15 @@
 // Operators: the primitive functions of a graph, each with its forward and its derivative.
 //
-// A hand-coded operator is one struct, forward and VJP side by side:
+// A hand-coded operator is one struct, forward and VJP side by side (kernels from
+// <zkynet/ops/kernels.h>; README.md's "Writing an operator" compiles and checks one):
 //
 //   struct MultDef {
 //     static constexpr std::string_view name = "mult";
 //     static constexpr std::array<std::string_view, 2> inputs{"a", "b"};
 //     Tensor forward(const Tensor& a, const Tensor& b) const { return kernels::mul(a, b); }
 //     std::array<Tensor, 2> vjp(const VjpContext<2>& c) const {
-//       return {c.needs[0] ? sum_to(kernels::mul(c.grad, c.in(1)), c.in(0).shape()) : Tensor(),
-//               c.needs[1] ? sum_to(kernels::mul(c.grad, c.in(0)), c.in(1).shape()) : Tensor()};
+//       return {c.needs[0] ? kernels::sum_to(kernels::mul(c.grad, c.in(1)), c.in(0).shape()) : Tensor(),
+//               c.needs[1] ? kernels::sum_to(kernels::mul(c.grad, c.in(0)), c.in(1).shape()) : Tensor()};
 //     }
 //   };
 //   NodeRef mult(const NodeRef& a, const NodeRef& b) { return apply(MultDef{}, a, b); }
@@ -158,7 +159,7 @@ struct DynamicOperator {
 NodeRef apply_dynamic(const std::shared_ptr<const DynamicOperator>& op, std::span<const NodeRef> operands);
 
 // An operator definition as a Function with named inputs, callable like a module:
-//   Operator<ops::AddDef> add_op;  ModuleGraph g = add_op(2.0, 3.0);  g.back();  g.grad(add_op.input("a"));
+//   Operator<MultDef> mult_op;  ModuleGraph g = mult_op(2.0, 3.0);  g.back();  g.grad(mult_op.input("a"));  // 3
 template <class Def>
 class Operator : public Function {
  public:

@@ -1,7 +1,7 @@
 // Element loops over strided, broadcast operands, for kernels written as scalar functors
 // (the Jacobian-based operators instantiate these with their user's functor).
 //
-//   Tensor out = kernels::map({a, b}, a.dtype(), [](auto x, auto y) { return x * y + x; });
+//   Tensor out = kernels::map<float, 2>({a, b}, [](auto x, auto y) { return x * y + x; }, "fma");
 #pragma once
 
 #include <zkynet/framework/parallel.h>
