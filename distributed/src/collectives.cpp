@@ -9,6 +9,8 @@
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/strided.h>
 
+#include <algorithm>
+#include <array>
 #include <numeric>
 
 namespace zkynet::dist {
@@ -133,7 +135,7 @@ struct GatherDef : CommDef {
     const BackwardCall call(*this, c.grad, axis);
     const auto counts = detail::allgather_int(comm->backward, c.in(0).size(axis));
     const Tensor g = comm->rank == root ? c.grad : Tensor::zeros(c.in(0).shape(), c.grad.dtype());
-    return {detail::scatterv(comm->backward, g, axis, counts, root)};
+    return {detail::scatterv(comm->backward, g, axis, counts, root, c.in(0).shape())};
   }
 };
 
@@ -156,12 +158,14 @@ struct ScatterDef : CommDef {
   std::int64_t axis;
   std::vector<std::int64_t> counts;
   int root;
-  Tensor forward(const Tensor& x) const { return detail::scatterv(comm->forward, x, axis, counts, root); }
+  Shape shape;  // the root's x's: every rank's output has it, with its count on axis
+  Tensor forward(const Tensor& x) const { return detail::scatterv(comm->forward, x, axis, counts, root, shape); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
-    if (!is_floating(c.in(0).dtype())) return {Tensor()};
+    if (!is_floating(c.in(0).dtype())) return {Tensor()};  // the same dtype on every rank (checked)
     const BackwardCall call(*this, c.grad, axis);
     Tensor g = detail::gatherv(comm->backward, c.grad, axis, root);
-    return {comm->rank == root ? g : Tensor()};
+    // The root: the gathered gradient; the others: zeros of their own x's shape (an anchor).
+    return {comm->rank == root ? g : Tensor::zeros(c.in(0).shape(), c.in(0).dtype())};
   }
 };
 
@@ -199,6 +203,21 @@ struct CopyToRanksDef : CommDef {
   }
 };
 
+// What each rank brings to a scatter: every rank's numelem, dtype and axis, and the root's
+// shape (any rank's x is sent; the root's is the one used). Fixed size: one allgather.
+struct ScatterArgs {
+  std::int64_t numelem, dtype, axis, ndim;
+  std::array<std::int64_t, Shape::kMaxDims> dims;
+};
+
+std::vector<ScatterArgs> allgather_args(const Communicator& comm, const ScatterArgs& mine) {
+  constexpr int n = sizeof(ScatterArgs) / sizeof(std::int64_t);
+  static_assert(sizeof(ScatterArgs) == n * sizeof(std::int64_t));
+  std::vector<ScatterArgs> all(static_cast<std::size_t>(comm.size()));
+  ZKYNET_MPI(Allgather, Iallgather, &mine, n, MPI_INT64_T, all.data(), n, MPI_INT64_T, comm.impl().forward);
+  return all;
+}
+
 void check_root(const Communicator& comm, int root, std::string_view what) {
   if (root < 0 || root >= comm.size()) {
     throw IndexError(std::string(what) + ": root " + std::to_string(root) + " is not a rank of " + comm.name() +
@@ -213,10 +232,14 @@ std::string with_op(std::string_view what, ReduceOp op) { return std::string(wha
 class ForwardCall {
  public:
   ForwardCall(const Communicator& comm, const std::string& what, const Tensor& x, std::int64_t free_axis = -1)
+      : ForwardCall(comm, what, &x, free_axis) {}
+  // x null: checked mode compares the call's text and number only (scatter checks the rest).
+  ForwardCall(const Communicator& comm, const std::string& what, const Tensor* x, std::int64_t free_axis = -1)
       : comm_(comm.impl_ptr()), label_(comm.impl().collective_label(what)), activity_(comm.impl(), label_) {
-    detail::start_collective(activity_, &x, free_axis);
+    detail::start_collective(activity_, x, free_axis);
   }
   CommDef def() const { return {comm_, label_, detail::CallSite::here()}; }
+  const std::string& label() const { return label_; }
 
  private:
   Impl comm_;
@@ -277,19 +300,52 @@ NodeRef allgather(const NodeRef& x, std::int64_t axis, const Communicator& comm)
 NodeRef scatter(const NodeRef& x, std::int64_t axis, std::int64_t numelem, int root, const Communicator& comm) {
   const std::string what = "Scatter from " + std::to_string(root);
   check_root(comm, root, what);
-  const std::int64_t a = detail::normalize_axis(axis, x.value().dim(), what);
-  const ForwardCall call(comm, what, x.value(), a);
-  auto counts = detail::allgather_int(comm.impl().forward, numelem);
-  std::string problem;
-  const std::int64_t total = std::accumulate(counts.begin(), counts.end(), std::int64_t{0});
-  if (numelem < 0) problem = "numelem " + std::to_string(numelem) + " is negative";
-  if (comm.rank() == root && total != x.value().size(a)) {
-    problem = "the ranks' numelem add up to " + std::to_string(total) + " but the root's x " +
-              shape_str(x.value().shape()) + " has " + std::to_string(x.value().size(a)) + " on axis " +
-              std::to_string(a);
+  // mpi4torch's Scatter: a non-root x only anchors the gradient, its values and shape are
+  // ignored; the root's number of dimensions and shape reach every rank. So checked mode
+  // compares the calls without x, and one allgather of every rank's arguments (the root's
+  // shape among them) lets every rank check the same facts and throw the same error.
+  const ForwardCall call(comm, what, static_cast<const Tensor*>(nullptr));
+  const Tensor& v = x.value();
+  ScatterArgs mine{numelem, static_cast<std::int64_t>(v.dtype()), axis, v.dim(), {}};
+  std::copy(v.shape().begin(), v.shape().end(), mine.dims.begin());
+  const std::vector<ScatterArgs> args = allgather_args(comm, mine);
+  const ScatterArgs& at_root = args[static_cast<std::size_t>(root)];
+  const Shape shape(at_root.dims.begin(), at_root.dims.begin() + at_root.ndim);
+  const auto dtype = static_cast<DType>(at_root.dtype);
+  const std::string label = call.label();
+  const std::string root_x = "the root's x, " + std::string(dtype_name(dtype)) + " " + shape_str(shape);
+  const std::int64_t a = detail::normalize_axis(at_root.axis, at_root.ndim, label + " (" + root_x + ")");
+  std::string dtypes, axes, negative;
+  std::vector<std::int64_t> counts;
+  for (std::size_t r = 0; r < args.size(); ++r) {
+    const ScatterArgs& ar = args[r];
+    const std::string rank = "rank " + std::to_string(r);
+    const auto join = [](std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; };
+    if (ar.dtype != at_root.dtype) join(dtypes, rank + "'s x is " + std::string(dtype_name(static_cast<DType>(ar.dtype))));
+    if ((ar.axis < 0 ? ar.axis + at_root.ndim : ar.axis) != a) join(axes, rank + " passes " + std::to_string(ar.axis));
+    if (ar.numelem < 0) join(negative, rank + "'s is " + std::to_string(ar.numelem));
+    counts.push_back(ar.numelem);
   }
-  detail::agree(comm.impl().forward, problem, what);
-  return apply(ScatterDef{call.def(), a, std::move(counts), root}, x);
+  if (!dtypes.empty()) {
+    throw TypeError(label + ": the output takes the root's dtype " + std::string(dtype_name(dtype)) + " (rank " +
+                    std::to_string(root) + "), but " + dtypes +
+                    "; a non-root rank's x only anchors the gradient (its values and shape are ignored), but its "
+                    "dtype must be the root's");
+  }
+  if (!axes.empty()) {
+    throw ShapeError(label + ": the ranks' scatter axes differ: the root passes " + std::to_string(at_root.axis) +
+                     " (axis " + std::to_string(a) + " of " + root_x + "), " + axes);
+  }
+  if (!negative.empty()) throw ShapeError(label + ": numelem must not be negative: " + negative);
+  const std::int64_t total = std::accumulate(counts.begin(), counts.end(), std::int64_t{0});
+  if (total != shape[static_cast<std::size_t>(a)]) {
+    std::string each;
+    for (std::int64_t n : counts) each += (each.empty() ? "" : ", ") + std::to_string(n);
+    throw ShapeError(label + ": the ranks' numelem (" + each + ") add up to " + std::to_string(total) + " but " +
+                     root_x + " has " + std::to_string(shape[static_cast<std::size_t>(a)]) + " on axis " +
+                     std::to_string(a));
+  }
+  return apply(ScatterDef{call.def(), a, std::move(counts), root, shape}, x);
 }
 
 NodeRef alltoall(const NodeRef& x, std::int64_t gather_axis, std::int64_t scatter_axis, std::int64_t numelem,

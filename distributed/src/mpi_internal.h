@@ -152,10 +152,11 @@ Tensor reduce(MPI_Comm comm, const Tensor& x, ReduceOp op, int root);  // non-ro
 Tensor bcast(MPI_Comm comm, const Tensor& x, int root);
 Tensor gatherv(MPI_Comm comm, const Tensor& x, std::int64_t axis, int root);  // non-root: size 0 on axis
 Tensor allgatherv(MPI_Comm comm, const Tensor& x, std::int64_t axis);
-// Rank r receives its `counts[r]` entries along axis of the root's x; `like` gives the
-// non-root ranks' shape and dtype.
+// Rank r receives its `counts[r]` entries along axis of the root's x. `shape` (known to
+// every rank) gives the dimensions other than axis, the root's; only the root's x's values
+// are read, and every rank's x must have the root's dtype.
 Tensor scatterv(MPI_Comm comm, const Tensor& x, std::int64_t axis, const std::vector<std::int64_t>& counts,
-                int root);
+                int root, const Shape& shape);
 // The sum over ranks of each rank's own part along axis (parts of `counts` entries).
 Tensor reduce_scatterv(MPI_Comm comm, const Tensor& x, std::int64_t axis, const std::vector<std::int64_t>& counts);
 Tensor alltoallv(MPI_Comm comm, const Tensor& x, std::int64_t gather_axis, std::int64_t scatter_axis,

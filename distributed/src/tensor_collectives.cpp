@@ -244,12 +244,12 @@ Tensor allgatherv(MPI_Comm comm, const Tensor& x, std::int64_t axis) {
 }
 
 Tensor scatterv(MPI_Comm comm, const Tensor& x, std::int64_t axis, const std::vector<std::int64_t>& counts,
-                int root) {
+                int root, const Shape& shape) {
   const int rank = comm_rank(comm);
   const bool is_root = rank == root;
   const Tensor in = is_root ? axis_major(x, axis) : Tensor();
-  const Layout l = layout(counts, inner(x.shape(), axis), "scatter");
-  const Shape mine = with_axis(x.shape(), axis, counts[static_cast<std::size_t>(rank)]);
+  const Layout l = layout(counts, inner(shape, axis), "scatter");
+  const Shape mine = with_axis(shape, axis, counts[static_cast<std::size_t>(rank)]);
   Tensor buffer = Tensor::empty(axis_major_shape(mine, axis), x.dtype());
   ZKYNET_MPI(Scatterv, Iscatterv, is_root ? in.raw_data() : nullptr, l.counts.data(), l.displs.data(), mpi_type(x.dtype()),
                      buffer.raw_data(), l.counts[static_cast<std::size_t>(rank)], mpi_type(x.dtype()), root, comm);

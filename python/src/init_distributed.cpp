@@ -67,7 +67,8 @@ void bind_collectives(py::class_<Communicator>& c) {
          return blocking([&] { return dist::scatter(in, scatteraxis, numelem, root, comm); });
        }, py::arg("x"), py::arg("scatteraxis"), py::arg("numelem"), py::arg("root"),
        "This rank's numelem entries along scatteraxis of root's x (the ranks' numelem add up to "
-       "root's size there); elsewhere x gives the other dimensions and the dtype.");
+       "root's size there); elsewhere x only anchors the gradient (values and shape ignored, "
+       "mpi4torch's rand(1) will do) and must have root's dtype.");
   c.def("Alltoall", [](const Communicator& comm, py::handle x, std::int64_t gatheraxis, std::int64_t scatteraxis,
                        std::int64_t numelem) {
          const NodeRef in = noderef_from_python(x);

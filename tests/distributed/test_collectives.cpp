@@ -88,6 +88,111 @@ TEST_CASE("alltoall exchanges blocks and its swapped form undoes it") {
   CHECK(allclose(back, x));
 }
 
+// ---- Scatter as in mpi4torch: a non-root x only anchors the gradient -------------------------
+
+namespace {
+
+// The root's x (every rank can make it) and rank r's anchor: a 1-d tensor of r elements,
+// another shape on every rank and none with the scatter axis (mpi4torch passes rand(1)).
+Tensor scatter_source() { return rank_tensor({2, 3, size(), 5, 6}, 0, 21); }
+Tensor scatter_input() { return rank() == 0 ? scatter_source() : Tensor::ones({rank()}); }
+// Rank r's seed for the gradient of its part.
+Tensor scatter_seed(int r) { return rank_tensor({2, 3, 1, 5, 6}, r, 22); }
+
+// Scatter(Gather(x, g, 0), s, 1, 0) against Alltoall(x, g, s, 1), for every pair of axes of a
+// 4-d x (mpi4torch's equivalence test), and for its 5-d case gather 2, scatter 4.
+void require_scatter_gather_is_alltoall() {
+  for (std::int64_t g = 0; g < 4; ++g) {
+    for (std::int64_t s = 0; s < 4; ++s) {
+      if (g == s) continue;
+      Shape shape{2, 3, 4, 5};
+      shape[static_cast<std::size_t>(s)] = size();
+      const Tensor x = rank_tensor(shape, rank(), 23);
+      INFO("gather axis " << g << ", scatter axis " << s);
+      const Tensor via_root = dist::scatter(dist::gather(x, g, 0), s, 1, 0).value();
+      const Tensor direct = dist::alltoall(x, g, s, 1).value();
+      REQUIRE(via_root.shape() == direct.shape());
+      CHECK(allclose(via_root, direct));
+    }
+  }
+  const Tensor x = rank_tensor({2, 3, rank() + 1, 5, size()}, rank(), 24);
+  const Tensor via_root = dist::scatter(dist::gather(x, 2, 0), 4, 1, 0).value();
+  const Tensor direct = dist::alltoall(x, 2, 4, 1).value();
+  REQUIRE(via_root.shape() == Shape{2, 3, size() * (size() + 1) / 2, 5, 1});
+  REQUIRE(direct.shape() == via_root.shape());
+  CHECK(allclose(via_root, direct));
+}
+
+struct CheckedMode {
+  bool before = dist::checked();
+  explicit CheckedMode(bool on) { dist::set_checked(on); }
+  ~CheckedMode() { dist::set_checked(before); }
+};
+
+}  // namespace
+
+TEST_CASE("Scatter takes the root's shape: non-root 1-element anchors of other shapes are ignored") {
+  const Tensor part = dist::scatter(scatter_input(), 2, 1, 0).value();
+  REQUIRE(part.shape() == Shape{2, 3, 1, 5, 6});
+  CHECK(allclose(part, scatter_source().slice(2, rank(), rank() + 1).contiguous()));
+}
+
+TEST_CASE("Scatter counts a negative axis from the root's last dimension, whatever the anchor's") {
+  const Tensor part = dist::scatter(scatter_input(), -3, 1, 0).value();
+  REQUIRE(part.shape() == Shape{2, 3, 1, 5, 6});
+  CHECK(allclose(part, scatter_source().slice(2, rank(), rank() + 1).contiguous()));
+}
+
+TEST_CASE("Scatter's gradient: the root gets the gathered seeds, other ranks zeros of their anchor's shape") {
+  const Tensor seed = scatter_seed(rank());
+  const Tensor g = rank_grad([&](const NodeRef& v) { return op::sum(op::mult(dist::scatter(v, 2, 1, 0), seed)); },
+                             scatter_input());
+  if (rank() == 0) {
+    REQUIRE(g.shape() == Shape{2, 3, size(), 5, 6});
+    for (int r = 0; r < size(); ++r) {
+      INFO("rank " << r << "'s part");
+      CHECK(allclose(g.slice(2, r, r + 1).contiguous(), scatter_seed(r)));
+    }
+  } else {
+    REQUIRE(g.shape() == Shape{rank()});
+    CHECK(allclose(g, Tensor::zeros({rank()})));
+  }
+}
+
+TEST_CASE("Scatter(Gather(x, g, 0), s, 1, 0) equals Alltoall(x, g, s, 1) in checked mode") {
+  const CheckedMode mode(true);
+  require_scatter_gather_is_alltoall();
+}
+
+TEST_CASE("Scatter(Gather(x, g, 0), s, 1, 0) equals Alltoall(x, g, s, 1) unchecked") {
+  const CheckedMode mode(false);
+  require_scatter_gather_is_alltoall();
+}
+
+TEST_CASE("Scatter from a root that is not rank 0 takes that root's shape") {
+  const int root = size() - 1;
+  const Tensor full = rank_tensor({2 * size(), 3}, root, 25);
+  const Tensor x = rank() == root ? full : Tensor::ones({1});
+  const Tensor part = dist::scatter(x, 0, 2, root).value();
+  REQUIRE(part.shape() == Shape{2, 3});
+  CHECK(allclose(part, full.slice(0, 2 * rank(), 2 * rank() + 2).contiguous()));
+}
+
+TEST_CASE("Scatter refuses a non-root input of another dtype on every rank, naming the dtypes and the ranks") {
+  const Tensor x = rank() == 0 ? scatter_source() : Tensor::ones({1}, rank() == 1 ? DType::Float32 : DType::Float64);
+  const std::string msg = error_message<TypeError>([&] { dist::scatter(x, 2, 1, 0); });
+  CHECK_THAT(msg, Contains("Scatter from 0") && Contains("root's dtype float64 (rank 0)") &&
+                      Contains("rank 1's x is float32") && !Contains("rank 2's"));
+  // Every rank learnt of it: the ranks go on together.
+  CHECK(allclose(dist::allreduce(Tensor::ones({2})).value(), Tensor::full({2}, size())));
+}
+
+TEST_CASE("Scatter refuses ranks that pass different axes, on every rank") {
+  const std::int64_t axis = rank() == 1 ? 1 : 2;
+  const std::string msg = error_message<ShapeError>([&] { dist::scatter(scatter_input(), axis, 1, 0); });
+  CHECK_THAT(msg, Contains("scatter axes differ") && Contains("rank 1 passes 1"));
+}
+
 // ---- gradients (mpi4torch's tests) ----------------------------------------------------------
 
 TEST_CASE("allreduce SUM backward gives size * 1") {
@@ -175,6 +280,13 @@ TEST_CASE("every collective's adjoint matches finite differences across ranks") 
     const Tensor ws = rank_tensor({2, 2}, rank(), 5);
     require_dist_gradcheck([&](const NodeRef& v) { return op::sum(op::mult(op::tanh(dist::scatter(v, 1, 2, 0)), ws)); },
                            xs, W());
+  }
+  SECTION("scatter from 1-element anchors (mpi4torch's rand(1))") {
+    const int root = size() - 1;
+    const Tensor xs = rank() == root ? rank_tensor({2, 2 * size()}, root) : rank_tensor({1}, rank());
+    const Tensor ws = rank_tensor({2, 2}, rank(), 5);
+    require_dist_gradcheck(
+        [&](const NodeRef& v) { return op::sum(op::mult(op::tanh(dist::scatter(v, 1, 2, root)), ws)); }, xs, W());
   }
   SECTION("alltoall") {
     const Tensor xa = rank_tensor({2, 2 * size()}, rank());

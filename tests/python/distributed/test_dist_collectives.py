@@ -132,6 +132,16 @@ def test_gather_backward_gives_each_rank_its_part_of_root_gradient():
     np.testing.assert_allclose(rank_grad(body, x), 2 * x)
 
 
+def test_scatter_takes_roots_shape_from_a_one_element_anchor_as_mpi4torch():
+    full = rank_input(0, (2, 3, SIZE, 5, 6), seed=8)
+    x = full if RANK == 0 else np.random.default_rng(RANK).random(1)
+    part = dist.Scatter(x, 2, 1, 0)
+    np.testing.assert_array_equal(part.value, full[:, :, RANK:RANK + 1])
+    g = rank_grad(lambda v: op.sum(dist.Scatter(v, 2, 1, 0)), x)
+    assert g.shape == x.shape
+    np.testing.assert_array_equal(g, np.ones_like(full) if RANK == 0 else np.zeros(1))
+
+
 def test_scatter_backward_gathers_weights_to_root():
     x = np.ones(2 * SIZE) if RANK == 0 else np.ones(2)
     g = rank_grad(lambda v: op.sum(op.mult(dist.Scatter(v, 0, 2, 0), RANK + 1.0)), x)

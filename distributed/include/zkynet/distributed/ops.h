@@ -28,8 +28,13 @@ namespace zkynet::dist {
 NodeRef allreduce(const NodeRef& x, ReduceOp op = ReduceOp::Sum, const Communicator& comm = world());
 // The root gets the reduction, the other ranks zeros of x's shape. Backward: the root's
 // gradient, broadcast (and routed as for allreduce for MAX / MIN / PROD / AVG).
+// Python's Reduce_ (mpi4torch's in-place name) is this function: x is never written, the
+// result is a new value (mpi4torch overwrites x and leaves non-root contents undefined).
 NodeRef reduce(const NodeRef& x, ReduceOp op, int root, const Communicator& comm = world());
 // Every rank gets the root's x. Backward: the sum of all gradients on the root, zeros elsewhere.
+// Python's Bcast_ is this function: functional too, x is never written (mpi4torch fills the
+// non-root x in place); use the returned value. In place on plain tensors, outside any graph:
+// allreduce_ / bcast_ (eager.h; Python's allreduce_array / bcast_array return a new array).
 NodeRef bcast(const NodeRef& x, int root, const Communicator& comm = world());
 // The root gets every rank's x concatenated along `axis` in rank order (sizes along the
 // axis may differ); other ranks get x's shape with size 0 on the axis. Backward: scatter.
@@ -38,8 +43,13 @@ NodeRef gather(const NodeRef& x, std::int64_t axis, int root, const Communicator
 // rank's own part), correct for any number of ranks.
 NodeRef allgather(const NodeRef& x, std::int64_t axis, const Communicator& comm = world());
 // The root's x is cut along `axis`; each rank receives `numelem` entries (its own count; the
-// counts must add up to the root's size on the axis). Non-root x gives the other dimensions
-// and the dtype. Backward: gather to the root; other ranks get zeros.
+// counts must add up to the root's size on the axis): the root's shape with numelem on the
+// axis. As in mpi4torch, a non-root x only anchors the gradient: its values and shape are
+// ignored (a 1-element tensor will do), but its dtype must be the root's (a TypeError on
+// every rank otherwise, naming the ranks and both dtypes). The root's axis is used (a
+// negative one counts from the root's last dimension); a rank that passes another is a
+// ShapeError. Backward: the root gets the gradients gathered; other ranks zeros of their
+// own x's shape.
 NodeRef scatter(const NodeRef& x, std::int64_t axis, std::int64_t numelem, int root,
                 const Communicator& comm = world());
 // x is cut along `scatter_axis` (rank j receives its `numelem` entries) and the parts each
