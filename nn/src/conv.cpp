@@ -40,7 +40,8 @@ Conv2d::Conv2d(std::int64_t in_channels, std::int64_t out_channels, IntPair kern
   if (bias_) {
     const std::int64_t fan_in = init::calculate_fans(weight_shape).fan_in;
     register_parameter("bias", init::uniform({out_channels}, 1.0 / std::sqrt(static_cast<double>(fan_in)), gen,
-                                             options.dtype));
+                                             options.dtype))
+        .is_bias(true);
   }
 }
 

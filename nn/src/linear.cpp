@@ -19,7 +19,8 @@ Linear::Linear(std::int64_t in_features, std::int64_t out_features, LinearOption
   register_parameter("weight", init::kaiming_uniform({out_features, in_features}, gen, options.dtype));
   if (bias_) {
     register_parameter("bias", init::uniform({out_features}, in_features > 0 ? 1.0 / std::sqrt(static_cast<double>(in_features)) : 0.0, gen,
-                                             options.dtype));
+                                             options.dtype))
+        .is_bias(true);
   }
 }
 

@@ -29,7 +29,7 @@ LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)
   require_floating(options.dtype, what);
   if (affine_) {
     register_parameter("weight", Tensor::ones(shape_, options.dtype));
-    register_parameter("bias", Tensor::zeros(shape_, options.dtype));
+    register_parameter("bias", Tensor::zeros(shape_, options.dtype)).is_bias(true);  // the scale stays a weight
   }
 }
 
@@ -49,7 +49,7 @@ BatchNormBase::BatchNormBase(ModuleBase& self, std::string layer, std::int64_t n
   require_floating(options.dtype, layer_);
   if (options.affine) {
     self.register_parameter("weight", Tensor::ones({num_features}, options.dtype));
-    self.register_parameter("bias", Tensor::zeros({num_features}, options.dtype));
+    self.register_parameter("bias", Tensor::zeros({num_features}, options.dtype)).is_bias(true);
   }
   if (options.track_running_stats) {
     self.register_buffer("running_mean", Tensor::zeros({num_features}, options.dtype));

@@ -48,6 +48,8 @@ RecurrentBase::RecurrentBase(std::string functional_name, Kind kind, std::int64_
     if (bias_) {
       p[2] = &register_parameter("bias_ih" + l, init::uniform({rows}, bound, gen, options.dtype));
       p[3] = &register_parameter("bias_hh" + l, init::uniform({rows}, bound, gen, options.dtype));
+      p[2]->is_bias(true);
+      p[3]->is_bias(true);
     }
     params_by_layer_.push_back(p);
   }

@@ -42,10 +42,6 @@ std::string quoted_list(const std::vector<std::string>& keys) {
   return out;
 }
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 }  // namespace
 
 Tensor parameters_to_vector(const std::vector<Parameter>& params) {
@@ -141,7 +137,7 @@ LoadStateResult load_state_dict(ModuleBase& module, const StateDict& dict, bool 
 std::vector<Parameter> weights(const ModuleBase& module) {
   std::vector<Parameter> out;
   for (const auto& [name, p] : module.named_parameters()) {
-    if (!ends_with(name, "bias")) out.push_back(p);
+    if (!p.is_bias()) out.push_back(p);
   }
   return out;
 }

@@ -316,6 +316,8 @@ void init_framework(py::module_& m) {
       .def_property("requires_grad", [](const Parameter& p) { return p.requires_grad(); },
                     [](Parameter& p, bool on) { p.requires_grad(on); },
                     "False freezes the parameter: no gradient flows to it and optimizers skip it")
+      .def_property("is_bias", [](const Parameter& p) { return p.is_bias(); }, [](Parameter& p, bool on) { p.is_bias(on); },
+                    "True for a bias, as the layers that make one mark it; nn.weights leaves biases out")
       .def("requires_grad_", [](Parameter& p, bool on) -> Parameter& { return p.requires_grad(on); },
            py::arg("requires_grad") = true, py::return_value_policy::reference_internal,
            "sets requires_grad in place and returns the parameter (torch's spelling)")

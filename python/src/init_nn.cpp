@@ -175,7 +175,8 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
     nn::vector_to_parameters(tensor_from_python(vec), ps);
   });
   nn.def("gradients_to_vector", [](const std::vector<Parameter>& ps) { return tensor_to_numpy(nn::gradients_to_vector(ps)); });
-  nn.def("weights", &nn::weights);
+  nn.def("weights", &nn::weights, py::arg("module"),
+         "The parameters that are not biases (Parameter.is_bias, marked by each layer, not read from names).");
   nn.def("state_dict", &state_dict_of, py::arg("module"));
   nn.def("load_state_dict", &load_state_dict_into, py::arg("module"), py::arg("state_dict"), py::arg("strict") = true);
   // The same as methods of every module (torch's spelling).

@@ -1,5 +1,8 @@
 #include <zkynet/nn/activation.h>
+#include <zkynet/nn/conv.h>
 #include <zkynet/nn/linear.h>
+#include <zkynet/nn/normalization.h>
+#include <zkynet/nn/recurrent.h>
 #include <zkynet/nn/sequential.h>
 #include <zkynet/nn/state.h>
 #include <zkynet/ops/ops.h>
@@ -264,4 +267,65 @@ TEST_CASE("weights leaves out the biases") {
   CHECK(ws[0].uid() == mlp[0].param("weight").uid());
   CHECK(ws[1].uid() == mlp[2].param("weight").uid());
   CHECK(ws[2].uid() == mlp[3].param("weight").uid());
+}
+
+namespace {
+
+// The names nn::weights returns, in order, from the module's dotted names.
+std::vector<std::string> weight_names(const ModuleBase& module) {
+  std::vector<std::string> out;
+  const auto ws = nn::weights(module);
+  for (const auto& [name, p] : module.named_parameters()) {
+    for (const auto& w : ws) {
+      if (w.uid() == p.uid()) out.push_back(name);
+    }
+  }
+  REQUIRE(out.size() == ws.size());
+  return out;
+}
+
+// A user's layer: a parameter named "bias" that is not marked one, and one marked a bias
+// whatever its name.
+class Affine : public Module<Affine> {
+ public:
+  Affine() : Module({Variable("x")}) {
+    register_parameter("bias", Tensor{1.0, 2.0});
+    register_parameter("shift", Tensor{0.0, 0.0}).is_bias(true);
+  }
+  NodeRef call(const NodeRef& x) { return op::add(op::mult(x, param("bias")), param("shift")); }
+};
+
+}  // namespace
+
+TEST_CASE("weights leaves out an LSTM's bias_ih and bias_hh in every layer (marked, not named)") {
+  nn::LSTM lstm(3, 4, {.num_layers = 2});
+  CHECK(weight_names(lstm) == std::vector<std::string>{"weight_ih_l0", "weight_hh_l0", "weight_ih_l1", "weight_hh_l1"});
+  nn::GRU gru(3, 4);
+  CHECK(weight_names(gru) == std::vector<std::string>{"weight_ih_l0", "weight_hh_l0"});
+  CHECK(lstm.param("bias_ih_l1").is_bias());
+  CHECK_FALSE(lstm.param("weight_hh_l1").is_bias());
+}
+
+TEST_CASE("weights keeps Linear's and Conv2d's weights and leaves out their biases") {
+  nn::Sequential net;
+  net.add<nn::Conv2d>(1, 2, nn::IntPair{3, 3});
+  net.add<nn::Linear>(4, 3);
+  net.add<nn::Conv2d>(2, 2, nn::IntPair{1, 1}, nn::Conv2dOptions{.bias = false});
+  CHECK(weight_names(net) == std::vector<std::string>{"0.weight", "1.weight", "2.weight"});
+}
+
+TEST_CASE("weights keeps a user's Parameter unless it is marked a bias, whatever its name") {
+  Affine affine;
+  CHECK(weight_names(affine) == std::vector<std::string>{"bias"});
+  Parameter mine("w", Tensor{1.0});
+  CHECK_FALSE(mine.is_bias());
+  CHECK(mine.is_bias(true).is_bias());
+  CHECK(Parameter(mine).is_bias());  // copies share the marking
+}
+
+TEST_CASE("weights keeps the norms' scale (weight) and leaves out their bias") {
+  nn::LayerNorm layer_norm(4);
+  CHECK(weight_names(layer_norm) == std::vector<std::string>{"weight"});
+  nn::BatchNorm1d batch_norm(4);
+  CHECK(weight_names(batch_norm) == std::vector<std::string>{"weight"});
 }

@@ -28,6 +28,9 @@ struct InputData {
   std::string owner;  // functional name of the declaring function, "" until declared
   NodeKind kind = NodeKind::Variable;
   bool requires_grad = true;
+  // Parameters: a bias (an additive offset), marked by the layer that creates it (Linear,
+  // Conv2d, the recurrent layers' bias_ih/bias_hh, the norms' bias); nn::weights leaves it out.
+  bool is_bias = false;
   Tensor value;  // parameters only
   Tensor grad;   // parameters only: accumulated over backward passes
 };
@@ -67,6 +70,12 @@ class Parameter : public Input {
   const Tensor& grad() const { return data_->grad; }
   bool requires_grad() const { return data_->requires_grad; }
   Parameter& requires_grad(bool on);
+  // A bias (see InputData::is_bias); a user's Parameter is a weight unless marked.
+  bool is_bias() const { return data_->is_bias; }
+  Parameter& is_bias(bool on) {
+    data_->is_bias = on;
+    return *this;
+  }
   // Fills the gradient with zeros, keeping its buffer for the next step.
   void zero_grad();
   void accumulate_grad(const Tensor& grad);

@@ -46,7 +46,11 @@ struct LoadStateResult {
 // load leaves the module as it was.
 LoadStateResult load_state_dict(ModuleBase& module, const StateDict& dict, bool strict = true);
 
-// The parameters whose dotted name does not end in "bias": what L2 regularization usually covers.
+// The parameters that are not biases (FluxUtils' weights): what L2 regularization usually
+// covers. Decided by what a parameter is, not its name: each layer marks its biases
+// (Parameter::is_bias: Linear's and Conv2d's bias, the recurrent layers' bias_ih_l* and
+// bias_hh_l*, LayerNorm's and BatchNorm's bias); the norms' scale ("weight") and a user's own
+// Parameter count as weights unless marked with is_bias(true).
 std::vector<Parameter> weights(const ModuleBase& module);
 
 }  // namespace zkynet::nn
