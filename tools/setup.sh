@@ -5,9 +5,10 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libxtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev
+  libxtensor-dev xtl-dev libxsimd-dev libopenblas-dev
   catch2 graphviz
   python3 python3-dev python3-venv python3-numpy python3-pytest python3-torch python3-sklearn python3-hypothesis
+  python3-pip python3-setuptools python3-wheel
   pybind11-dev libdlpack-dev
   libhdf5-dev python3-h5py
   zlib1g-dev python3-statsmodels

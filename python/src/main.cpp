@@ -1,4 +1,6 @@
-// The compiled core of the `zkynet` Python package: one init_<area> per C++ folder.
+// The compiled core of the `zkynet` Python package: one init_<area> per C++ folder. distributed/
+// (MPI) is the separate extension _zkynet_distributed (distributed_main.cpp).
+#include "api.h"
 #include "errors.h"
 
 #include <zkynet/framework/parallel.h>
@@ -15,10 +17,6 @@ void init_ops(py::module_& m);
 void init_visual(py::module_& m);
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops);
 void init_layers(py::module_& nn, py::module_& ops, py::module_& data);
-#ifdef ZKYNET_PYTHON_DISTRIBUTED
-void init_distributed(py::module_& m);
-void init_distributed_training(py::module_& m);
-#endif
 }  // namespace zkynet::python
 
 PYBIND11_MODULE(_zkynet, m) {
@@ -38,14 +36,15 @@ PYBIND11_MODULE(_zkynet, m) {
   zkynet::python::init_nn(nn, optim, ops);
   auto data = m.def_submodule("data", "datasets and loaders");
   zkynet::python::init_layers(nn, ops, data);
-#ifdef ZKYNET_PYTHON_DISTRIBUTED
-  // Importing the extension does not start MPI: the first communicator does.
-  auto distributed = m.def_submodule("distributed", "MPI as differentiable graph operators");
-  zkynet::python::init_distributed(distributed);
-  zkynet::python::init_distributed_training(distributed);
-#endif
   auto cuda = m.def_submodule("cuda", "CUDA devices: availability, synchronization, memory statistics");
   zkynet::python::init_cuda(cuda);
   m.def("set_num_threads", &zkynet::set_num_threads);
   m.def("num_threads", &zkynet::num_threads);
+  // The conversions _zkynet_distributed calls (api.h).
+  static const zkynet::python::Api api{
+      &zkynet::python::tensor_from_python,  &zkynet::python::tensor_to_numpy,
+      &zkynet::python::noderef_from_python, &zkynet::python::loss_from_python,
+      &zkynet::python::estimator_from_python,
+  };
+  m.add_object("_api", py::capsule(&api, zkynet::python::api_capsule_name));
 }

@@ -35,21 +35,25 @@ Training drivers over the same communicators (the model built identically on eve
     opt.zero_grad(); pipe.train_step(x, y, op.cross_entropy); opt.step()
     logits = pipe.predict(x)                              # on the last stage; None elsewhere
 
-Importing this module starts MPI and makes an uncaught exception on any rank end the whole
-job (MPI_Abort) instead of leaving the other ranks waiting. Ranks never wait silently: checked
-mode (set_checked) compares every collective call across ranks, backward ones included; a rank
-waiting for one whose script has ended aborts the job; and set_timeout(seconds) (or the
-environment variable ZKYNET_DIST_TIMEOUT) aborts a communication that does not complete in
-time, naming it and what the ranks it waits for are doing.
+Importing this module loads MPI (`import zkynet` alone does not), starts it, and makes an
+uncaught exception on any rank end the whole job (MPI_Abort) instead of leaving the other ranks
+waiting. Ranks never wait silently: checked mode (set_checked) compares every collective call
+across ranks, backward ones included; a rank waiting for one whose script has ended aborts the
+job; and set_timeout(seconds) (or the environment variable ZKYNET_DIST_TIMEOUT) aborts a
+communication that does not complete in time, naming it and what the ranks it waits for are
+doing.
 """
+import importlib
 import sys
 import time
 
-from . import _zkynet
-
+# MPI lives in its own extension, loaded here only: `import zkynet` alone does not load it.
+_EXTENSION = __package__ + "._zkynet_distributed"
 try:
-    _dist = _zkynet.distributed
-except AttributeError:
+    _dist = importlib.import_module(_EXTENSION)
+except ModuleNotFoundError as error:
+    if error.name != _EXTENSION:
+        raise
     raise ImportError("zkynet.distributed: this zkynet was built without distributed/ "
                       "(configure with -DZKYNET_BUILD_DISTRIBUTED=ON and MPI installed)") from None
 

@@ -49,7 +49,7 @@ usage: /usr/bin/python3 tools/bench/run.py [--build-dir build] [--out FILE] [--t
                                            [--suite all|core|training|distributed] [--samples 200]
                                            [--train-steps 100] [--reps 1] [--no-stream]
                                            [--mpi-ranks 2] [--ar-samples 25]
-Build first:  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release &&
+Build first:  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DZKYNET_NATIVE=ON &&
               ninja -C build bench_graph_overhead bench_elementwise bench_reduce _zkynet \
                              bench_mlp bench_cnn bench_lstm bench_allreduce
 """
@@ -245,10 +245,23 @@ def main():
     missing = [ours[b] for b in required if not os.access(ours[b], os.X_OK)]
     if missing:
         sys.exit(f"run.py: not built: {', '.join(missing)}\n  build with: cmake -S . -B {args.build_dir} -G Ninja "
-                 f"-DCMAKE_BUILD_TYPE=Release && ninja -C {args.build_dir} {' '.join(os.path.basename(m) for m in missing)}")
+                 f"-DCMAKE_BUILD_TYPE=Release -DZKYNET_NATIVE=ON && ninja -C {args.build_dir} {' '.join(os.path.basename(m) for m in missing)}")
     have_py_pkg = os.path.isdir(os.path.join(build, "python", "zkynet"))
     if not os.access(PY, os.X_OK):
         sys.exit(f"run.py: {PY} not found (the peers need Debian's python3-torch)")
+    # The PyTorch peers live outside this repository (--peers): without them, say so and how to go on.
+    peers_dir = os.path.abspath(args.peers)
+    needed = (["_common.py", "graph_overhead.py", "elementwise.py"] if core else []) + \
+        ([entry[2] for entry in TRAINING] if training else []) + (["mlp.py"] if distributed else [])
+    absent = [name for name in needed if not os.path.isfile(os.path.join(peers_dir, name))]
+    if absent:
+        found = "does not exist" if not os.path.isdir(peers_dir) else "lacks " + ", ".join(absent)
+        sys.exit(f"run.py: the PyTorch peer scripts are missing: {peers_dir} {found}.\n"
+                 f"  run.py measures zkynet's programs beside them (graph_overhead.py, elementwise.py, mlp.py, "
+                 f"cnn.py, lstm.py, ...).\n"
+                 f"  Pass --peers DIR (default: ../shared/peers beside the repository), or run zkynet's programs "
+                 f"alone, e.g.\n    OMP_NUM_THREADS={args.threads} {os.path.join(bench_dir, 'bench_mlp')}\n"
+                 f"  (tools/bench/README.md, \"Single programs\").")
 
     # One environment for every program.
     env = dict(os.environ)
@@ -256,6 +269,9 @@ def main():
     t = str(args.threads)
     peers = args.peers
     notes = []
+    if native_setting(build) != "ON":
+        notes.append(f"{args.build_dir} is not tuned for this CPU (ZKYNET_NATIVE is off, the default for builds "
+                     "that are installed): for benchmark figures configure with -DZKYNET_NATIVE=ON")
     jobs = []  # (name, cmd, cwd[, env_extra])
     if core:
         add_core_jobs(jobs, notes, args, ours, py_bench, build, env, have_py_pkg)
@@ -271,6 +287,18 @@ def main():
                      {"OMP_NUM_THREADS": "1"}))
         add_data_parallel_jobs(jobs, notes, args, ours, mpiexec)
     return run_and_report(jobs, notes, args, env, build, out_path)
+
+
+def native_setting(build):
+    """ZKYNET_NATIVE in the build directory's CMake cache ("ON", "OFF"), or None."""
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("ZKYNET_NATIVE:"):
+                    return line.strip().partition("=")[2].upper()
+    except OSError:
+        pass
+    return None
 
 
 def add_core_jobs(jobs, notes, args, ours, py_bench, build, env, have_py_pkg):
