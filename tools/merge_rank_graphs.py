@@ -17,6 +17,9 @@ module clusters nested inside, node ids prefixed `r<N>_`), and joins the ranks:
     diamond, with dashed green edges. Communicators made by split() are named after their
     color, so two splits with the same color can share a name.
 
+A rank graph's layout attributes that keep repeated calls in order (`mclimit`, `ordering`,
+which to_dot sets for a pipeline's micro-batches) are the merged graph's too.
+
 --png also runs Graphviz (`dot -Tpng`) on the output, when it is installed.
 Standard library only.
 """
@@ -232,8 +235,23 @@ def rank_of_files(paths):
 def merge(paths, title):
     ranks = rank_of_files(paths)
     graphs = [(rank, path, *read_rank_graph(path)) for rank, path in sorted(zip(ranks, paths))]
+    # A rank graph that asks Graphviz to keep its declared order (to_dot's mclimit and
+    # ordering, for repeated calls such as a pipeline's micro-batches) gets it for the merged
+    # picture too: the links between ranks would otherwise shuffle them.
+    mclimits, orderings = [], set()
+    for *_, stmts in graphs:
+        for s in stmts:
+            if s[0] == "set" and s[1] == "mclimit":
+                try:
+                    mclimits.append(float(unquote(s[2])))
+                except ValueError:
+                    pass
+            elif s[0] == "set" and s[1] == "ordering" and unquote(s[2]) in ("in", "out"):
+                orderings.add(unquote(s[2]))
+    keep_order = (f"  mclimit={min(mclimits):g};\n" if mclimits else "") + \
+        (f"  ordering={orderings.pop()};\n" if len(orderings) == 1 else "")
     out = [f"digraph {quote(title)} {{\n", f"  label={quote(title)};\n  labelloc=t;\n",
-           "  rankdir=LR;\n  compound=true;\n  node [fontname=\"Helvetica\", fontsize=10];\n"]
+           "  rankdir=LR;\n  compound=true;\n" + keep_order + "  node [fontname=\"Helvetica\", fontsize=10];\n"]
     sends, recvs, collectives, other_p2p = {}, {}, {}, []
     for rank, path, name, stmts in graphs:
         # The rank's own graph attributes (title, rankdir) stay out: the cluster gets its label.

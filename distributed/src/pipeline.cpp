@@ -93,16 +93,34 @@ NodeRef Pipeline::receive_activation(int micro_batch) {
 double Pipeline::train_step(const Tensor& x, const Tensor& y, const Loss& loss) {
   const std::int64_t rows = is_first() ? x.size(0) : is_last() ? y.size(0) : 0;
   const std::int64_t parts = options_.micro_batches;
-  Lambda step({"unused"}, [&](std::span<const NodeRef>) -> NodeRef {
+  // The step is one call of a module without inputs ("stage s (Pipeline)"), each micro-batch
+  // a call inside it ("micro-batch m (MicroBatch)"), so that the graph's picture shows the
+  // stage and its micro-batches, in order, each from its input (x's rows, or the received
+  // activation) to its output (the send, or the stage's output).
+  Lambda step({}, [&](std::span<const NodeRef>) -> NodeRef {
     std::vector<NodeRef> sends, outputs;
     for (int m = 0; m < parts; ++m) {
       const auto [b, e] = micro_batch_rows(rows, parts, m);
-      const NodeRef h = run_stage(is_first() ? NodeRef(x.slice(0, b, e)) : receive_activation(m));
-      if (is_last()) {
-        if (e > b) outputs.push_back(h);  // fewer rows than micro-batches: an empty one adds nothing
+      Lambda micro(is_first() ? std::vector<std::string>{"x"} : std::vector<std::string>{},
+                   [&](std::span<const NodeRef> in) -> NodeRef {
+                     const NodeRef h = run_stage(is_first() ? in[0] : receive_activation(m));
+                     if (is_last()) return h;
+                     send_shape(h.value(), m);
+                     return send(h, stage() + 1, activation_tag(m), comm_);
+                   },
+                   "MicroBatch");
+      micro.set_name("micro-batch " + std::to_string(m));
+      NodeRef out;
+      if (is_first()) {
+        micro.input("x").requires_grad(false);
+        out = micro(x.slice(0, b, e)).root();
       } else {
-        send_shape(h.value(), m);
-        sends.push_back(send(h, stage() + 1, activation_tag(m), comm_));
+        out = micro().root();
+      }
+      if (!is_last()) {
+        sends.push_back(out);
+      } else if (e > b) {
+        outputs.push_back(out);  // fewer rows than micro-batches: an empty one adds nothing
       }
     }
     // One loss over the whole batch, the micro-batches' outputs joined in order: exactly the
@@ -112,9 +130,9 @@ double Pipeline::train_step(const Tensor& x, const Tensor& y, const Loss& loss) 
     }
     // No loss here (or only empty micro-batches): a zero root that joins the sends.
     return join_dummies(NodeRef(Tensor::scalar(0.0, DType::Float32)), sends);
-  });
-  step.input("unused").requires_grad(false);
-  graph_ = step(Tensor::scalar(0.0, DType::Float32));
+  }, "Pipeline");
+  step.set_name("stage " + std::to_string(stage()));
+  graph_ = step();
   graph_->back();
   Tensor value = Tensor::scalar(is_last() ? graph_->value().item() : 0.0);
   bcast_(value, stages() - 1, comm_);

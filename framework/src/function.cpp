@@ -6,6 +6,7 @@
 
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <unordered_set>
@@ -96,7 +97,10 @@ Function::Function(std::string functional_name, std::vector<Variable> inputs, st
     : inputs_(std::move(inputs)), params_(std::move(params)), functional_name_(std::move(functional_name)) {
   name_ = functional_name_;
   for (auto& v : inputs_) v.data()->owner = functional_name_;
-  for (auto& p : params_) p.data()->owner = functional_name_;
+  for (auto& p : params_) {
+    p.data()->owner = functional_name_;
+    if (p.data()->path.empty()) p.data()->path = p.name();
+  }
 }
 
 Variable& Function::input(std::string_view name) {
@@ -127,6 +131,7 @@ Parameter& ModuleBase::register_parameter(std::string name, Tensor value) {
   }
   Parameter p(std::move(name), std::move(value));
   p.data()->owner = functional_name();
+  p.data()->path = p.name();
   params_.push_back(p);
   return registered_.emplace_back(std::move(p));
 }
@@ -144,13 +149,21 @@ ModuleBase& ModuleBase::register_module(std::string name, ModuleBase& child) {
                      ") would make a module contain itself");
   }
   child.set_name(name);
+  bool replaced = false;
   for (auto& [existing, module] : children_) {
     if (existing == name) {  // re-assigning an attribute replaces the submodule, as in PyTorch
       module = &child;
-      return child;
+      replaced = true;
+      break;
     }
   }
-  children_.emplace_back(std::move(name), &child);
+  if (!replaced) children_.emplace_back(std::move(name), &child);
+  // Dotted paths for pictures and reprs: the longest (outermost) registration wins.
+  const auto depth = [](const std::string& path) { return std::count(path.begin(), path.end(), '.'); };
+  for (const auto& [path, p] : named_parameters()) {
+    std::string& current = p.data()->path;
+    if (current.empty() || depth(path) > depth(current)) current = path;
+  }
   return child;
 }
 

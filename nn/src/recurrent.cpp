@@ -1,3 +1,4 @@
+#include <zkynet/framework/dot.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/nn/init.h>
 #include <zkynet/nn/recurrent.h>
@@ -95,8 +96,11 @@ void RecurrentBase::set_stateful(bool on) {
 // Layer `layer`'s (batch, H) part of a (num_layers, batch, H) state; undefined stays undefined.
 NodeRef RecurrentBase::layer_state(const NodeRef& state, std::int64_t layer, std::int64_t batch) const {
   if (!state.defined()) return NodeRef();
-  const NodeRef part = layers_ == 1 ? state : op::slice(state, 0, layer, layer + 1);
-  return op::reshape(part, {batch, hidden_});
+  // A named state (dot.h) keeps its name through the slice and reshape: drawn as one node.
+  const std::string name = display_name(state);
+  const auto keep_name = [&](const NodeRef& r) { return name.empty() ? r : named(r, name); };
+  const NodeRef part = layers_ == 1 ? state : keep_name(op::slice(state, 0, layer, layer + 1));
+  return keep_name(op::reshape(part, {batch, hidden_}));
 }
 
 NodeRef RecurrentBase::call_nodes(std::span<const NodeRef> inputs) {
@@ -112,6 +116,8 @@ NodeRef RecurrentBase::call_nodes(std::span<const NodeRef> inputs) {
   const bool lstm = kind_ == Kind::Lstm;
 
   // The initial state: explicit, carried, or zeros (undefined).
+  // In pictures (dot.h) a constant initial state is named "h0" / "c0", the carried one
+  // "h0 (carried)" / "c0 (carried)".
   std::array<NodeRef, 2> init{};
   if (explicit_state_[0].defined()) {
     init = explicit_state_;
@@ -121,6 +127,7 @@ NodeRef RecurrentBase::call_nodes(std::span<const NodeRef> inputs) {
                          " must be (num_layers, batch, hidden_size) = " + shape_str(state_shape) + " for input " +
                          shape_str(xs));
       }
+      if (!init[i].in_graph()) init[i] = named(init[i], i == 0 ? "h0" : "c0");
     }
   } else if (stateful_ && carried_[0].defined()) {
     if (carried_[0].shape() != state_shape) {
@@ -128,7 +135,7 @@ NodeRef RecurrentBase::call_nodes(std::span<const NodeRef> inputs) {
                        shape_str(xs) + " (state " + shape_str(state_shape) +
                        " needed); call reset_state() before changing the batch size");
     }
-    init = {NodeRef(carried_[0]), lstm ? NodeRef(carried_[1]) : NodeRef()};
+    init = {named(NodeRef(carried_[0]), "h0 (carried)"), lstm ? named(NodeRef(carried_[1]), "c0 (carried)") : NodeRef()};
   }
 
   NodeRef seq = batch_first_ ? op::transpose(x, 0, 1) : x;
@@ -159,14 +166,20 @@ NodeRef RecurrentBase::call_nodes(std::span<const NodeRef> inputs) {
     if (lstm) cs.push_back(r.c_n);
   }
 
+  // The last states keep the operators' names ("h_n", "c_n") in pictures.
+  const auto same_name = [](const NodeRef& r, const NodeRef& like) {
+    const std::string name = display_name(like);
+    return name.empty() ? r : named(r, name);
+  };
   auto stacked = [&](const std::vector<NodeRef>& parts) {
-    return layers_ == 1 ? op::reshape(parts[0], state_shape) : op::stack(parts, 0);
+    return layers_ == 1 ? same_name(op::reshape(parts[0], state_shape), parts[0])
+                        : same_name(op::stack(parts, 0), parts[0]);
   };
   last_ = {stacked(hs), lstm ? stacked(cs) : NodeRef()};
   if (stateful_) carried_ = {last_.h.value(), lstm ? last_.c.value() : Tensor()};
   // The output is the invocation's last node (nn::print_summary reads a layer's output shape
   // there): a transpose, or else a view of the same shape.
-  return batch_first_ ? op::transpose(seq, 0, 1) : op::reshape(seq, seq.shape());
+  return same_name(batch_first_ ? op::transpose(seq, 0, 1) : op::reshape(seq, seq.shape()), seq);
 }
 
 RNN::RNN(std::int64_t input_size, std::int64_t hidden_size, RecurrentOptions options)

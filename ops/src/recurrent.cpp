@@ -1,6 +1,7 @@
 // Fused recurrent operators (rnn, lstm, gru): forward and back-propagation through time, the
 // loops in kernels/recurrent.cpp (CPU only until GPU part 2: cuDNN, issue 13). Each operator's
 // definition keeps what its backward needs (kernels::RecurrentSaved), freed with its graph.
+#include <zkynet/framework/dot.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/operator.h>
 #include <zkynet/ops/indexing.h>
@@ -158,8 +159,35 @@ Prepared prepare(Cell cell, const NodeRef& x, const NodeRef& h0, const NodeRef& 
   return p;
 }
 
+// Names for graph pictures (dot.h): a constant initial state is "h0" / "c0" (zeros unless
+// given); the last states, the slice and reshape that take them out of the fused result,
+// carry one name ("h_n", "c_n"; a cell's "h'" and "c'"), so that a picture draws each as one
+// named node; so does LSTM's hidden state of every step, "h_1..h_T" (RNN's and GRU's is the
+// operator's output itself).
+struct StateNames {
+  const char* h;
+  const char* c;
+};
+constexpr StateNames kSequenceNames{"h_n", "c_n"};
+constexpr StateNames kCellNames{"h'", "c'"};
+
+void name_initial_state(const NodeRef& fused, std::size_t operand, const char* name) {
+  if (!fused.in_graph()) return;
+  const Node& p = *static_cast<const OperatorNode*>(fused.node())->parents()[operand];
+  if (p.kind() == NodeKind::Constant && fused.tape()->display_name(p).empty()) fused.tape()->set_display_name(p, name);
+}
+
+NodeRef every_step(const NodeRef& seq, std::int64_t T) {
+  return named(slice(seq, 0, 0, T), T == 1 ? "h_1" : "h_1..h_" + std::to_string(T));
+}
+
+// Step `t` of seq (T', B, H) as a (B, H) state.
+NodeRef step_state(const NodeRef& seq, std::int64_t t, const Shape& state, const char* name) {
+  return named(reshape(named(slice(seq, 0, t, t + 1), name), state), name);
+}
+
 RecurrentResult simple(Cell cell, const NodeRef& x, const NodeRef& h0, const NodeRef& w_ih, const NodeRef& w_hh,
-                       const NodeRef& b_ih, const NodeRef& b_hh) {
+                       const NodeRef& b_ih, const NodeRef& b_hh, StateNames names = kSequenceNames) {
   const Prepared p = prepare(cell, x, h0, NodeRef(), w_ih, w_hh, b_ih, b_hh);
   NodeRef out;
   if (cell == Cell::Gru) {
@@ -169,9 +197,22 @@ RecurrentResult simple(Cell cell, const NodeRef& x, const NodeRef& h0, const Nod
   } else {
     out = apply(SimpleRecurrentDef<Cell::RnnTanh>{}, x, p.h0, w_ih, w_hh, p.b_ih, p.b_hh);
   }
+  name_initial_state(out, 1, "h0");
   const Shape& s = out.shape();
   const std::int64_t T = s[0];
-  return {out, reshape(slice(out, 0, T - 1, T), {s[1], s[2]}), NodeRef()};
+  return {out, step_state(out, T - 1, {s[1], s[2]}, names.h), NodeRef()};
+}
+
+RecurrentResult lstm_named(const NodeRef& x, const NodeRef& h0, const NodeRef& c0, const NodeRef& w_ih,
+                           const NodeRef& w_hh, const NodeRef& b_ih, const NodeRef& b_hh, StateNames names) {
+  const Prepared p = prepare(Cell::Lstm, x, h0, c0, w_ih, w_hh, b_ih, b_hh);
+  const NodeRef packed = apply(LstmDef{}, x, p.h0, p.c0, w_ih, w_hh, p.b_ih, p.b_hh);
+  name_initial_state(packed, 1, "h0");
+  name_initial_state(packed, 2, "c0");
+  const Shape& s = packed.shape();
+  const std::int64_t T = s[0] - 1;  // h_1 ... h_T, then c_T
+  const Shape state{s[1], s[2]};
+  return {every_step(packed, T), step_state(packed, T - 1, state, names.h), step_state(packed, T, state, names.c)};
 }
 
 }  // namespace
@@ -188,13 +229,7 @@ RecurrentResult gru(const NodeRef& x, const NodeRef& h0, const NodeRef& w_ih, co
 
 RecurrentResult lstm(const NodeRef& x, const NodeRef& h0, const NodeRef& c0, const NodeRef& w_ih,
                      const NodeRef& w_hh, const NodeRef& b_ih, const NodeRef& b_hh) {
-  const Prepared p = prepare(Cell::Lstm, x, h0, c0, w_ih, w_hh, b_ih, b_hh);
-  const NodeRef packed = apply(LstmDef{}, x, p.h0, p.c0, w_ih, w_hh, p.b_ih, p.b_hh);
-  const Shape& s = packed.shape();
-  const std::int64_t T = s[0] - 1;
-  const Shape state{s[1], s[2]};
-  return {slice(packed, 0, 0, T), reshape(slice(packed, 0, T - 1, T), state),
-          reshape(slice(packed, 0, T, T + 1), state)};
+  return lstm_named(x, h0, c0, w_ih, w_hh, b_ih, b_hh, kSequenceNames);
 }
 
 namespace {
@@ -210,18 +245,20 @@ NodeRef as_step(const NodeRef& x, std::string_view name) {
 
 NodeRef rnn_cell(const NodeRef& x, const NodeRef& h, const NodeRef& w_ih, const NodeRef& w_hh, const NodeRef& b_ih,
                  const NodeRef& b_hh, RnnActivation activation) {
-  return rnn(as_step(x, "rnn_cell"), h, w_ih, w_hh, b_ih, b_hh, activation).h_n;
+  return simple(activation == RnnActivation::Relu ? Cell::RnnRelu : Cell::RnnTanh, as_step(x, "rnn_cell"), h, w_ih,
+                w_hh, b_ih, b_hh, kCellNames)
+      .h_n;
 }
 
 std::pair<NodeRef, NodeRef> lstm_cell(const NodeRef& x, const NodeRef& h, const NodeRef& c, const NodeRef& w_ih,
                                       const NodeRef& w_hh, const NodeRef& b_ih, const NodeRef& b_hh) {
-  RecurrentResult r = lstm(as_step(x, "lstm_cell"), h, c, w_ih, w_hh, b_ih, b_hh);
+  RecurrentResult r = lstm_named(as_step(x, "lstm_cell"), h, c, w_ih, w_hh, b_ih, b_hh, kCellNames);
   return {r.h_n, r.c_n};
 }
 
 NodeRef gru_cell(const NodeRef& x, const NodeRef& h, const NodeRef& w_ih, const NodeRef& w_hh, const NodeRef& b_ih,
                  const NodeRef& b_hh) {
-  return gru(as_step(x, "gru_cell"), h, w_ih, w_hh, b_ih, b_hh).h_n;
+  return simple(Cell::Gru, as_step(x, "gru_cell"), h, w_ih, w_hh, b_ih, b_hh, kCellNames).h_n;
 }
 
 }  // namespace zkynet::op

@@ -1,6 +1,7 @@
 // Pipeline parallel: a Sequential cut into one stage per rank, micro-batches on a GPipe
 // schedule; gradients and training equal single-process full-batch results.
 #include <zkynet/distributed/pipeline.h>
+#include <zkynet/framework/dot.h>
 #include <zkynet/framework/session.h>
 #include <zkynet/nn/activation.h>
 #include <zkynet/nn/linear.h>
@@ -11,6 +12,7 @@
 #include "distributed/helpers.h"
 
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -131,4 +133,50 @@ TEST_CASE("a batch with fewer rows than micro-batches trains like the full batch
   dist::Pipeline pipe(*model, {.micro_batches = 4}, W());
   const double loss = pipe.train_step(batch.x, batch.y, kLoss);
   CHECK(loss == Approx(reference_step(*reference, batch)).epsilon(1e-12));
+}
+
+// ---- the step's picture (to_dot of last_graph()) ----------------------------------------------
+
+TEST_CASE("a pipeline step's picture is one call per stage: no dangling input, no anonymous Lambda") {
+  const Batch batch = make_batch(12);
+  auto model = make_model();
+  dist::Pipeline pipe(*model, {.micro_batches = 2}, W());
+  pipe.train_step(batch.x, batch.y, kLoss);
+  const std::string dot = to_dot(*pipe.last_graph());
+  CHECK(dot.find("label=\"stage " + std::to_string(pipe.stage()) + " (Pipeline) #0\"") != std::string::npos);
+  CHECK(dot.find("unused") == std::string::npos);
+  CHECK(dot.find("Lambda") == std::string::npos);
+}
+
+TEST_CASE("a pipeline step's picture draws its micro-batches as calls, in order") {
+  const Batch batch = make_batch(12);
+  auto model = make_model();
+  dist::Pipeline pipe(*model, {.micro_batches = 3}, W());
+  pipe.train_step(batch.x, batch.y, kLoss);
+  const std::string dot = to_dot(*pipe.last_graph());
+  CHECK(dot.find("mclimit=") != std::string::npos);  // Graphviz keeps the calls' order
+  // Micro-batch m is invocation 1 + m * (1 + layers of the stage); each is labelled.
+  const auto [begin, end] = pipe.layers();
+  for (int m = 0; m < 3; ++m) {
+    const auto inv = 1 + m * (1 + static_cast<int>(end - begin));
+    INFO("micro-batch " << m);
+    CHECK(dot.find("label=\"micro-batch " + std::to_string(m) + " (MicroBatch) #" + std::to_string(inv) + "\"") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("a pipeline stage's parameters are labelled with their paths in the Sequential") {
+  const Batch batch = make_batch(12);
+  auto model = make_model();
+  dist::Pipeline pipe(*model, {.micro_batches = 2}, W());
+  pipe.train_step(batch.x, batch.y, kLoss);
+  const std::string dot = to_dot(*pipe.last_graph());
+  const auto [begin, end] = pipe.layers();
+  for (std::size_t i = begin; i < end; ++i) {
+    if ((*model)[i].named_parameters().empty()) continue;  // Tanh
+    INFO("layer " << i);
+    CHECK(dot.find("label=\"" + std::to_string(i) + ".weight\\n") != std::string::npos);
+    CHECK(dot.find("label=\"" + std::to_string(i) + ".bias\\n") != std::string::npos);
+  }
+  CHECK(dot.find("Linear.weight\\n") == std::string::npos);
 }

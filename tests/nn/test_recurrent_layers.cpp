@@ -3,6 +3,7 @@
 // reference/make_recurrent_reference.py); float64 gradient checks with respect to the input,
 // the initial state and every parameter; the state kept after a call, carried between stateful
 // calls (truncated back-propagation through time) and reset; and the errors.
+#include <zkynet/framework/dot.h>
 #include <zkynet/framework/gradcheck.h>
 #include <zkynet/framework/module.h>
 #include <zkynet/framework/session.h>
@@ -18,8 +19,11 @@
 
 #include "nn/reference/recurrent_reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -481,4 +485,75 @@ TEST_CASE("recurrent layers refuse sizes below 1 and a relu LSTM or GRU", "[recu
   CHECK_THROWS_AS(nn::LSTM(5, 4, {.num_layers = 0}), ShapeError);
   CHECK_THROWS_AS(nn::GRU(0, 4), ShapeError);
   CHECK_THROWS_AS(nn::LSTM(5, 4, {.nonlinearity = op::RnnActivation::Relu}), UsageError);
+}
+
+// ---- pictures: the state drawn by name ------------------------------------------------------
+
+namespace {
+
+// The label text of every node of a DOT graph, with the DOT escapes as written ("h_n\\n(1,2,3)").
+std::vector<std::string> dot_labels(const std::string& dot) {
+  std::vector<std::string> out;
+  const std::regex node(R"re(^\s*n\d+ \[label="((?:[^"\\]|\\.)*)")re");
+  std::istringstream in(dot);
+  std::string line;
+  std::smatch m;
+  while (std::getline(in, line)) {
+    if (std::regex_search(line, m, node)) out.push_back(m[1]);
+  }
+  return out;
+}
+
+bool has_label(const std::vector<std::string>& labels, const std::string& label) {
+  return std::find(labels.begin(), labels.end(), label) != labels.end();
+}
+
+bool any_label_starts(const std::vector<std::string>& labels, const std::string& prefix) {
+  return std::any_of(labels.begin(), labels.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+}
+
+}  // namespace
+
+TEST_CASE("an LSTM's picture draws its state by name: h0 and c0 zeros, h_1..h_T, h_n and c_n", "[recurrent][dot]") {
+  nn::LSTM lstm(3, 4, f64({}));
+  const auto labels = dot_labels(to_dot(lstm(wave({5, 2, 3}, 0.37, 0.1))));
+  CHECK(has_label(labels, "h0\\nzeros (2,4) float64"));
+  CHECK(has_label(labels, "c0\\nzeros (2,4) float64"));
+  CHECK(has_label(labels, "h_1..h_5\\n(5,2,4)"));
+  CHECK(has_label(labels, "h_n\\n(1,2,4)"));
+  CHECK(has_label(labels, "c_n\\n(1,2,4)"));
+  CHECK(has_label(labels, "lstm\\n(6,2,4)"));
+  CHECK_FALSE(any_label_starts(labels, "slice"));    // no anonymous slices of the fused result
+  CHECK_FALSE(any_label_starts(labels, "reshape"));
+}
+
+TEST_CASE("a stateful LSTM's next call draws the carried state as h0 (carried) and c0 (carried)", "[recurrent][dot]") {
+  nn::LSTM lstm(3, 5, f64({.stateful = true}));  // states of 10 values: summarized, not listed
+  lstm(wave({5, 2, 3}, 0.37, 0.1));
+  const auto labels = dot_labels(to_dot(lstm(wave({5, 2, 3}, 0.41, 0.2))));
+  CHECK(has_label(labels, "h0 (carried)\\nconst (1,2,5) float64\\n(2,5)"));
+  CHECK(has_label(labels, "c0 (carried)\\nconst (1,2,5) float64\\n(2,5)"));
+  CHECK(has_label(labels, "h_n\\n(1,2,5)"));
+  CHECK_FALSE(any_label_starts(labels, "reshape"));
+}
+
+TEST_CASE("a GRU's picture draws h0 and h_n by name, the sequence as the operator's output", "[recurrent][dot]") {
+  nn::GRU gru(3, 4, f64({.num_layers = 2}));
+  const auto labels = dot_labels(to_dot(gru(wave({5, 2, 3}, 0.37, 0.1))));
+  CHECK(std::count(labels.begin(), labels.end(), "h0\\nzeros (2,4) float64") == 2);  // one per layer
+  CHECK(std::count(labels.begin(), labels.end(), "h_n\\n(2,4)") == 2);
+  CHECK(has_label(labels, "h_n\\n(2,2,4)"));  // both layers' stacked
+  CHECK(std::count(labels.begin(), labels.end(), "gru\\n(5,2,4)") == 2);
+  CHECK_FALSE(any_label_starts(labels, "slice"));
+}
+
+TEST_CASE("an LSTM cell's picture names its new state h' and c'", "[recurrent][dot]") {
+  nn::LSTM weights(3, 4, f64({}));
+  Lambda step({"x", "h", "c"}, [&](std::span<const NodeRef> in) {
+    const auto [h, c] = op::lstm_cell(in[0], in[1], in[2], weights.param("weight_ih_l0"), weights.param("weight_hh_l0"));
+    return op::add(h, c);
+  });
+  const auto labels = dot_labels(to_dot(step(wave({2, 3}, 0.3, 0.1), wave({2, 4}, 0.5, 0.2), wave({2, 4}, 0.7, 0.3))));
+  CHECK(has_label(labels, "h'\\n(2,4)"));
+  CHECK(has_label(labels, "c'\\n(2,4)"));
 }

@@ -1,14 +1,17 @@
 #!/usr/bin/python3
 """CTest tools:merge_rank_graphs: runs examples/distributed/ring_graph under mpiexec, merges the
 ranks' graphs with tools/merge_rank_graphs.py and checks the merged picture: one cluster per
-rank, the ring's Send -> Recv edges, the collectives' links. Then the tool on small
-hand-written graphs (mixed blocking / non-blocking messages, another communicator, ranks from
-file names) and its error messages.
+rank, the ring's Send -> Recv edges, the collectives' links. With --pipeline, the same for
+examples/distributed/digits_pipeline on two ranks: each stage one call without inputs, its
+micro-batches drawn in order, the parameters by their paths in the Sequential. Then the tool on
+small hand-written graphs (mixed blocking / non-blocking messages, another communicator, ranks
+from file names, the layout attributes it carries over) and its error messages.
 
 usage: check_merged_graph.py --mpiexec MPIEXEC --example RING_GRAPH --tool MERGE_TOOL
-                             --work-dir DIR [--ranks 3]
+                             --work-dir DIR [--ranks 3] [--pipeline DIGITS_PIPELINE]
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -102,6 +105,55 @@ def ring(args, work):
         check(p.returncode == 0, "Graphviz reads the merged file")
 
 
+def drawn_clusters(path):
+    """{rank cluster label: [labels of the clusters inside it, top to bottom]}, from Graphviz."""
+    p = run(["dot", "-Tjson", path])
+    objects = json.loads(p.stdout).get("objects", [])
+    boxes = []
+    for o in objects:
+        if "bb" in o:
+            x0, y0, x1, y1 = map(float, o["bb"].split(","))
+            boxes.append((o.get("label", ""), x0, y0, x1, y1))
+    out = {}
+    for label, x0, y0, x1, y1 in boxes:
+        if not label.startswith("rank "):
+            continue
+        inside = [(b[4], b[0]) for b in boxes
+                  if b[0] != label and b[1] >= x0 and b[3] <= x1 and b[2] >= y0 and b[4] <= y1]
+        out[label] = [name for _, name in sorted(inside, reverse=True)]  # Graphviz's y grows upwards
+    return out
+
+
+def pipeline(args, work):
+    graphs = os.path.join(work, "pipeline")
+    env = dict(os.environ, ZKYNET_DIST_WAIT="sleep")
+    p = subprocess.run([args.mpiexec, "-n", "2", args.pipeline, graphs], capture_output=True, text=True,
+                       timeout=120, env=env)
+    if p.returncode != 0:
+        sys.exit(f"FAILED: digits_pipeline exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    merged = os.path.join(work, "pipeline_merged.dot")
+    run([sys.executable, args.tool, os.path.join(graphs, "pipeline_rank0.dot"),
+         os.path.join(graphs, "pipeline_rank1.dot"), "-o", merged])
+    with open(merged) as f:
+        text = f.read()
+    _, labels, edges = read_merged(merged)
+    check("unused" not in text and "Lambda" not in text, "no dangling 'unused' input, no anonymous Lambda cluster")
+    check('label="stage 0 (Pipeline) #0"' in text and 'label="stage 1 (Pipeline) #0"' in text,
+          "each stage is one call, labelled")
+    firsts = set(labels.values())
+    check({"0.weight", "0.bias", "2.weight", "2.bias"} <= firsts,
+          f"parameters labelled by their paths in the Sequential: {sorted(f for f in firsts if '.' in f)}")
+    check(len(message_edges(labels, edges)) == 4, "4 micro-batches' activations sent from stage 0 to stage 1")
+    check("mclimit=" in text and "ordering=out;" in text, "the merged graph keeps the ranks' declared order")
+    if not shutil.which("dot"):
+        print("skip the drawn order: Graphviz's dot is not installed")
+        return
+    micro = [f"micro-batch {m} (MicroBatch)" for m in range(4)]
+    for rank, inside in sorted(drawn_clusters(merged).items()):
+        drawn = [c.split(" #")[0] for c in inside if c.startswith("micro-batch")]
+        check(drawn == micro, f"{rank}: micro-batches drawn top to bottom in order: {drawn}")
+
+
 def rank_dot(title, labels):
     nodes = "".join(f'  n{i} [label="{text}\\n(2)", shape=box];\n' for i, text in enumerate(labels))
     chain = "".join(f"  n{i} -> n{i + 1};\n" for i in range(len(labels) - 1))
@@ -132,6 +184,16 @@ def synthetic(args, work):
     check("no matching receive" in p.stderr and "another communicator" in p.stderr,
           f"unmatched and non-world messages reported: {p.stderr.strip()!r}")
 
+    # Layout attributes to_dot sets to keep repeated calls in order carry over to the merged graph.
+    ordered = os.path.join(work, "ordered.dot")
+    with open(ordered, "w") as f:
+        f.write(rank_dot("step", r1).replace("  rankdir=LR;\n", "  rankdir=LR;\n  mclimit=0.05;\n  ordering=out;\n"))
+    run([sys.executable, args.tool, a, ordered, "-o", merged])
+    with open(merged) as f:
+        text = f.read()
+    check("  mclimit=0.05;\n" in text and "  ordering=out;\n" in text,
+          "a rank graph's mclimit and ordering are the merged graph's")
+
     # Errors: a missing file, a file that is not DOT, a truncated one.
     p = run([sys.executable, args.tool, a, os.path.join(work, "missing.dot"), "-o", merged], expect_ok=False)
     check(p.returncode != 0 and "missing.dot: no such file" in p.stderr and "Traceback" not in p.stderr,
@@ -156,10 +218,13 @@ def main():
     ap.add_argument("--tool", required=True, help="tools/merge_rank_graphs.py")
     ap.add_argument("--work-dir", required=True)
     ap.add_argument("--ranks", type=int, default=3)
+    ap.add_argument("--pipeline", help="the digits_pipeline executable (optional)")
     args = ap.parse_args()
     shutil.rmtree(args.work_dir, ignore_errors=True)
     os.makedirs(args.work_dir)
     ring(args, args.work_dir)
+    if args.pipeline:
+        pipeline(args, args.work_dir)
     synthetic(args, args.work_dir)
     if failures:
         sys.exit(f"{len(failures)} check(s) failed")

@@ -26,6 +26,11 @@ struct InputData {
   std::uint64_t uid = 0;
   std::string name;
   std::string owner;  // functional name of the declaring function, "" until declared
+  // Parameters: the dotted path the outermost module that registers it gives it, as that
+  // module's named_parameters() would ("model.l1.weight"); the name until then. Graph
+  // pictures label the parameter with it. Set when a module is registered: a submodule
+  // added to a module that is already registered elsewhere keeps the shorter path.
+  std::string path;
   NodeKind kind = NodeKind::Variable;
   bool requires_grad = true;
   // Parameters: a bias (an additive offset), marked by the layer that creates it (Linear,

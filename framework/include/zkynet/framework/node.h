@@ -127,6 +127,15 @@ class Tape {
   int open_invocation(std::string name, std::string functional_name);
   void close_invocation(int previous) { current_invocation_ = previous; }
 
+  // A node's name in graph pictures (to_dot), e.g. a recurrent layer's "h_n"; "" when it has
+  // none. Set through zkynet::named() (dot.h).
+  const std::string& display_name(const Node& node) const {
+    static const std::string none;
+    auto it = display_names_.find(node.index());
+    return it == display_names_.end() ? none : it->second;
+  }
+  void set_display_name(const Node& node, std::string name) { display_names_[node.index()] = std::move(name); }
+
  private:
   void adopt(std::unique_ptr<Node> node);
 
@@ -135,6 +144,7 @@ class Tape {
   std::unordered_map<std::uint64_t, Node*> bindings_;  // Input uid -> node
   std::vector<Invocation> invocations_;
   int current_invocation_ = -1;
+  std::unordered_map<std::size_t, std::string> display_names_;  // node index -> name, for pictures
 };
 
 // A value in a computation: a node of some call's graph, or a constant outside any graph.
