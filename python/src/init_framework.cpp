@@ -278,7 +278,13 @@ void init_framework(py::module_& m) {
       .def("__eq__", [](const Input& a, const Input& b) { return a.uid() == b.uid(); })
       .def("__hash__", [](const Input& a) { return std::hash<std::uint64_t>()(a.uid()); })
       .def("__repr__", [](const Input& a) {
-        return std::string(a.is_parameter() ? "Parameter" : "Variable") + "('" + a.functional_name() + "')";
+        if (!a.is_parameter()) return "Variable('" + a.functional_name() + "')";
+        // The dotted path the outermost registering module gives it (model.l1.weight), else Owner.name.
+        const InputData& d = *a.data();
+        return "Parameter(" + (d.path.empty() || d.path == d.name ? a.functional_name() : d.path) +
+               ", shape=" + shape_str(d.value.shape()) + ", dtype=" + std::string(dtype_name(d.value.dtype())) +
+               (d.value.device().is_cpu() ? "" : ", device=" + d.value.device().str()) +
+               (d.requires_grad ? "" : ", requires_grad=False") + ")";
       });
 
   py::class_<Variable, Input>(m, "Variable", "a placeholder input, grounded by the caller's value at each call")

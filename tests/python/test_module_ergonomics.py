@@ -91,3 +91,11 @@ def test_a_frozen_parameter_gets_no_gradient_and_the_others_do():
     w.requires_grad = True
     op.sum(m(X)).back()
     assert w.grad is not None
+
+
+def test_a_parameter_repr_shows_its_dotted_path_shape_and_dtype():
+    m = MLP()
+    assert repr(m.param("body.1.weight")) == "Parameter(body.1.weight, shape=(2,8), dtype=float32)"
+    assert repr(m.param("scale")) == "Parameter(MLP.scale, shape=(), dtype=float64)"
+    m.param("fc1.bias").requires_grad_(False)
+    assert repr(m.param("fc1.bias")).endswith("requires_grad=False)")
