@@ -16,7 +16,12 @@ bash tools/setup.sh
 jobs=$(nproc)
 # The release build compiles every CUDA source when the toolkit is there (ZKYNET_CUDA=AUTO); the
 # sanitizer build leaves CUDA out: ASan's shadow memory and the CUDA runtime's mappings collide.
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZKYNET_SANITIZE=$sanitize \
+# The release build takes ZKYNET_NATIVE's default (off: portable; python:pip_install builds with
+# the same flags, so ccache serves it these objects); the sanitizer build, never installed, stays
+# -march=native as before.
+native=()
+[ $sanitize = OFF ] || native=(-DZKYNET_NATIVE=ON)
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZKYNET_SANITIZE=$sanitize "${native[@]}" \
       -DZKYNET_BUILD_BENCHMARKS=$([ $sanitize = ON ] && echo OFF || echo ON) \
       -DZKYNET_BUILD_PYTHON=$([ $sanitize = ON ] && echo OFF || echo ON) \
       -DZKYNET_CUDA=$([ $sanitize = ON ] && echo OFF || echo AUTO)
