@@ -74,7 +74,7 @@ def main() -> int:
     skipped = [b for b in cpp if b.is_distributed() and not args.mpiexec]
     cpp = [b for b in cpp if b not in skipped]
 
-    work = args.work_dir
+    work = args.work_dir.resolve()  # programs run in directories of their own
     src = work / "src"
     src.mkdir(parents=True, exist_ok=True)
     for b in cpp:
