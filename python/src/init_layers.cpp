@@ -305,11 +305,13 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
 
   // --- checkpoints, summaries ---
   nn.def("save_checkpoint", [](const ModuleBase& m, const std::string& path) { nn::save_checkpoint(m, path); },
-         py::arg("module"), py::arg("path"));
+         py::arg("module"), py::arg("path"),
+        "writes a module's state to an HDF5 file, one dataset per state_dict key, atomically");
   nn.def("load_checkpoint", [](ModuleBase& m, const std::string& path, bool strict) {
     const auto r = nn::load_checkpoint(m, path, strict);
     return py::make_tuple(r.missing_keys, r.unexpected_keys);
-  }, py::arg("module"), py::arg("path"), py::arg("strict") = true);
+  }, py::arg("module"), py::arg("path"), py::arg("strict") = true,
+        "reads a module's state from an HDF5 checkpoint written by save_checkpoint");
   nn.def("summary", [](ModuleBase& m, py::handle example) {
     if (py::isinstance<py::list>(example) || py::isinstance<py::tuple>(example)) {
       std::vector<Tensor> inputs;
@@ -381,7 +383,8 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
             op::Conv2dOptions o{arr_of(stride, "stride"), arr_of(padding, "padding"), arr_of(dilation, "dilation"), groups};
             return op::conv2d(noderef_from_python(input), noderef_from_python(weight), optional_node(bias), o);
           }, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
-          py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1);
+          py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1,
+        "torch.nn.functional.conv2d over NCHW input: stride, padding, dilation, groups");
   ops.def("max_pool2d", [](py::handle input, py::handle k, py::handle stride, py::handle padding, py::handle dilation) {
             op::MaxPool2dOptions o;
             if (!stride.is_none()) o.stride = arr_of(stride, "stride");
@@ -389,7 +392,8 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
             o.dilation = arr_of(dilation, "dilation");
             return op::max_pool2d(noderef_from_python(input), arr_of(k, "kernel_size"), o);
           }, py::arg("input"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0,
-          py::arg("dilation") = 1);
+          py::arg("dilation") = 1,
+        "torch.nn.functional.max_pool2d over NCHW input");
   ops.def("avg_pool2d", [](py::handle input, py::handle k, py::handle stride, py::handle padding, bool cip) {
             op::AvgPool2dOptions o;
             if (!stride.is_none()) o.stride = arr_of(stride, "stride");
@@ -397,11 +401,13 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
             o.count_include_pad = cip;
             return op::avg_pool2d(noderef_from_python(input), arr_of(k, "kernel_size"), o);
           }, py::arg("input"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0,
-          py::arg("count_include_pad") = true);
+          py::arg("count_include_pad") = true,
+        "torch.nn.functional.avg_pool2d over NCHW input");
   ops.def("layer_norm", [](py::handle input, py::handle shape, py::handle weight, py::handle bias, double eps) {
             return op::layer_norm(noderef_from_python(input), shape_of(shape), optional_node(weight), optional_node(bias), eps);
           }, py::arg("input"), py::arg("normalized_shape"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
-          py::arg("eps") = 1e-5);
+          py::arg("eps") = 1e-5,
+        "torch.nn.functional.layer_norm over the trailing normalized_shape axes");
   ops.def("batch_norm", [](py::handle input, py::handle running_mean, py::handle running_var, py::handle weight,
                            py::handle bias, bool training, double momentum, double eps) {
             // Running statistics given as writable arrays are updated in place (training mode).
@@ -411,13 +417,15 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
                                   momentum, eps);
           }, py::arg("input"), py::arg("running_mean") = py::none(), py::arg("running_var") = py::none(),
           py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("training") = false,
-          py::arg("momentum") = 0.1, py::arg("eps") = 1e-5);
+          py::arg("momentum") = 0.1, py::arg("eps") = 1e-5,
+        "torch.nn.functional.batch_norm; writable running statistics are updated in place in training mode");
   ops.def("dropout", [](py::handle input, double p, bool training) {
             return op::dropout(noderef_from_python(input), p, training, nn::default_generator());
           }, py::arg("input"), py::arg("p") = 0.5, py::arg("training") = true,
           "inverted dropout; the mask from nn's default generator (nn.manual_seed)");
   ops.def("bmm", [](py::handle a, py::handle b) { return op::bmm(noderef_from_python(a), noderef_from_python(b)); },
-          py::arg("input"), py::arg("mat2"));
+          py::arg("input"), py::arg("mat2"),
+        "torch.bmm: (B, n, k) x (B, k, m) -> (B, n, m)");
 
   // --- data ---
   py::class_<data::Dataset, std::shared_ptr<data::Dataset>>(data, "Dataset", "indexable samples: len(d), d[i] -> list of arrays")

@@ -65,7 +65,8 @@ py::tuple load_state_dict_into(ModuleBase& m, const py::dict& dict, bool strict)
 
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
   // Module types need shared_ptr holders here so Sequential can share ownership of its layers.
-  nn.def("manual_seed", &nn::manual_seed, py::arg("seed"));
+  nn.def("manual_seed", &nn::manual_seed, py::arg("seed"),
+        "seeds nn's default generator (layer initialization, dropout masks, randn/rand)");
   layer<nn::Linear>(nn, "Linear", "y = x W^T + b (torch.nn.Linear); weight (out_features, in_features)")
       .def(py::init([](std::int64_t in, std::int64_t out, bool bias, const std::string& dtype, py::handle device) {
              return on_device(std::make_shared<nn::Linear>(in, out, nn::LinearOptions{bias, dtype_from(dtype), nullptr}),
@@ -168,17 +169,23 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
       .def(py::init<optim::Optimizer&, std::int64_t, double>(), py::arg("optimizer"), py::arg("T_max"),
            py::arg("eta_min") = 0.0, py::keep_alive<1, 2>());
   optim.def("clip_grad_norm", &optim::clip_grad_norm, py::arg("parameters"), py::arg("max_norm"),
-            py::arg("norm_type") = 2.0, py::arg("error_if_nonfinite") = false);
+            py::arg("norm_type") = 2.0, py::arg("error_if_nonfinite") = false,
+        "torch.nn.utils.clip_grad_norm_: scales gradients so their total norm is at most max_norm; returns the norm");
 
-  nn.def("parameters_to_vector", [](const std::vector<Parameter>& ps) { return tensor_to_numpy(nn::parameters_to_vector(ps)); });
+  nn.def("parameters_to_vector", [](const std::vector<Parameter>& ps) { return tensor_to_numpy(nn::parameters_to_vector(ps)); },
+        "every parameter's values in one flat array (torch's parameters_to_vector)");
   nn.def("vector_to_parameters", [](py::handle vec, const std::vector<Parameter>& ps) {
     nn::vector_to_parameters(tensor_from_python(vec), ps);
-  });
-  nn.def("gradients_to_vector", [](const std::vector<Parameter>& ps) { return tensor_to_numpy(nn::gradients_to_vector(ps)); });
+  },
+        "copies a flat array into the parameters, in order");
+  nn.def("gradients_to_vector", [](const std::vector<Parameter>& ps) { return tensor_to_numpy(nn::gradients_to_vector(ps)); },
+        "every parameter's gradient in one flat array (zeros where none)");
   nn.def("weights", &nn::weights, py::arg("module"),
          "The parameters that are not biases (Parameter.is_bias, marked by each layer, not read from names).");
-  nn.def("state_dict", &state_dict_of, py::arg("module"));
-  nn.def("load_state_dict", &load_state_dict_into, py::arg("module"), py::arg("state_dict"), py::arg("strict") = true);
+  nn.def("state_dict", &state_dict_of, py::arg("module"),
+        "{dotted name: array} of a module's parameters and buffers");
+  nn.def("load_state_dict", &load_state_dict_into, py::arg("module"), py::arg("state_dict"), py::arg("strict") = true,
+        "loads {dotted name: array} into a module; returns (missing_keys, unexpected_keys)");
   // The same as methods of every module (torch's spelling).
   py::object module_type = py::type::of<ModuleBase>();
   module_type.attr("state_dict") = py::cpp_function(&state_dict_of, py::name("state_dict"), py::is_method(module_type),
@@ -188,12 +195,15 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
       py::arg("strict") = true, "loads parameters and buffers by dotted name; returns (missing, unexpected) keys");
 
   ops.def("softmax", [](py::handle x, std::int64_t axis) { return op::softmax(noderef_from_python(x), axis); },
-          py::arg("x"), py::arg("dim") = -1);
+          py::arg("x"), py::arg("dim") = -1,
+        "torch.softmax along dim, shifted by the lane's maximum (finite for +-1e30)");
   ops.def("log_softmax", [](py::handle x, std::int64_t axis) { return op::log_softmax(noderef_from_python(x), axis); },
-          py::arg("x"), py::arg("dim") = -1);
+          py::arg("x"), py::arg("dim") = -1,
+        "torch.log_softmax along dim, shifted by the lane's maximum");
   ops.def("logsumexp", [](py::handle x, py::handle axes, bool keepdim) {
             return op::logsumexp(noderef_from_python(x), int64s_from_python(axes, "logsumexp: dim"), keepdim);
-          }, py::arg("x"), py::arg("dim"), py::arg("keepdim") = false);
+          }, py::arg("x"), py::arg("dim"), py::arg("keepdim") = false,
+        "torch.logsumexp over dim, shifted by the maximum; sums in float64");
   loss<op::cross_entropy>(ops, "cross_entropy", "cross entropy of logits (N, C) and int64 class labels (N,)");
   loss<op::nll_loss>(ops, "nll_loss", "negative log likelihood of log-probabilities and int64 labels");
   loss<op::mse_loss>(ops, "mse_loss", "mean squared error");

@@ -20,12 +20,15 @@ ModuleGraph graph_of(py::handle obj) {
 void init_visual(py::module_& m) {
   m.def("to_dot", [](py::handle g, std::string title, bool values, bool grads) {
           return to_dot(graph_of(g), {title, values, grads});
-        }, py::arg("graph"), py::arg("title") = "", py::arg("show_values") = false, py::arg("show_gradients") = false);
+        }, py::arg("graph"), py::arg("title") = "", py::arg("show_values") = false, py::arg("show_gradients") = false,
+        "the graph (a Node or a ModuleGraph) as Graphviz DOT text");
   m.def("render_graph", [](py::handle g, std::string base, std::string title, bool values, std::vector<std::string> formats) {
           return render_graph(graph_of(g), base, {title, values, false}, formats);
         }, py::arg("graph"), py::arg("base"), py::arg("title") = "", py::arg("show_values") = true,
-        py::arg("formats") = std::vector<std::string>{"png"});
-  m.def("graphviz_available", &graphviz_available);
+        py::arg("formats") = std::vector<std::string>{"png"},
+        "writes the graph as DOT and, when Graphviz is installed, in the given formats; returns the paths");
+  m.def("graphviz_available", &graphviz_available,
+        "whether Graphviz's dot program is on PATH");
 }
 
 }  // namespace zkynet::python

@@ -38,8 +38,10 @@ PYBIND11_MODULE(_zkynet, m) {
   zkynet::python::init_layers(nn, ops, data);
   auto cuda = m.def_submodule("cuda", "CUDA devices: availability, synchronization, memory statistics");
   zkynet::python::init_cuda(cuda);
-  m.def("set_num_threads", &zkynet::set_num_threads);
-  m.def("num_threads", &zkynet::num_threads);
+  m.def("set_num_threads", &zkynet::set_num_threads,
+        "sets how many threads zkynet's kernels use");
+  m.def("num_threads", &zkynet::num_threads,
+        "how many threads zkynet's kernels use");
   // The conversions _zkynet_distributed calls (api.h).
   static const zkynet::python::Api api{
       &zkynet::python::tensor_from_python,  &zkynet::python::tensor_to_numpy,

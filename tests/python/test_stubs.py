@@ -1,6 +1,7 @@
 """The typed package: py.typed, and stubs for the compiled extension generated at build time
 (tools/gen_stubs.py) that name every function, class, method and property it has."""
 import ast
+import re
 import os
 import types
 
@@ -79,3 +80,17 @@ def test_zkynet_op_is_zkynet_framework_op():
     from zkynet.framework import op
     assert zkynet.op is op
     assert all(callable(getattr(op, name)) for name in op.__all__)
+
+
+def test_every_public_function_of_the_extension_says_what_it_does():
+    signature = re.compile(r"^(\d+\. )?\w+\(.*\)( -> .*)?$")
+    silent = []
+    for m in [_zkynet, *submodules().values()]:
+        for name, value in vars(m).items():
+            if name.startswith("_") or isinstance(value, (type, types.ModuleType)) or not callable(value):
+                continue
+            text = [ln for ln in (value.__doc__ or "").splitlines()
+                    if ln.strip() and not signature.match(ln.strip()) and ln.strip() != "Overloaded function."]
+            if not text:
+                silent.append(f"{m.__name__}.{name}")
+    assert not silent, silent
