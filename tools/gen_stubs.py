@@ -165,13 +165,11 @@ class Writer:
                 continue
             if isinstance(attr, property):
                 getter = attr.fget
-                sigs = self.signatures(getter, "") if getter else []
                 ret = "Any"
                 doc = getattr(getter, "__doc__", "") or ""
                 m = re.search(r"-> (.+)$", doc.splitlines()[0]) if doc else None
                 if m:
                     ret = self.type_of(m.group(1))
-                del sigs
                 lines.append("    @property")
                 lines.append(f"    def {name}(self) -> {ret}: ...")
                 if attr.fset is not None:

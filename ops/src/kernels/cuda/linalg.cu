@@ -47,20 +47,30 @@ cublasHandle_t handle(Device device) {
   return slot.handle;
 }
 
+// The device's handle, ready for a GEMM in T: the device made current (cuBLAS runs there) and,
+// for float32, TF32 allowed or not as zkynet::cuda::allow_tf32() says.
+template <class T>
+cublasHandle_t handle_for(Device device) {
+  zkynet::detail::cuda_stream(device);
+  cublasHandle_t h = handle(device);
+  if constexpr (std::is_same_v<T, float>) {
+    check(cublasSetMathMode(h, zkynet::cuda::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+          "cublasSetMathMode");
+  }
+  return h;
+}
+
 }  // namespace
 
 template <class T>
 void gemm(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
           std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, T beta) {
-  zkynet::detail::cuda_stream(device);  // cuBLAS runs on the current device: make it this one
-  cublasHandle_t h = handle(device);
+  const cublasHandle_t h = handle_for<T>(device);
   const T alpha = T(1);
   const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   const auto i = [](std::int64_t v) { return static_cast<int>(v); };
   if constexpr (std::is_same_v<T, float>) {
-    check(cublasSetMathMode(h, zkynet::cuda::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
-          "cublasSetMathMode");
     check(cublasSgemm(h, op_b, op_a, i(n), i(m), i(k), &alpha, b, i(ldb), a, i(lda), &beta, c, i(ldc)), "cublasSgemm");
   } else {
     check(cublasDgemm(h, op_b, op_a, i(n), i(m), i(k), &alpha, b, i(ldb), a, i(lda), &beta, c, i(ldc)), "cublasDgemm");
@@ -71,16 +81,13 @@ template <class T>
 void gemm_strided_batched(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a,
                           std::int64_t lda, std::int64_t stride_a, const T* b, std::int64_t ldb, std::int64_t stride_b,
                           T* c, std::int64_t ldc, std::int64_t stride_c, std::int64_t count) {
-  zkynet::detail::cuda_stream(device);
-  cublasHandle_t h = handle(device);
+  const cublasHandle_t h = handle_for<T>(device);
   const T alpha = T(1);
   const T beta = T(0);
   const cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   const auto i = [](std::int64_t v) { return static_cast<int>(v); };
   if constexpr (std::is_same_v<T, float>) {
-    check(cublasSetMathMode(h, zkynet::cuda::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
-          "cublasSetMathMode");
     check(cublasSgemmStridedBatched(h, op_b, op_a, i(n), i(m), i(k), &alpha, b, i(ldb), stride_b, a, i(lda), stride_a,
                                     &beta, c, i(ldc), stride_c, i(count)),
           "cublasSgemmStridedBatched");
