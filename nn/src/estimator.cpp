@@ -41,7 +41,7 @@ Estimator::Estimator(ModuleBase& model, Loss loss, optim::Optimizer& optimizer, 
   }
 }
 
-double Estimator::step(const Tensor& x, const Tensor& y) {
+double Estimator::step(const Tensor& x, const Tensor& y, std::int64_t rows) {
   Lambda objective(
       {"x", "y"},
       [&](std::span<const NodeRef> in) {
@@ -55,12 +55,12 @@ double Estimator::step(const Tensor& x, const Tensor& y) {
   double loss = 0;
   // A data-parallel shard may be empty (a last batch smaller than the process count); the
   // process still joins the gradient combination and the step.
-  if (x.size(0) > 0) {
+  if (rows > 0) {
     ModuleGraph g = objective(x, y);
     g.back();
     loss = g.value().item();
   }
-  if (parallel_.combine_gradients) parallel_.combine_gradients(x.size(0));
+  if (parallel_.combine_gradients) parallel_.combine_gradients(rows);
   optimizer_.step();
   return loss;
 }
@@ -117,7 +117,7 @@ double Estimator::train_epoch_batches(const Tensor& x, const Tensor& y, std::int
     const data::Batch& b = *it;
     const std::int64_t rows = b[0].size(0);
     const auto [begin, end] = parallel_.shard ? parallel_.shard(rows) : std::pair<std::int64_t, std::int64_t>{0, rows};
-    total += step(b[0].slice(0, begin, end), b[1].slice(0, begin, end)) * static_cast<double>(end - begin);
+    total += step(b[0].slice(0, begin, end), b[1].slice(0, begin, end), end - begin) * static_cast<double>(end - begin);
     local_seen += end - begin;
     seen += rows;
     progress(epoch, seen, x.size(0), total / static_cast<double>(std::max<std::int64_t>(local_seen, 1)),
@@ -130,18 +130,29 @@ double Estimator::train_epoch_batches(const Tensor& x, const Tensor& y, std::int
   return total / static_cast<double>(std::max<std::int64_t>(local_seen, 1));
 }
 
+// Data-parallel: each process trains on its share of every window's streams (FluxUtils shards
+// by rank). A mean-reduced window loss is then the streams-weighted mean of the shards' losses,
+// and combine_gradients weights gradients alike, so each step is the single-process step on the
+// whole window, and the epoch loss the single-process mean over windows.
 double Estimator::train_epoch_sequences(const Tensor& x, const Tensor& y, std::int64_t epoch) {
   data::SequenceBatches windows({x, y}, {.seqsize = spec_.seqsize, .batch_size = spec_.batchsize});
   double total = 0;
-  std::int64_t count = 0;
+  std::int64_t count = 0, local_steps = 0;
   const auto start = Clock::now();
   for (const data::SequenceWindow& w : windows) {
     if (w.window_index == 0 && reset_) reset_();
-    total += step(w.tensors[0], w.tensors[1]);
+    const std::int64_t streams = w.tensors[0].size(1);
+    const auto [begin, end] = parallel_.shard ? parallel_.shard(streams) : std::pair<std::int64_t, std::int64_t>{0, streams};
+    const bool whole = begin == 0 && end == streams;
+    const Tensor xs = whole ? w.tensors[0] : take(w.tensors[0], 1, begin, end);
+    const Tensor ys = whole ? w.tensors[1] : take(w.tensors[1], 1, begin, end);
+    total += step(xs, ys, end - begin) * static_cast<double>(end - begin) / static_cast<double>(streams);
     ++count;
+    local_steps += xs.size(0) * (end - begin);
     progress(epoch, count, windows.size(), total / static_cast<double>(count),
-             static_cast<double>(count * w.tensors[0].size(0) * w.tensors[0].size(1)) / seconds_since(start));
+             static_cast<double>(local_steps) / seconds_since(start));
   }
+  if (parallel_.sum_over_processes) total = parallel_.sum_over_processes(total);
   return total / static_cast<double>(std::max<std::int64_t>(count, 1));
 }
 

@@ -4,8 +4,11 @@
 #include <zkynet/nn/activation.h>
 #include <zkynet/nn/estimator.h>
 #include <zkynet/nn/linear.h>
+#include <zkynet/nn/recurrent.h>
 #include <zkynet/nn/sequential.h>
 #include <zkynet/ops/loss.h>
+#include <zkynet/ops/ops.h>
+#include <zkynet/optim/adam.h>
 #include <zkynet/optim/sgd.h>
 
 #include "distributed/helpers.h"
@@ -119,6 +122,51 @@ TEST_CASE("Estimator.fit under DataParallel equals a single-process fit") {
   require_same_everywhere_and_close(*model, *reference);
   REQUIRE(history.size() == ref_history.size());
   CHECK(history.back().loss == Approx(ref_history.back().loss).epsilon(1e-5));
+}
+
+// FluxUtils' LSTM test (y the mean of x's features, per step) at a size for a test: a stateful
+// LSTM reset at each group of streams, so a stream's state must stay on the rank that trains it.
+struct SeriesModel {
+  std::shared_ptr<nn::Sequential> net = std::make_shared<nn::Sequential>();
+  nn::LSTM* lstm = nullptr;
+};
+
+SeriesModel make_series_model(std::uint64_t seed) {
+  Generator gen(seed);
+  SeriesModel m;
+  m.lstm = &m.net->add<nn::LSTM>(4, 6, nn::RecurrentOptions{.stateful = true, .dtype = DType::Float64, .generator = &gen});
+  m.net->add<nn::Linear>(6, 1, nn::LinearOptions{.dtype = DType::Float64, .generator = &gen});
+  return m;
+}
+
+TEST_CASE("Estimator.fit of series under DataParallel shards the streams and equals a single-process fit") {
+  Generator gen(3);
+  const Tensor x = Tensor::randn({4, 11, 24}, gen);  // (features, streams, time)
+  const Tensor y = op::mean(NodeRef(x), {0}, true).value();
+  const nn::EstimatorSpec spec{.epochs = 2, .batchsize = 5, .seqsize = 8, .verbose = false};  // groups of 5, 5, 1
+  const auto mse = [](const NodeRef& p, const NodeRef& t) { return op::mse_loss(p, t); };
+  SeriesModel model = make_series_model(9), reference = make_series_model(9);
+  dist::DataParallel dp(*model.net, W());
+  optim::Adam opt(model.net->parameters(), {.lr = 1e-2});
+  optim::Adam ref_opt(reference.net->parameters(), {.lr = 1e-2});
+  std::int64_t local_streams = 0;
+  nn::Estimator est(*model.net, [&](const NodeRef& p, const NodeRef& t) {
+    local_streams += p.value().size(1);
+    return mse(p, t);
+  }, opt, spec);
+  est.on_sequence_start([&] { model.lstm->reset_state(); });
+  dp.attach(est);
+  const auto history = est.fit(x, y);
+  nn::Estimator ref_est(*reference.net, mse, ref_opt, spec);
+  ref_est.on_sequence_start([&] { reference.lstm->reset_state(); });
+  const auto ref_history = ref_est.fit(x, y);
+  // Each rank saw only its streams: together, every stream of every window once per epoch.
+  Tensor seen = Tensor::scalar(static_cast<double>(local_streams));
+  dist::allreduce_(seen, dist::ReduceOp::Sum, W());
+  CHECK(seen.item() == 2.0 * 3 * 11);
+  require_same_everywhere_and_close(*model.net, *reference.net);
+  REQUIRE(history.size() == ref_history.size());
+  CHECK(history.back().loss == Approx(ref_history.back().loss).epsilon(1e-9));
 }
 
 TEST_CASE("shard splits rows contiguously with sizes differing by at most one") {

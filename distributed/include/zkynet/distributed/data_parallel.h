@@ -43,8 +43,9 @@ class DataParallel {
   void average_gradients(std::int64_t local_rows = -1);
   // This rank's rows [begin, end) of a batch of `rows`: contiguous, sizes differ by at most one.
   std::pair<std::int64_t, std::int64_t> shard(std::int64_t rows) const;
-  // Makes est.fit() train data-parallel: each rank takes its shard of every minibatch,
-  // gradients are averaged before each step, and only the root rank prints progress.
+  // Makes est.fit() train data-parallel: each rank takes its shard of every minibatch (or its
+  // streams of every series window: a stream's carried state stays on the rank that trains
+  // it), gradients are averaged before each step, and only the root rank prints progress.
   void attach(nn::Estimator& estimator);
 
   std::size_t bucket_count() const { return buckets_.size(); }

@@ -46,9 +46,9 @@ struct EpochLog {
 // process trains on its own rows of each minibatch, and gradients are combined before each
 // optimizer step. nn/ knows nothing of MPI; the wrapper supplies these functions.
 struct EstimatorParallelism {
-  // This process's rows [begin, end) of a minibatch of `rows`.
+  // This process's rows [begin, end) of a minibatch of `rows` (or streams of a series window).
   std::function<std::pair<std::int64_t, std::int64_t>(std::int64_t rows)> shard;
-  // Called after backward with this process's row count.
+  // Called after backward with this process's row (stream) count.
   std::function<void(std::int64_t local_rows)> combine_gradients;
   // Sums a number over processes (epoch losses, so every process logs and decides alike).
   std::function<double(double)> sum_over_processes;
@@ -69,15 +69,15 @@ class Estimator {
   // For stateful recurrent models: called whenever a new group of streams starts.
   void on_sequence_start(std::function<void()> reset) { reset_ = std::move(reset); }
   const EstimatorSpec& spec() const { return spec_; }
-  // Data-parallel training; minibatches are sharded (series windows are not: each process
-  // then trains on every window and the combined gradients equal the local ones).
+  // Data-parallel training: each process takes its rows of every minibatch, or its streams of
+  // every series window; combined gradients equal the single-process ones.
   void set_parallelism(EstimatorParallelism parallelism) { parallel_ = std::move(parallelism); }
 
  private:
   double train_epoch_batches(const Tensor& x, const Tensor& y, std::int64_t epoch);
   double train_epoch_sequences(const Tensor& x, const Tensor& y, std::int64_t epoch);
   double evaluate(const Tensor& x, const Tensor& y);
-  double step(const Tensor& x, const Tensor& y);
+  double step(const Tensor& x, const Tensor& y, std::int64_t rows);
   void progress(std::int64_t epoch, std::int64_t done, std::int64_t total, double loss, double rate) const;
 
   ModuleBase& model_;
