@@ -52,14 +52,43 @@ const auto kSumLoss = [](const NodeRef& out, const NodeRef& y) {
   return op::cross_entropy(out, y, op::Reduction::Sum);
 };
 
-double reference_step(nn::Sequential& model, const Batch& b, const dist::Pipeline::Loss& loss = kLoss) {
+struct ReferenceStep {
+  double loss;
+  Tensor input_grad;  // graph.grad(x) of the plain model
+};
+
+ReferenceStep reference_step_with_input_grad(nn::Sequential& model, const Batch& b,
+                                             const dist::Pipeline::Loss& loss = kLoss) {
   Lambda objective({"x"}, [&](std::span<const NodeRef> in) {
     const std::array<NodeRef, 1> args{in[0]};
     return loss(model.invoke(args).root(), NodeRef(b.y));
   });
   ModuleGraph g = objective(b.x);
   g.back();
-  return g.value().item();
+  return {g.value().item(), g.grad(objective.input("x"))};
+}
+
+double reference_step(nn::Sequential& model, const Batch& b, const dist::Pipeline::Loss& loss = kLoss) {
+  return reference_step_with_input_grad(model, b, loss).loss;
+}
+
+// Batches of whole micro-batches, of uneven ones (rows not divisible by micro_batches), and of
+// fewer rows than micro-batches.
+struct Split {
+  std::int64_t rows, micro_batches;
+};
+const std::vector<Split> kSplits{{12, 1}, {12, 3}, {11, 3}, {7, 2}, {3, 4}};
+
+// The plain model's parameters' gradients after a reference step, keyed as named_parameters().
+void check_gathered_gradients(const dist::Pipeline::NamedGradients& gathered, const nn::Sequential& reference) {
+  const auto expected = reference.named_parameters();
+  REQUIRE(gathered.size() == expected.size());
+  for (std::size_t k = 0; k < expected.size(); ++k) {
+    INFO("parameter " << expected[k].first);
+    CHECK(gathered[k].first == expected[k].first);
+    CHECK(gathered[k].second.shape() == expected[k].second.value().shape());
+    CHECK(allclose(gathered[k].second, expected[k].second.grad(), 1e-10, 1e-12));
+  }
 }
 
 }  // namespace
@@ -179,4 +208,165 @@ TEST_CASE("a pipeline stage's parameters are labelled with their paths in the Se
     CHECK(dot.find("label=\"" + std::to_string(i) + ".bias\\n") != std::string::npos);
   }
   CHECK(dot.find("Linear.weight\\n") == std::string::npos);
+}
+
+// ---- DaggerFlux parity: the input's gradient, gathered gradients, delivered outputs -----------
+
+TEST_CASE("with input_requires_grad, input_grad on the first stage is the plain model's graph.grad(x)") {
+  for (const Split split : kSplits) {
+    INFO(split.rows << " rows, " << split.micro_batches << " micro-batches");
+    const Batch batch = make_batch(split.rows);
+    auto model = make_model();
+    auto reference = make_model();
+    dist::Pipeline pipe(*model, {.micro_batches = split.micro_batches, .input_requires_grad = true}, W());
+    const double loss = pipe.train_step(batch.x, batch.y, kLoss);
+    const ReferenceStep expected = reference_step_with_input_grad(*reference, batch);
+    CHECK(loss == Approx(expected.loss).epsilon(1e-12));
+    const Tensor dx = pipe.input_grad();
+    if (pipe.is_first()) {
+      REQUIRE(dx.defined());
+      CHECK(dx.shape() == batch.x.shape());
+      CHECK(allclose(dx, expected.input_grad, 1e-10, 1e-12));
+    } else {
+      CHECK_FALSE(dx.defined());
+    }
+  }
+}
+
+TEST_CASE("the input's gradient follows each train_step, not their sum") {
+  const Batch first = make_batch(8), second = make_batch(5);
+  auto model = make_model();
+  auto reference = make_model();
+  dist::Pipeline pipe(*model, {.micro_batches = 2, .input_requires_grad = true}, W());
+  pipe.train_step(first.x, first.y, kLoss);
+  pipe.train_step(second.x, second.y, kLoss);
+  reference_step(*reference, first);
+  const Tensor expected = reference_step_with_input_grad(*reference, second).input_grad;
+  if (pipe.is_first()) CHECK(allclose(pipe.input_grad(), expected, 1e-10, 1e-12));
+}
+
+TEST_CASE("gradients(root) gathers every parameter's gradient on root, keyed as the plain model's") {
+  for (const Split split : kSplits) {
+    const Batch batch = make_batch(split.rows);
+    auto model = make_model();
+    auto reference = make_model();
+    dist::Pipeline pipe(*model, {.micro_batches = split.micro_batches}, W());
+    pipe.train_step(batch.x, batch.y, kLoss);
+    reference_step(*reference, batch);
+    for (int root = 0; root < size(); ++root) {
+      INFO(split.rows << " rows, " << split.micro_batches << " micro-batches, root " << root);
+      const auto gathered = pipe.gradients(root);
+      if (rank() == root) {
+        REQUIRE(gathered.has_value());
+        check_gathered_gradients(*gathered, *reference);
+      } else {
+        CHECK_FALSE(gathered.has_value());
+      }
+    }
+  }
+}
+
+TEST_CASE("gradients(kAllRanks) gathers every parameter's gradient on every rank") {
+  for (const Split split : kSplits) {
+    INFO(split.rows << " rows, " << split.micro_batches << " micro-batches");
+    const Batch batch = make_batch(split.rows);
+    auto model = make_model();
+    auto reference = make_model();
+    dist::Pipeline pipe(*model, {.micro_batches = split.micro_batches}, W());
+    pipe.train_step(batch.x, batch.y, kLoss);
+    reference_step(*reference, batch);
+    const auto gathered = pipe.gradients(dist::Pipeline::kAllRanks);
+    REQUIRE(gathered.has_value());
+    check_gathered_gradients(*gathered, *reference);
+  }
+}
+
+TEST_CASE("gradients() of parameters without a gradient are zeros of their shapes") {
+  auto model = make_model();
+  dist::Pipeline pipe(*model, {}, W());
+  const auto gathered = pipe.gradients();  // before any train_step
+  REQUIRE(gathered.has_value());
+  const auto named = model->named_parameters();
+  REQUIRE(gathered->size() == named.size());
+  for (std::size_t k = 0; k < named.size(); ++k) {
+    INFO("parameter " << named[k].first);
+    CHECK((*gathered)[k].first == named[k].first);
+    CHECK(allclose((*gathered)[k].second, Tensor::zeros(named[k].second.value().shape()), 0, 0));
+  }
+}
+
+TEST_CASE("predict delivers the output to a chosen rank, undefined on the others") {
+  for (const Split split : kSplits) {
+    const Batch batch = make_batch(split.rows);
+    auto model = make_model();
+    auto reference = make_model();
+    dist::Pipeline pipe(*model, {.micro_batches = split.micro_batches}, W());
+    Tensor expected;
+    {
+      NoGradGuard no_grad;
+      expected = (*reference)(batch.x).value();
+    }
+    for (int to = 0; to < size(); ++to) {
+      INFO(split.rows << " rows, delivered to rank " << to);
+      const Tensor out = pipe.predict(batch.x, to);
+      if (rank() == to) {
+        REQUIRE(out.defined());
+        CHECK(allclose(out, expected, 1e-10, 1e-12));
+      } else {
+        CHECK_FALSE(out.defined());
+      }
+    }
+  }
+}
+
+TEST_CASE("predict with kAllRanks delivers the output to every rank") {
+  for (const Split split : kSplits) {
+    INFO(split.rows << " rows");
+    const Batch batch = make_batch(split.rows);
+    auto model = make_model();
+    auto reference = make_model();
+    dist::Pipeline pipe(*model, {.micro_batches = split.micro_batches}, W());
+    NoGradGuard no_grad;
+    const Tensor out = pipe.predict(batch.x, dist::Pipeline::kAllRanks);
+    REQUIRE(out.defined());
+    CHECK(allclose(out, (*reference)(batch.x).value(), 1e-10, 1e-12));
+  }
+}
+
+TEST_CASE("predict by default returns the output on the last stage only") {
+  const Batch batch = make_batch(6);
+  auto model = make_model();
+  dist::Pipeline pipe(*model, {}, W());
+  CHECK(pipe.predict(batch.x).defined() == pipe.is_last());
+}
+
+TEST_CASE("input_grad without input_requires_grad is refused on every rank, saying how to ask for it") {
+  const Batch batch = make_batch(6);
+  auto model = make_model();
+  dist::Pipeline pipe(*model, {}, W());
+  pipe.train_step(batch.x, batch.y, kLoss);
+  const std::string message = error_message<UsageError>([&] { pipe.input_grad(); });
+  CHECK_THAT(message, Catch::Contains("Pipeline.input_grad") && Catch::Contains("input_requires_grad"));
+}
+
+TEST_CASE("input_grad before any train_step is refused on every rank") {
+  auto model = make_model();
+  dist::Pipeline pipe(*model, {.input_requires_grad = true}, W());
+  CHECK_THAT(error_message<UsageError>([&] { pipe.input_grad(); }),
+             Catch::Contains("Pipeline.input_grad") && Catch::Contains("no train_step"));
+}
+
+TEST_CASE("a root or destination that is not a rank is refused on every rank, naming it") {
+  const Batch batch = make_batch(6);
+  auto model = make_model();
+  dist::Pipeline pipe(*model, {}, W());
+  const int beyond = size();
+  CHECK_THAT(error_message<UsageError>([&] { pipe.gradients(beyond); }),
+             Catch::Contains("Pipeline.gradients: root " + std::to_string(beyond) + " is not a rank") &&
+                 Catch::Contains(std::to_string(size()) + " ranks"));
+  CHECK_THAT(error_message<UsageError>([&] { pipe.gradients(-5); }), Catch::Contains("root -5"));
+  CHECK_THAT(error_message<UsageError>([&] { pipe.predict(batch.x, beyond); }),
+             Catch::Contains("Pipeline.predict: deliver_to " + std::to_string(beyond) + " is not a rank"));
+  // Nothing was sent: the pipeline still works.
+  CHECK(pipe.predict(batch.x).defined() == pipe.is_last());
 }

@@ -8,6 +8,15 @@
 //   opt.zero_grad();
 //   double loss = pipe.train_step(x, y, [](const NodeRef& out, const NodeRef& y) { return op::cross_entropy(out, y); });
 //   opt.step();
+//
+// As DaggerFlux's pullback, a step can also give the gradient with respect to the batch's
+// input, and the pieces spread over the stages can be collected under the plain model's names:
+//
+//   dist::Pipeline pipe(mlp, {.micro_batches = 4, .input_requires_grad = true});
+//   pipe.train_step(x, y, loss);
+//   Tensor dx = pipe.input_grad();                               // first stage: d loss / d x
+//   auto grads = pipe.gradients(0);            // on rank 0: {{"0.weight", dW}, ...}; nullopt elsewhere
+//   Tensor out = pipe.predict(x, dist::Pipeline::kAllRanks);     // the output on every rank
 #pragma once
 
 #include <zkynet/distributed/communicator.h>
@@ -18,6 +27,8 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace zkynet::nn {
@@ -30,11 +41,19 @@ struct PipelineOptions {
   std::int64_t micro_batches = 4;
   // Index of the first layer of each stage after the first; empty: layers split evenly.
   std::vector<std::size_t> stage_starts = {};
+  // Keep the gradient with respect to train_step's x (input_grad()); off, x's micro-batches
+  // record no gradient and cost nothing more.
+  bool input_requires_grad = false;
 };
 
 class Pipeline {
  public:
   using Loss = std::function<NodeRef(const NodeRef& output, const NodeRef& target)>;
+  using NamedGradients = std::vector<std::pair<std::string, Tensor>>;
+  // Where predict() and gradients() deliver their result: a rank of the communicator, or one
+  // of these.
+  static constexpr int kAllRanks = -1;
+  static constexpr int kLastStage = -2;
 
   explicit Pipeline(nn::Sequential& model, PipelineOptions options = {}, Communicator comm = world());
 
@@ -44,9 +63,20 @@ class Pipeline {
   // joined in order and the whole y: the loss and gradients are the plain model's, whatever
   // the loss's reduction (mean, sum). The loss is returned on every rank.
   double train_step(const Tensor& x, const Tensor& y, const Loss& loss);
-  // Forward only (no graph); the last stage's output, returned on the last stage (an
-  // undefined tensor elsewhere).
-  Tensor predict(const Tensor& x);
+  // The gradient of the last train_step's loss with respect to its x, the micro-batches'
+  // gradients joined in row order: the plain model's graph.grad(x), x's shape. On the first
+  // stage; an undefined tensor on the others. A UsageError (on every rank) when the Pipeline
+  // was built without input_requires_grad or before the first train_step.
+  Tensor input_grad() const;
+  // Every parameter's gradient of the whole model, keyed and ordered as the plain model's
+  // named_parameters() ("0.weight", "0.bias", "2.weight", ...), copied from the stage that
+  // holds it; a parameter without a gradient gives zeros of its shape. Delivered to `root`
+  // (nullopt on the other ranks), or to every rank with kAllRanks. Every rank calls it.
+  std::optional<NamedGradients> gradients(int root = kAllRanks);
+  // Forward only (no graph), the whole batch at once: the model's output, delivered to
+  // `deliver_to` (by default the last stage, where it is computed), or to every rank with
+  // kAllRanks; an undefined tensor on the ranks it is not delivered to. Every rank calls it.
+  Tensor predict(const Tensor& x, int deliver_to = kLastStage);
 
   int stage() const { return comm_.rank(); }
   int stages() const { return comm_.size(); }
@@ -62,12 +92,18 @@ class Pipeline {
   NodeRef run_stage(const NodeRef& input);
   NodeRef receive_activation(int micro_batch);
   void send_shape(const Tensor& activation, int micro_batch);
+  int delivery_rank(int deliver_to, const char* method, const char* argument) const;
+  Tensor deliver(const Tensor& output, int to);
+  std::vector<int> owner_stages(const std::vector<std::pair<std::string, Parameter>>& named) const;
+  Tensor join_input_grads(const Tensor& x, const std::vector<NodeRef>& micro_inputs) const;
 
   nn::Sequential& model_;
   PipelineOptions options_;
   Communicator comm_;
+  std::vector<std::size_t> stage_starts_;  // first layer of each stage, then the layer count
   std::size_t begin_ = 0, end_ = 0;
   std::optional<ModuleGraph> graph_;
+  Tensor input_grad_;  // the first stage's, when input_requires_grad
 };
 
 }  // namespace zkynet::dist
