@@ -12,6 +12,7 @@
 
 #include <pybind11/stl.h>
 
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -87,19 +88,39 @@ void bind_data_parallel(py::module_& m) {
       .def_property_readonly("comm", &DataParallel::comm);
 }
 
+// A rank number given from Python, checked before it narrows to int (a huge one would wrap
+// into a valid rank).
+int rank_argument(std::int64_t rank, const char* method, const char* argument) {
+  if (rank < std::numeric_limits<int>::min() || rank > std::numeric_limits<int>::max()) {
+    throw UsageError(std::string("Pipeline.") + method + ": " + argument + " " + std::to_string(rank) +
+                     " is not a rank");
+  }
+  return static_cast<int>(rank);
+}
+
+py::object numpy_or_none(const Tensor& t) { return t.defined() ? py::object(tensor_to_numpy(t)) : py::none(); }
+
 void bind_pipeline(py::module_& m) {
-  py::class_<Pipeline>(m, "Pipeline",
-                       "Pipeline-parallel training: a Sequential built identically on every rank, cut into "
-                       "one stage per rank; micro-batches flow on a GPipe schedule.")
+  py::class_<Pipeline> pipeline(
+      m, "Pipeline",
+      "Pipeline-parallel training: a Sequential built identically on every rank, cut into one stage per rank; "
+      "micro-batches flow on a GPipe schedule. Pipeline.ALL_RANKS and Pipeline.LAST_STAGE name where "
+      "predict() and gradients() deliver their result.");
+  pipeline.attr("ALL_RANKS") = Pipeline::kAllRanks;
+  pipeline.attr("LAST_STAGE") = Pipeline::kLastStage;
+  pipeline
       .def(py::init([](nn::Sequential& model, std::int64_t micro_batches,
-                       std::optional<std::vector<std::size_t>> stage_starts, std::optional<Communicator> comm) {
-             dist::PipelineOptions options{micro_batches, stage_starts.value_or(std::vector<std::size_t>{})};
+                       std::optional<std::vector<std::size_t>> stage_starts, std::optional<Communicator> comm,
+                       bool input_requires_grad) {
+             dist::PipelineOptions options{micro_batches, stage_starts.value_or(std::vector<std::size_t>{}),
+                                           input_requires_grad};
              return std::make_unique<Pipeline>(model, std::move(options), comm_or_world(comm));
            }),
            py::arg("model"), py::arg("micro_batches") = 4, py::arg("stage_starts") = py::none(),
-           py::arg("comm") = py::none(), py::keep_alive<1, 2>(),
+           py::arg("comm") = py::none(), py::arg("input_requires_grad") = false, py::keep_alive<1, 2>(),
            "stage_starts: the first layer of each stage after the first (None or []: layers split evenly). "
-           "comm: COMM_WORLD when None.")
+           "comm: COMM_WORLD when None. input_requires_grad: keep the gradient with respect to train_step's x "
+           "(input_grad()); off, it costs nothing.")
       .def("train_step", [](Pipeline& pipe, py::handle x, py::handle y, py::object loss) {
              const Tensor inputs = batch_from_python(x), targets = batch_from_python(y);
              require_batch(inputs, pipe.is_first(), "train_step", "the first stage reads x");
@@ -113,17 +134,42 @@ void bind_pipeline(py::module_& m) {
            "on the first stage, y on the last (None elsewhere is fine); loss(output, target) -> node is "
            "called once on the last stage, on the whole batch's output (the micro-batches' outputs joined), so "
            "the loss and gradients are the plain model's whatever its reduction. Returns the loss on every rank.")
-      .def("predict", [](Pipeline& pipe, py::handle x) -> py::object {
+      .def("input_grad", [](const Pipeline& pipe) { return numpy_or_none(pipe.input_grad()); },
+           "The gradient of the last train_step's loss with respect to its x (the plain model's graph.grad(x), "
+           "x's shape) on the first stage; None on the others. Needs input_requires_grad=True and a train_step "
+           "first (RuntimeError otherwise).")
+      .def("gradients", [](Pipeline& pipe, std::int64_t root) -> py::object {
+             const int to = rank_argument(root, "gradients", "root");
+             std::optional<Pipeline::NamedGradients> gathered;
+             {
+               py::gil_scoped_release release;
+               gathered = pipe.gradients(to);
+             }
+             if (!gathered) return py::none();
+             py::dict named;
+             for (const auto& [name, grad] : *gathered) named[py::str(name)] = tensor_to_numpy(grad);
+             return named;
+           },
+           py::arg("root") = Pipeline::kAllRanks,
+           "Every parameter's gradient of the whole model as a dict keyed and ordered as the plain model's "
+           "named_parameters() ('0.weight', '0.bias', ...), copied from the stage that holds it (zeros for a "
+           "parameter without a gradient). On rank `root` (None on the others), or on every rank with "
+           "Pipeline.ALL_RANKS (the default). Every rank calls it.")
+      .def("predict", [](Pipeline& pipe, py::handle x, std::int64_t deliver_to) -> py::object {
+             const int to = rank_argument(deliver_to, "predict", "deliver_to");
              const Tensor inputs = batch_from_python(x);
              require_batch(inputs, pipe.is_first(), "predict", "the first stage reads x");
              Tensor output;
              {
                py::gil_scoped_release release;
-               output = pipe.predict(inputs);
+               output = pipe.predict(inputs, to);
              }
-             return output.defined() ? py::object(tensor_to_numpy(output)) : py::none();
+             return numpy_or_none(output);
            },
-           py::arg("x"), "Forward only: the model's output on the last stage, None on the others.")
+           py::arg("x"), py::arg("deliver_to") = Pipeline::kLastStage,
+           "Forward only, the whole batch at once: the model's output on rank `deliver_to` (by default "
+           "Pipeline.LAST_STAGE, where it is computed; Pipeline.ALL_RANKS: every rank), None on the others. "
+           "x is read on the first stage. Every rank calls it.")
       .def_property_readonly("stage", &Pipeline::stage)
       .def_property_readonly("stages", &Pipeline::stages)
       .def_property_readonly("is_first", &Pipeline::is_first)

@@ -34,6 +34,10 @@ Training drivers over the same communicators (the model built identically on eve
     opt = optim.SGD(pipe.parameters(), lr=0.1)            # this stage's parameters
     opt.zero_grad(); pipe.train_step(x, y, op.cross_entropy); opt.step()
     logits = pipe.predict(x)                              # on the last stage; None elsewhere
+    logits = pipe.predict(x, deliver_to=dist.Pipeline.ALL_RANKS)   # or deliver_to=0: one rank
+    grads = pipe.gradients(root=0)    # rank 0: {"0.weight": ..., ...} as model.named_parameters(); None elsewhere
+    # dist.Pipeline(sequential, input_requires_grad=True): pipe.input_grad() after a step is
+    # d loss / d x on the first stage (None elsewhere), as DaggerFlux's pullback gives it
 
 Importing this module loads MPI (`import zkynet` alone does not), starts it, and makes an
 uncaught exception on any rank end the whole job (MPI_Abort) instead of leaving the other ranks
