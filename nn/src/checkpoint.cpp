@@ -2,6 +2,7 @@
 #include <zkynet/nn/checkpoint.h>
 
 #include "hdf5_common.h"
+#include "states_load.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace zkynet {
@@ -123,7 +125,9 @@ void sync_directory(const std::string& file) {
   ::close(fd);
 }
 
-void check_keys(const std::vector<std::pair<std::string, Tensor>>& tensors, const std::string& where) {
+// Undefined tensors are allowed in groups only, where they stand for "no value" (h5::Group).
+void check_keys(const std::vector<std::pair<std::string, Tensor>>& tensors, const std::string& where,
+                bool undefined_allowed = false) {
   std::set<std::string> seen;
   for (const auto& [key, value] : tensors) {
     if (key.empty()) throw UsageError(where + ": an empty key cannot name a dataset");
@@ -131,7 +135,10 @@ void check_keys(const std::vector<std::pair<std::string, Tensor>>& tensors, cons
       throw UsageError(where + ": key '" + key + "' cannot name a root dataset ('/' separates HDF5 groups)");
     }
     if (!seen.insert(key).second) throw UsageError(where + ": key '" + key + "' appears twice");
-    if (!value.defined()) throw UsageError(where + ": '" + key + "' is an undefined tensor");
+    if (!value.defined()) {
+      if (undefined_allowed) continue;
+      throw UsageError(where + ": '" + key + "' is an undefined tensor");
+    }
     if (value.device() != Device::cpu()) {
       throw TypeError(where + ": '" + key + "' is on " + value.device().str() + "; only CPU tensors can be saved");
     }
@@ -183,14 +190,58 @@ void write_dataset(hid_t file, const std::string& key, const Tensor& value, std:
   if (!dataset.close()) fail("write");
 }
 
+// An undefined tensor: a dataset with a null dataspace, its header checksummed like any other.
+void write_empty_dataset(hid_t location, const std::string& key, const std::string& where, const std::string& path) {
+  h5::Handle space(H5Screate(H5S_NULL), H5Sclose);
+  h5::Handle dataset(space.valid() ? H5Dcreate2(location, key.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT,
+                                                H5P_DEFAULT, H5P_DEFAULT)
+                                   : H5I_INVALID_HID,
+                     H5Dclose);
+  if (!dataset.valid() || !dataset.close()) {
+    throw UsageError(where + ": cannot create '" + key + "' in '" + path + "': " + h5::last_error());
+  }
+}
+
+// Creates a group that tracks its links' creation order, so that its datasets read back in order.
+h5::Handle create_group(hid_t file, const std::string& name, const std::string& where, const std::string& path) {
+  h5::Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  if (!gcpl.valid() || H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0) {
+    throw UsageError(where + ": cannot prepare group '" + name + "' in '" + path + "': " + h5::last_error());
+  }
+  h5::Handle group(H5Gcreate2(file, name.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
+  if (!group.valid()) throw UsageError(where + ": cannot create group '" + name + "' in '" + path + "': " + h5::last_error());
+  return group;
+}
+
+void write_group(hid_t file, const h5::Group& group, std::int64_t chunk_rows, const std::string& where,
+                 const std::string& path) {
+  const h5::Handle handle = create_group(file, group.name, where, path);
+  for (const auto& [key, value] : group.tensors) {
+    if (value.defined()) {
+      write_dataset(handle.get(), key, value, chunk_rows, where, path);
+    } else {
+      write_empty_dataset(handle.get(), key, where, path);
+    }
+    fault_point("dataset:" + group.name + "/" + key);
+  }
+}
+
 }  // namespace
 
 namespace h5 {
 
 void write_file_atomically(const std::vector<std::pair<std::string, Tensor>>& tensors, const std::string& path,
-                           std::int64_t chunk_rows, const std::string& where) {
+                           std::int64_t chunk_rows, const std::string& where, const std::vector<Group>& groups) {
   silence_errors();
   check_keys(tensors, where);
+  for (const Group& group : groups) {
+    check_keys(group.tensors, where + " (group '" + group.name + "')", /*undefined_allowed=*/true);
+    for (const auto& entry : tensors) {
+      if (entry.first == group.name) {
+        throw UsageError(where + ": key '" + entry.first + "' would take the name of the group '" + group.name + "'");
+      }
+    }
+  }
   TempFile temp(path, where);
   {
     // Tracked creation order lets load_state return the keys in state-dict order.
@@ -224,6 +275,7 @@ void write_file_atomically(const std::vector<std::pair<std::string, Tensor>>& te
       write_dataset(file.get(), key, value, chunk_rows, where, path);
       fault_point("dataset:" + key);
     }
+    for (const Group& group : groups) write_group(file.get(), group, chunk_rows, where, path);
     if (!file.close()) throw UsageError(where + ": cannot finish writing '" + path + "': " + last_error());
   }
   fault_point("close");
@@ -251,13 +303,13 @@ void save_state(const StateDict& state, const std::string& path) {
 
 namespace {
 
-StateDict read_state(const std::string& path, const std::string& where) {
-  h5::Handle file = h5::open_file(path, where);
-  const auto fail = [&](const std::string& what) {
-    throw UsageError(where + ": cannot " + what + " '" + path + "': " + h5::last_error());
-  };
-  // Creation order where the writer tracked it (zkynet does), else name order. One pass over
-  // the links: looking names up by index costs a sort of the links per call in HDF5 1.10.
+// The group of a checkpoint that holds nn::states(module), one dataset per key.
+constexpr const char* kStatesGroup = "recurrent_states";
+
+// The links of a group: in creation order where the writer tracked it (zkynet does), else in
+// name order. One pass over the links: looking names up by index costs a sort of the links
+// per call in HDF5 1.10.
+std::vector<std::string> link_names(hid_t group, const std::string& where, const std::string& path) {
   std::vector<std::string> names;
   const H5L_iterate_t collect = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
     try {  // no exception may cross HDF5's C frames
@@ -267,28 +319,108 @@ StateDict read_state(const std::string& path, const std::string& where) {
       return -1;
     }
   };
-  if (H5Literate(file.get(), H5_INDEX_CRT_ORDER, H5_ITER_INC, nullptr, collect, &names) < 0) {
+  if (H5Literate(group, H5_INDEX_CRT_ORDER, H5_ITER_INC, nullptr, collect, &names) < 0) {
     H5Eclear2(H5E_DEFAULT);
     names.clear();
-    if (H5Literate(file.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &names) < 0) {
-      fail("list the datasets of");
+    if (H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &names) < 0) {
+      throw UsageError(where + ": cannot list the datasets of '" + path + "': " + h5::last_error());
     }
   }
+  return names;
+}
+
+bool is_null_dataset(hid_t dataset) {
+  h5::Handle space(H5Dget_space(dataset), H5Sclose);
+  return space.valid() && H5Sget_simple_extent_type(space.get()) == H5S_NULL;
+}
+
+// The datasets of `group`, skipping the links named in `skip`; `undefined_allowed`: a dataset
+// with a null dataspace reads as an undefined tensor (h5::Group), else it is an error.
+StateDict read_datasets(hid_t group, const std::string& group_label, const std::set<std::string>& skip,
+                        bool undefined_allowed, const std::string& where, const std::string& path) {
   StateDict out;
-  for (std::string& name : names) {
-    h5::Handle object(H5Oopen(file.get(), name.c_str(), H5P_DEFAULT), H5Oclose);
-    if (!object.valid()) fail("open '" + name + "' in");
+  for (std::string& name : link_names(group, where, path)) {
+    if (skip.contains(name)) continue;
+    const std::string shown = group_label + name;
+    h5::Handle object(H5Oopen(group, name.c_str(), H5P_DEFAULT), H5Oclose);
+    if (!object.valid()) {
+      throw UsageError(where + ": cannot open '" + shown + "' in '" + path + "': " + h5::last_error());
+    }
     if (H5Iget_type(object.get()) != H5I_DATASET) {
-      throw UsageError(where + ": '" + name + "' in '" + path + "' is not a dataset (a group?); a checkpoint holds "
+      throw UsageError(where + ": '" + shown + "' in '" + path + "' is not a dataset (a group?); a checkpoint holds "
                        "one dataset per key at the root");
     }
-    const h5::DatasetInfo ds = h5::dataset_info(object.get(), name, path, where);
+    if (undefined_allowed && is_null_dataset(object.get())) {
+      out.emplace_back(std::move(name), Tensor());
+      continue;
+    }
+    const h5::DatasetInfo ds = h5::dataset_info(object.get(), shown, path, where);
     Tensor value = Tensor::empty(ds.shape, ds.dtype);
     if (value.numel() > 0 && H5Dread(object.get(), h5::memory_type(ds.dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                      value.raw_data()) < 0) {
-      fail("read '" + name + "' from");
+      throw UsageError(where + ": cannot read '" + shown + "' from '" + path + "': " + h5::last_error());
     }
     out.emplace_back(std::move(name), std::move(value));
+  }
+  return out;
+}
+
+// Whether the file's root holds the states group (a group, not a dataset of that name).
+bool has_states_group(hid_t file) {
+  if (H5Lexists(file, kStatesGroup, H5P_DEFAULT) <= 0) return false;
+  const h5::Handle object(H5Oopen(file, kStatesGroup, H5P_DEFAULT), H5Oclose);
+  return object.valid() && H5Iget_type(object.get()) == H5I_GROUP;
+}
+
+// The root datasets: the state dict, without the states group.
+StateDict read_state(hid_t file, const std::string& where, const std::string& path) {
+  const std::set<std::string> skip = has_states_group(file) ? std::set<std::string>{kStatesGroup} : std::set<std::string>{};
+  return read_datasets(file, "", skip, /*undefined_allowed=*/false, where, path);
+}
+
+StateDict read_state(const std::string& path, const std::string& where) {
+  const h5::Handle file = h5::open_file(path, where);
+  return read_state(file.get(), where, path);
+}
+
+std::optional<StateDict> read_states_group(hid_t file, const std::string& where, const std::string& path) {
+  if (!has_states_group(file)) return std::nullopt;
+  const h5::Handle group(H5Gopen2(file, kStatesGroup, H5P_DEFAULT), H5Gclose);
+  if (!group.valid()) {
+    throw UsageError(where + ": cannot open '" + kStatesGroup + "' in '" + path + "': " + h5::last_error());
+  }
+  return read_datasets(group.get(), std::string(kStatesGroup) + "/", {}, /*undefined_allowed=*/true, where, path);
+}
+
+// A checkpoint must hold the module's dtypes: another precision is more likely a wrong file.
+void check_dtypes(const std::map<std::string, DType>& module_dtypes, const StateDict& state,
+                  const std::string& key_prefix, const std::string& where) {
+  for (const auto& [key, value] : state) {
+    const auto it = module_dtypes.find(key);
+    if (value.defined() && it != module_dtypes.end() && it->second != value.dtype()) {
+      throw TypeError(where + ": '" + key_prefix + key + "' is " + std::string(dtype_name(value.dtype())) +
+                      " in the file but " + std::string(dtype_name(it->second)) + " in the module");
+    }
+  }
+}
+
+std::map<std::string, DType> parameter_and_buffer_dtypes(const ModuleBase& module) {
+  std::map<std::string, DType> out;
+  for (const auto& [name, p] : module.named_parameters()) out.emplace(name, p.value().dtype());
+  for (const auto& [name, t] : module.named_buffers()) {
+    if (t.defined()) out.emplace(name, t.dtype());
+  }
+  return out;
+}
+
+// The dtype each states key would be loaded as: its layer's.
+std::map<std::string, DType> carried_state_dtypes(const ModuleBase& module) {
+  std::map<std::string, DType> out;
+  for (const auto& [path, layer] : detail::stateful_layers(module)) {
+    const DType dtype = layer->param("weight_hh_l0").value().dtype();
+    const std::string prefix = path.empty() ? "" : path + ".";
+    out[prefix + "h"] = dtype;
+    if (layer->kind() == RecurrentBase::Kind::Lstm) out[prefix + "c"] = dtype;
   }
   return out;
 }
@@ -298,28 +430,32 @@ StateDict read_state(const std::string& path, const std::string& where) {
 StateDict load_state(const std::string& path) { return read_state(path, "load_state"); }
 
 void save_checkpoint(const ModuleBase& module, const std::string& path) {
-  h5::write_file_atomically(state_dict(module), path, /*chunk_rows=*/0, "save_checkpoint");
+  std::vector<h5::Group> groups;
+  StateDict carried = states(module);
+  if (!carried.empty()) groups.push_back({kStatesGroup, std::move(carried)});
+  h5::write_file_atomically(state_dict(module), path, /*chunk_rows=*/0, "save_checkpoint", groups);
 }
 
 LoadStateResult load_checkpoint(ModuleBase& module, const std::string& path, bool strict) {
   const std::string where = "load_checkpoint('" + path + "')";
-  const StateDict state = read_state(path, where);
-
-  std::map<std::string, DType> module_dtypes;
-  for (const auto& [name, p] : module.named_parameters()) module_dtypes.emplace(name, p.value().dtype());
-  for (const auto& [name, t] : module.named_buffers()) {
-    if (t.defined()) module_dtypes.emplace(name, t.dtype());
+  StateDict state;
+  std::optional<StateDict> carried;
+  {
+    const h5::Handle file = h5::open_file(path, where);
+    state = read_state(file.get(), where, path);
+    carried = read_states_group(file.get(), where, path);
   }
-  for (const auto& [key, value] : state) {
-    const auto it = module_dtypes.find(key);
-    if (it != module_dtypes.end() && it->second != value.dtype()) {
-      throw TypeError(where + ": '" + key + "' is " + std::string(dtype_name(value.dtype())) + " in the file but " +
-                      std::string(dtype_name(it->second)) + " in the module");
-    }
+  check_dtypes(parameter_and_buffer_dtypes(module), state, "", where);
+  // Both parts are checked before either is loaded, so a failed load leaves the module as it was.
+  std::optional<detail::StatesLoad> states_load;
+  if (carried) {
+    check_dtypes(carried_state_dtypes(module), *carried, std::string(kStatesGroup) + "/", where);
+    states_load.emplace(module, *carried, strict, where + ": " + kStatesGroup + ": ");
   }
   // load_state_dict checks keys and shapes before copying anything; its errors get the file.
+  LoadStateResult result;
   try {
-    return load_state_dict(module, state, strict);
+    result = load_state_dict(module, state, strict);
   } catch (const IndexError& e) {
     throw IndexError(where + ": " + e.what());
   } catch (const ShapeError& e) {
@@ -329,6 +465,14 @@ LoadStateResult load_checkpoint(ModuleBase& module, const std::string& path, boo
   } catch (const UsageError& e) {
     throw UsageError(where + ": " + e.what());
   }
+  if (states_load) {
+    states_load->apply();
+    for (const auto& key : states_load->result().missing_keys) result.missing_keys.push_back(kStatesGroup + ("/" + key));
+    for (const auto& key : states_load->result().unexpected_keys) {
+      result.unexpected_keys.push_back(kStatesGroup + ("/" + key));
+    }
+  }
+  return result;
 }
 
 }  // namespace nn

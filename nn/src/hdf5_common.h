@@ -67,14 +67,21 @@ std::optional<DType> dtype_for(hid_t type);
 // "float32", "int16", "string", ... for error messages.
 std::string type_name(hid_t type);
 
+// Datasets in a group below the root, written after the root's. An undefined tensor is
+// stored as a float64 dataset with a null dataspace (h5py reads it as h5py.Empty).
+struct Group {
+  std::string name;
+  std::vector<std::pair<std::string, Tensor>> tensors;
+};
+
 // Writes `tensors` as root datasets of a new HDF5 file that replaces `path` atomically: a
 // temporary file in the same directory is written, fsync'ed and renamed over `path`; on any
 // failure it is removed and `path` is untouched. Tensors of rank >= 1 are stored in chunks of
 // `chunk_rows` rows (> 0), of about 64 KiB of rows (< 0), or of the whole tensor (0), each
 // checksummed (Fletcher-32); 0-d tensors in their (checksummed) object header. The file uses
-// the HDF5 1.10 format. `where` prefixes error messages.
+// the HDF5 1.10 format. `groups` follow the root's datasets. `where` prefixes error messages.
 void write_file_atomically(const std::vector<std::pair<std::string, Tensor>>& tensors, const std::string& path,
-                           std::int64_t chunk_rows, const std::string& where);
+                           std::int64_t chunk_rows, const std::string& where, const std::vector<Group>& groups = {});
 
 // Opens an existing HDF5 file read-only; UsageError naming the file when it is missing, not
 // HDF5, truncated or damaged.

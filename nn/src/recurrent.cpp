@@ -66,10 +66,6 @@ ModuleGraph RecurrentBase::operator()(const NodeRef& x) {
 }
 
 ModuleGraph RecurrentBase::call_with_state(const NodeRef& x, const NodeRef& h0, const NodeRef& c0) {
-  if (stateful_) {
-    throw UsageError(describe() + ": an explicit initial state is refused while the layer is stateful "
-                     "(it starts from the carried state; reset_state() restarts from zeros)");
-  }
   if (!h0.defined() || (kind_ == Kind::Lstm && !c0.defined())) {
     throw UsageError(describe() + ": the initial state is undefined");
   }
@@ -91,6 +87,43 @@ void RecurrentBase::reset_state() {
 void RecurrentBase::set_stateful(bool on) {
   stateful_ = on;
   if (!on) reset_state();
+}
+
+void RecurrentBase::check_carried_state(const RecurrentStateValues& state) const {
+  if (!stateful_) throw UsageError(describe() + ": only a stateful layer carries a state");
+  const bool lstm = kind_ == Kind::Lstm;
+  if (!state.h.defined()) {
+    if (state.c.defined()) throw UsageError(describe() + ": a carried c without h");
+    return;
+  }
+  if (lstm != state.c.defined()) {
+    throw UsageError(describe() + (lstm ? ": an LSTM's carried state needs c as well as h"
+                                        : ": only an LSTM carries c; give h only"));
+  }
+  const Shape& hs = state.h.shape();
+  const std::int64_t batch = hs.size() == 3 ? hs[1] : 0;
+  const Shape expected{layers_, batch, hidden_};
+  if (hs.size() != 3 || batch < 1 || hs != expected) {
+    throw ShapeError(describe() + ": carried h " + shape_str(hs) + " must be (num_layers, batch, hidden_size) = (" +
+                     std::to_string(layers_) + ",batch," + std::to_string(hidden_) + ")");
+  }
+  if (lstm && state.c.shape() != expected) {
+    throw ShapeError(describe() + ": carried c " + shape_str(state.c.shape()) + " must have h's shape " +
+                     shape_str(expected));
+  }
+}
+
+void RecurrentBase::set_carried_state(const RecurrentStateValues& state) {
+  check_carried_state(state);
+  if (!state.h.defined()) {
+    reset_state();
+    return;
+  }
+  // The layer's own dtype and device, so that the next call computes as it would have.
+  const Tensor& like = params_by_layer_[0][1]->value();
+  const auto adopt = [&](const Tensor& t) { return t.to(like.dtype()).to(like.device()).clone(); };
+  last_ = {};
+  carried_ = {adopt(state.h), state.c.defined() ? adopt(state.c) : Tensor()};
 }
 
 // Layer `layer`'s (batch, H) part of a (num_layers, batch, H) state; undefined stays undefined.
@@ -129,13 +162,13 @@ NodeRef RecurrentBase::call_nodes(std::span<const NodeRef> inputs) {
       }
       if (!init[i].in_graph()) init[i] = named(init[i], i == 0 ? "h0" : "c0");
     }
-  } else if (stateful_ && carried_[0].defined()) {
-    if (carried_[0].shape() != state_shape) {
-      throw ShapeError(describe() + ": the carried state " + shape_str(carried_[0].shape()) + " does not fit input " +
+  } else if (stateful_ && carried_.h.defined()) {
+    if (carried_.h.shape() != state_shape) {
+      throw ShapeError(describe() + ": the carried state " + shape_str(carried_.h.shape()) + " does not fit input " +
                        shape_str(xs) + " (state " + shape_str(state_shape) +
                        " needed); call reset_state() before changing the batch size");
     }
-    init = {named(NodeRef(carried_[0]), "h0 (carried)"), lstm ? named(NodeRef(carried_[1]), "c0 (carried)") : NodeRef()};
+    init = {named(NodeRef(carried_.h), "h0 (carried)"), lstm ? named(NodeRef(carried_.c), "c0 (carried)") : NodeRef()};
   }
 
   NodeRef seq = batch_first_ ? op::transpose(x, 0, 1) : x;

@@ -1,6 +1,8 @@
 #include <zkynet/framework/error.h>
 #include <zkynet/nn/state.h>
 
+#include "states_load.h"
+
 #include <map>
 #include <set>
 
@@ -132,6 +134,104 @@ LoadStateResult load_state_dict(ModuleBase& module, const StateDict& dict, bool 
   }
   for (auto& [target, source] : copies) target.copy_(*source);
   return result;
+}
+
+namespace detail {
+
+namespace {
+
+void collect_stateful(const std::string& path, ModuleBase& module, std::set<const ModuleBase*>& seen,
+                      std::vector<std::pair<std::string, RecurrentBase*>>& out) {
+  if (!seen.insert(&module).second) return;
+  if (auto* layer = dynamic_cast<RecurrentBase*>(&module); layer && layer->stateful()) out.emplace_back(path, layer);
+  for (const auto& [name, child] : module.children()) {
+    collect_stateful(path.empty() ? name : path + "." + name, *child, seen, out);
+  }
+}
+
+std::string key_of(const std::string& path, const char* member) { return path.empty() ? member : path + "." + member; }
+
+}  // namespace
+
+std::vector<std::pair<std::string, RecurrentBase*>> stateful_layers(const ModuleBase& module) {
+  std::vector<std::pair<std::string, RecurrentBase*>> out;
+  std::set<const ModuleBase*> seen;
+  // The walk hands out the layers to change them: the tree is the caller's, const or not.
+  collect_stateful("", const_cast<ModuleBase&>(module), seen, out);
+  return out;
+}
+
+StatesLoad::StatesLoad(const ModuleBase& module, const StateDict& states, bool strict, const std::string& where) {
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [key, value] : states) {
+    if (!given.emplace(key, &value).second) throw UsageError(where + "key '" + key + "' appears twice in the states");
+  }
+  std::set<std::string> known;
+  for (const auto& [path, layer] : stateful_layers(module)) {
+    const bool lstm = layer->kind() == RecurrentBase::Kind::Lstm;
+    RecurrentStateValues values;
+    bool complete = true;
+    for (const char* member : {"h", "c"}) {
+      if (member[0] == 'c' && !lstm) break;
+      const std::string key = key_of(path, member);
+      known.insert(key);
+      const auto it = given.find(key);
+      if (it == given.end()) {
+        result_.missing_keys.push_back(key);
+        complete = false;
+      } else {
+        (member[0] == 'h' ? values.h : values.c) = *it->second;
+      }
+    }
+    if (!complete) continue;
+    // The layer's message names it and the shapes; this one adds the keys.
+    const std::string keys = "'" + key_of(path, "h") + (lstm ? "', '" + key_of(path, "c") : std::string()) + "': ";
+    try {
+      layer->check_carried_state(values);
+    } catch (const ShapeError& e) {
+      throw ShapeError(where + keys + e.what());
+    } catch (const UsageError& e) {
+      throw UsageError(where + keys + e.what());
+    }
+    assignments_.emplace_back(layer, std::move(values));
+  }
+  for (const auto& [key, value] : states) {
+    if (!known.contains(key)) result_.unexpected_keys.push_back(key);
+  }
+  if (strict && (!result_.missing_keys.empty() || !result_.unexpected_keys.empty())) {
+    std::string message = where;
+    if (!result_.missing_keys.empty()) {
+      message += "missing key(s) " + quoted_list(result_.missing_keys) + " (stateful layers without a saved state)";
+    }
+    if (!result_.unexpected_keys.empty()) {
+      if (!result_.missing_keys.empty()) message += "; ";
+      message += "unexpected key(s) " + quoted_list(result_.unexpected_keys) + " (no stateful recurrent layer there)";
+    }
+    throw IndexError(message + " (pass strict = false to load the matching keys only)");
+  }
+}
+
+void StatesLoad::apply() const {
+  for (const auto& [layer, values] : assignments_) layer->set_carried_state(values);
+}
+
+}  // namespace detail
+
+StateDict states(const ModuleBase& module) {
+  StateDict out;
+  for (const auto& [path, layer] : detail::stateful_layers(module)) {
+    const RecurrentStateValues& carried = layer->carried_state();
+    const auto copy = [](const Tensor& t) { return t.defined() ? t.clone() : Tensor(); };
+    out.emplace_back(detail::key_of(path, "h"), copy(carried.h));
+    if (layer->kind() == RecurrentBase::Kind::Lstm) out.emplace_back(detail::key_of(path, "c"), copy(carried.c));
+  }
+  return out;
+}
+
+LoadStateResult load_states(ModuleBase& module, const StateDict& states, bool strict) {
+  const detail::StatesLoad load(module, states, strict, "load_states (" + module.functional_name() + "): ");
+  load.apply();
+  return load.result();
 }
 
 std::vector<Parameter> weights(const ModuleBase& module) {

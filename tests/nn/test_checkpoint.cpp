@@ -1,5 +1,6 @@
 #include <zkynet/nn/checkpoint.h>
 #include <zkynet/nn/linear.h>
+#include <zkynet/nn/recurrent.h>
 #include <zkynet/ops/ops.h>
 
 #include <catch2/catch.hpp>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -150,6 +152,39 @@ nn::StateDict mixed_state() {
           {"empty", Tensor::zeros({0, 3}, DType::Float32)}};
 }
 
+// A stateful 2-layer LSTM (at "lstm") and a GRU that is stateful unless told otherwise (at
+// "gru"), then a linear head; float64, over (seq, batch = 3, 2) series.
+class Forecaster : public Module<Forecaster> {
+ public:
+  explicit Forecaster(std::uint64_t seed = 1, bool stateful_gru = true)
+      : Module({Variable("x")}),
+        gen_(seed),
+        lstm(2, 5, {.num_layers = 2, .stateful = true, .dtype = DType::Float64, .generator = &gen_}),
+        gru(5, 4, {.stateful = stateful_gru, .dtype = DType::Float64, .generator = &gen_}),
+        head(4, 1, {.dtype = DType::Float64, .generator = &gen_}) {
+    register_module("lstm", lstm);
+    register_module("gru", gru);
+    register_module("head", head);
+  }
+  NodeRef call(const NodeRef& x) { return head(gru(lstm(x))); }
+
+  Generator gen_;
+  nn::LSTM lstm;
+  nn::GRU gru;
+  nn::Linear head;
+};
+
+// series(shape, phase)[i] = sin(0.37 i + phase) over the flat index i.
+Tensor series(const Shape& shape, double phase) {
+  std::vector<double> v(static_cast<std::size_t>(shape_numel(shape)));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.37 * static_cast<double>(i) + phase);
+  return Tensor::from_vector(v, shape);
+}
+
+bool identical(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() && a.to_doubles() == b.to_doubles();
+}
+
 }  // namespace
 
 // ---- round trips -------------------------------------------------------------------------
@@ -175,6 +210,78 @@ TEST_CASE("a checkpoint carries a model's function to another instance", "[check
   nn::save_checkpoint(trained, dir.file("trained.h5"));
   nn::load_checkpoint(fresh, dir.file("trained.h5"));
   CHECK(allclose(trained(x).value(), fresh(x).value(), 0.0, 0.0));
+}
+
+// ---- carried states of stateful recurrent layers ----------------------------------------
+
+TEST_CASE("a checkpoint keeps the carried states: the loaded model continues the series as the saved one",
+          "[checkpoint]") {
+  TempDir dir;
+  Forecaster model(1), fresh(2);
+  model(series({5, 3, 2}, 0.0));
+  nn::save_checkpoint(model, dir.file("model.h5"));
+  const auto result = nn::load_checkpoint(fresh, dir.file("model.h5"));
+  CHECK(result.missing_keys.empty());
+  CHECK(result.unexpected_keys.empty());
+  const Tensor continuation = model(series({5, 3, 2}, 1.0)).value();
+  CHECK(identical(fresh(series({5, 3, 2}, 1.0)).value(), continuation));  // bitwise, float64
+}
+
+TEST_CASE("a checkpoint of stateful layers that carry nothing yet resets them when loaded", "[checkpoint]") {
+  TempDir dir;
+  Forecaster never_run;
+  nn::save_checkpoint(never_run, dir.file("fresh.h5"));
+  Forecaster model;
+  const Tensor from_zeros = model(series({5, 3, 2}, 0.0)).value();
+  nn::load_checkpoint(model, dir.file("fresh.h5"));
+  CHECK_FALSE(model.lstm.carried_state().h.defined());
+  CHECK_FALSE(model.gru.carried_state().h.defined());
+  CHECK(identical(model(series({5, 3, 2}, 0.0)).value(), from_zeros));
+}
+
+TEST_CASE("a checkpoint without carried states (older files) loads and leaves the carried states as they are",
+          "[checkpoint]") {
+  TempDir dir;
+  Forecaster model;
+  nn::save_state(nn::state_dict(model), dir.file("old.h5"));  // what save_checkpoint wrote before
+  model(series({5, 3, 2}, 0.0));
+  const Tensor carried = model.lstm.carried_state().h.clone();
+  const auto result = nn::load_checkpoint(model, dir.file("old.h5"));
+  CHECK(result.missing_keys.empty());
+  CHECK(identical(model.lstm.carried_state().h, carried));
+}
+
+TEST_CASE("load_state reads a checkpoint's state dict without its carried states", "[checkpoint]") {
+  TempDir dir;
+  Forecaster model;
+  model(series({5, 3, 2}, 0.0));
+  nn::save_checkpoint(model, dir.file("model.h5"));
+  CHECK(same_state(nn::load_state(dir.file("model.h5")), nn::state_dict(model)));
+}
+
+TEST_CASE("load_checkpoint names carried states the module lacks, with the file, and changes nothing",
+          "[checkpoint]") {
+  TempDir dir;
+  Forecaster saved(1), model(2, /*stateful_gru=*/false);
+  saved(series({5, 3, 2}, 0.0));
+  nn::save_checkpoint(saved, dir.file("model.h5"));
+  const nn::StateDict before = nn::state_dict(model);
+  CHECK_THAT(error_message<IndexError>([&] { nn::load_checkpoint(model, dir.file("model.h5")); }),
+             Catch::Contains("load_checkpoint('" + dir.file("model.h5") + "'): recurrent_states: ") &&
+                 Catch::Contains("unexpected key(s) 'gru.h'"));
+  CHECK(same_state(nn::state_dict(model), before));
+  CHECK_FALSE(model.lstm.carried_state().h.defined());
+}
+
+TEST_CASE("load_checkpoint without strict reports carried-state keys under recurrent_states/", "[checkpoint]") {
+  TempDir dir;
+  Forecaster saved(1, /*stateful_gru=*/false), model(2);
+  saved(series({5, 3, 2}, 0.0));
+  nn::save_checkpoint(saved, dir.file("model.h5"));
+  const auto result = nn::load_checkpoint(model, dir.file("model.h5"), /*strict=*/false);
+  CHECK(result.missing_keys == std::vector<std::string>{"recurrent_states/gru.h"});
+  CHECK(result.unexpected_keys.empty());
+  CHECK(identical(model.lstm.carried_state().h, saved.lstm.carried_state().h));
 }
 
 TEST_CASE("load_state returns every key in saved order with its dtype, shape and exact values", "[checkpoint]") {
@@ -527,6 +634,65 @@ print("ok")
              Catch::Contains("'mask'") && Catch::Contains("enum"));
   CHECK_THAT(error_message<UsageError>([&] { nn::load_state(dir.file("group.h5")); }),
              Catch::Contains("'opt'") && Catch::Contains("not a dataset") && Catch::Contains("group.h5"));
+}
+
+TEST_CASE("h5py reads a checkpoint's carried states in the recurrent_states group, h5py.Empty for none",
+          "[checkpoint]") {
+  if (!have_h5py()) {
+    WARN("skipped: /usr/bin/python3 cannot import h5py (apt-get install python3-h5py)");
+    return;
+  }
+  TempDir dir;
+  Forecaster model;
+  model.lstm(series({5, 3, 2}, 0.0));  // the GRU carries nothing yet
+  nn::save_checkpoint(model, dir.file("model.h5"));
+  const auto [status, output] = run_python(dir, R"PY(
+import sys
+import h5py
+
+with h5py.File(sys.argv[1], "r") as f:
+    states = f["recurrent_states"]
+    assert list(states.keys()) == ["lstm.h", "lstm.c", "gru.h"], list(states.keys())
+    assert states["lstm.h"].shape == (2, 3, 5) and states["lstm.h"].dtype == "float64"
+    assert isinstance(states["gru.h"][()], h5py.Empty), states["gru.h"][()]
+    assert "lstm.weight_ih_l0" in f
+print("ok")
+)PY",
+                                           dir.file("model.h5"));
+  INFO(output);
+  CHECK(status == 0);
+  CHECK_THAT(output, Catch::Contains("ok"));
+}
+
+TEST_CASE("load_checkpoint names a carried state of the wrong shape with both shapes, and changes nothing",
+          "[checkpoint]") {
+  if (!have_h5py()) {
+    WARN("skipped: /usr/bin/python3 cannot import h5py (apt-get install python3-h5py)");
+    return;
+  }
+  TempDir dir;
+  Forecaster saved(1), model(2);
+  saved(series({5, 3, 2}, 0.0));
+  nn::save_checkpoint(saved, dir.file("model.h5"));
+  const auto [status, output] = run_python(dir, R"PY(
+import sys
+import h5py
+import numpy as np
+
+with h5py.File(sys.argv[1], "r+") as f:
+    del f["recurrent_states/gru.h"]
+    f["recurrent_states/gru.h"] = np.zeros((1, 3, 6))
+print("ok")
+)PY",
+                                           dir.file("model.h5"));
+  INFO(output);
+  REQUIRE(status == 0);
+  const nn::StateDict before = nn::state_dict(model);
+  CHECK_THAT(error_message<ShapeError>([&] { nn::load_checkpoint(model, dir.file("model.h5")); }),
+             Catch::Contains("model.h5'): recurrent_states: 'gru.h': GRU(5, 4): carried h (1,3,6) must be "
+                             "(num_layers, batch, hidden_size) = (1,batch,4)"));
+  CHECK(same_state(nn::state_dict(model), before));
+  CHECK_FALSE(model.lstm.carried_state().h.defined());
 }
 
 TEST_CASE("a crafted checkpoint whose dataset size overflows int64 bytes is refused by name", "[checkpoint]") {

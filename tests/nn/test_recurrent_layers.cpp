@@ -369,6 +369,72 @@ TEST_CASE("the carried state is a constant: gradients stop at the call boundary"
   for (const auto& node : g2.nodes()) CHECK(node->call_id() == g2.call_id());
 }
 
+TEST_CASE("a stateful layer given an explicit initial state computes what a non-stateful one does from it",
+          "[recurrent]") {
+  nn::LSTM stateful(3, 4, f64({.num_layers = 2, .stateful = true}));
+  nn::LSTM plain(3, 4, f64({.num_layers = 2}));
+  set_wave_parameters(stateful);
+  set_wave_parameters(plain);
+  const Tensor x = wave({5, 2, 3}, 0.37, 0.1);
+  const Tensor h0 = wave({2, 2, 4}, 0.41, 0.2, 0.8), c0 = wave({2, 2, 4}, 0.29, 0.5, 0.8);
+  stateful(wave({3, 2, 3}, 0.61, 0.4));  // a carried state, which the explicit one replaces
+  CHECK(allclose(stateful(x, h0, c0).value(), plain(x, h0, c0).value(), 0.0, 0.0));
+  CHECK(allclose(stateful.last_state().h.value(), plain.last_state().h.value(), 0.0, 0.0));
+  CHECK(allclose(stateful.last_state().c.value(), plain.last_state().c.value(), 0.0, 0.0));
+}
+
+TEST_CASE("after an explicit initial state, a stateful layer's next call continues from that call's final state",
+          "[recurrent]") {
+  nn::GRU stateful(3, 4, f64({.stateful = true}));
+  nn::GRU plain(3, 4, f64({}));
+  set_wave_parameters(stateful);
+  set_wave_parameters(plain);
+  const Tensor x = wave({6, 2, 3}, 0.37, 0.1);
+  const Tensor h0 = wave({1, 2, 4}, 0.41, 0.2, 0.8);
+  const Tensor all = plain(x, h0).value();
+  stateful(x.slice(0, 0, 2), h0);
+  CHECK(allclose(stateful(x.slice(0, 2, 6)).value(), all.slice(0, 2, 6), 1e-14, 1e-14));
+}
+
+TEST_CASE("an explicit initial state may change a stateful layer's batch size; the new state is carried on",
+          "[recurrent]") {
+  nn::RNN rnn(3, 4, f64({.stateful = true}));
+  rnn(wave({2, 3, 3}, 0.37, 0.1));  // carries a batch of 3
+  CHECK(rnn(wave({2, 5, 3}, 0.37, 0.1), Tensor::zeros({1, 5, 4})).value().shape() == Shape{2, 5, 4});
+  CHECK(rnn.carried_state().h.shape() == Shape{1, 5, 4});
+  CHECK(rnn(wave({2, 5, 3}, 0.37, 0.1)).value().shape() == Shape{2, 5, 4});
+}
+
+TEST_CASE("a stateful layer differentiates through an explicit initial state from an enclosing call",
+          "[recurrent]") {
+  // Each evaluation starts from the given state, so the carry between them changes nothing.
+  nn::LSTM lstm(3, 4, f64({.num_layers = 2, .stateful = true}));
+  require_layer_gradcheck(lstm, {3, 2, 3});
+}
+
+TEST_CASE("set_carried_state makes a stateful layer's next call start from the given values", "[recurrent]") {
+  nn::LSTM stateful(3, 4, f64({.stateful = true}));
+  nn::LSTM plain(3, 4, f64({}));
+  set_wave_parameters(stateful);
+  set_wave_parameters(plain);
+  const Tensor x = wave({4, 2, 3}, 0.37, 0.1);
+  const Tensor h = wave({1, 2, 4}, 0.41, 0.2, 0.8), c = wave({1, 2, 4}, 0.29, 0.5);
+  stateful.set_carried_state({h.to(DType::Float32).to(DType::Float64), c});
+  CHECK_FALSE(stateful.last_state().h.defined());
+  CHECK(allclose(stateful(x).value(), plain(x, h.to(DType::Float32).to(DType::Float64), c).value(), 0.0, 0.0));
+}
+
+TEST_CASE("set_carried_state refuses a state that does not fit the layer, naming both shapes", "[recurrent]") {
+  nn::LSTM lstm(3, 4, f64({.num_layers = 2, .stateful = true}));
+  CHECK_THROWS_WITH(lstm.set_carried_state({Tensor::zeros({2, 2, 5}), Tensor::zeros({2, 2, 5})}),
+                    Contains("LSTM(3, 4): carried h (2,2,5) must be (num_layers, batch, hidden_size) = (2,batch,4)"));
+  CHECK_THROWS_WITH(lstm.set_carried_state({Tensor::zeros({2, 2, 4}), Tensor::zeros({2, 3, 4})}),
+                    Contains("LSTM(3, 4): carried c (2,3,4) must have h's shape (2,2,4)"));
+  CHECK_THROWS_AS(lstm.set_carried_state({Tensor::zeros({2, 2, 4}), Tensor()}), UsageError);
+  nn::GRU plain(3, 4);
+  CHECK_THROWS_AS(plain.set_carried_state({Tensor::zeros({1, 2, 4}), Tensor()}), UsageError);
+}
+
 TEST_CASE("reset_state makes the next stateful call start from zeros", "[recurrent]") {
   nn::RNN rnn(3, 4, f64({.stateful = true}));
   const Tensor x = wave({4, 2, 3}, 0.37, 0.1);
@@ -466,10 +532,18 @@ TEST_CASE("an explicit initial state of the wrong shape is a ShapeError naming t
   CHECK(lstm(x).value().shape() == Shape{4, 3, 4});  // the explicit state served one call only
 }
 
-TEST_CASE("a stateful layer refuses an explicit initial state", "[recurrent]") {
-  nn::GRU gru(5, 4, {.stateful = true});
-  CHECK_THROWS_AS(gru(Tensor::zeros({4, 3, 5}, DType::Float32), Tensor::zeros({1, 3, 4}, DType::Float32)),
-                  UsageError);
+TEST_CASE("a stateful layer's explicit initial state of the wrong shape names the layer's path and both shapes",
+          "[recurrent]") {
+  nn::Sequential model;
+  model.add<nn::LSTM>(5, 4, nn::RecurrentOptions{.num_layers = 2, .stateful = true});
+  const Tensor x = Tensor::zeros({4, 3, 5}, DType::Float32);
+  const Tensor good = Tensor::zeros({2, 3, 4}, DType::Float32);
+  const Tensor bad = Tensor::zeros({2, 2, 4}, DType::Float32);
+  auto& lstm = dynamic_cast<nn::LSTM&>(*model.children()[0].second);
+  CHECK_THROWS_WITH(lstm(x, bad, good),
+                    Contains("LSTM(5, 4): initial h0 (2,2,4) must be (num_layers, batch, hidden_size) = (2,3,4)"));
+  Lambda outer({"x"}, [&](std::span<const NodeRef> in) { return lstm(in[0], good, bad); });
+  CHECK_THROWS_WITH(outer(x), Contains("0 (LSTM): LSTM(5, 4): initial c0 (2,2,4) must be"));
 }
 
 TEST_CASE("a carried state of another batch size is a ShapeError until reset_state()", "[recurrent]") {

@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include "testing/error_message.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -328,4 +329,203 @@ TEST_CASE("weights keeps the norms' scale (weight) and leaves out their bias") {
   CHECK(weight_names(layer_norm) == std::vector<std::string>{"weight"});
   nn::BatchNorm1d batch_norm(4);
   CHECK(weight_names(batch_norm) == std::vector<std::string>{"weight"});
+}
+
+// ---- carried states of stateful recurrent layers (FluxUtils' states / loadstates!) -------
+
+namespace {
+
+// series(shape, phase)[i] = sin(0.37 i + phase) over the flat index i.
+Tensor series(const Shape& shape, double phase) {
+  std::vector<double> v(static_cast<std::size_t>(shape_numel(shape)));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.37 * static_cast<double>(i) + phase);
+  return Tensor::from_vector(v, shape);
+}
+
+class Encoder : public Module<Encoder> {
+ public:
+  explicit Encoder(Generator& gen) : Module({Variable("x")}), lstm(2, 5, options(gen)) { register_module("lstm", lstm); }
+  NodeRef call(const NodeRef& x) { return lstm(x); }
+
+  static nn::RecurrentOptions options(Generator& gen) {
+    return {.num_layers = 2, .stateful = true, .dtype = DType::Float64, .generator = &gen};
+  }
+  nn::LSTM lstm;
+};
+
+// A forecaster over (seq, batch = 3, 2) series: a stateful 2-layer LSTM inside `encoder`, a
+// stateful GRU, a GRU that is not stateful (carries nothing) and a linear head; float64.
+class Forecaster : public Module<Forecaster> {
+ public:
+  explicit Forecaster(std::uint64_t seed = 1)
+      : Module({Variable("x")}),
+        gen_(seed),
+        encoder(gen_),
+        gru(5, 4, {.stateful = true, .dtype = DType::Float64, .generator = &gen_}),
+        smoother(4, 4, {.dtype = DType::Float64, .generator = &gen_}),
+        head(4, 1, {.dtype = DType::Float64, .generator = &gen_}) {
+    register_module("encoder", encoder);
+    register_module("gru", gru);
+    register_module("smoother", smoother);
+    register_module("head", head);
+  }
+  NodeRef call(const NodeRef& x) { return head(smoother(gru(encoder(x)))); }
+
+  Generator gen_;
+  Encoder encoder;
+  nn::GRU gru;
+  nn::GRU smoother;
+  nn::Linear head;
+};
+
+bool identical(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() && a.to_doubles() == b.to_doubles();
+}
+
+const Tensor& value_of(const nn::StateDict& dict, const std::string& key) {
+  for (const auto& [k, v] : dict) {
+    if (k == key) return v;
+  }
+  FAIL("no key " << key);
+  static const Tensor none;
+  return none;
+}
+
+}  // namespace
+
+TEST_CASE("states lists each stateful recurrent layer by its path: h and c for an LSTM, h for a GRU") {
+  Forecaster model;
+  model(series({4, 3, 2}, 0.0));
+  const nn::StateDict s = nn::states(model);
+  CHECK(keys(s) == std::vector<std::string>{"encoder.lstm.h", "encoder.lstm.c", "gru.h"});
+  CHECK(value_of(s, "encoder.lstm.h").shape() == Shape{2, 3, 5});
+  CHECK(value_of(s, "encoder.lstm.c").shape() == Shape{2, 3, 5});
+  CHECK(value_of(s, "gru.h").shape() == Shape{1, 3, 4});
+  CHECK(identical(value_of(s, "encoder.lstm.h"), model.encoder.lstm.last_state().h.value()));
+  CHECK(identical(value_of(s, "gru.h"), model.gru.last_state().h.value()));
+}
+
+TEST_CASE("states of a layer itself have the keys h and c") {
+  nn::LSTM lstm(2, 3, {.stateful = true});
+  CHECK(keys(nn::states(lstm)) == std::vector<std::string>{"h", "c"});
+}
+
+TEST_CASE("states lists a stateful layer that carries nothing yet with undefined tensors") {
+  Forecaster model;
+  const nn::StateDict s = nn::states(model);
+  REQUIRE(keys(s) == std::vector<std::string>{"encoder.lstm.h", "encoder.lstm.c", "gru.h"});
+  for (const auto& [key, value] : s) CHECK_FALSE(value.defined());
+}
+
+TEST_CASE("a model without stateful recurrent layers has no states") {
+  Net net;
+  CHECK(nn::states(net).empty());
+  CHECK(nn::load_states(net, {}).missing_keys.empty());
+}
+
+TEST_CASE("states are copies: running on does not change a saved value") {
+  Forecaster model;
+  model(series({4, 3, 2}, 0.0));
+  const nn::StateDict s = nn::states(model);
+  const Tensor saved_h = value_of(s, "encoder.lstm.h").clone();
+  model(series({4, 3, 2}, 1.0));
+  CHECK(identical(value_of(s, "encoder.lstm.h"), saved_h));
+  CHECK_FALSE(identical(value_of(nn::states(model), "encoder.lstm.h"), saved_h));
+}
+
+TEST_CASE("a fresh model given the saved states continues the series exactly as the saved model does") {
+  const Tensor x = series({10, 3, 2}, 0.3);
+  const Tensor first_half = x.slice(0, 0, 5), second_half = x.slice(0, 5, 10);
+  Forecaster model(1);
+  model(first_half);
+  const nn::StateDict s = nn::states(model);
+  Forecaster fresh(2);  // other weights, until the state dict is loaded
+  nn::load_state_dict(fresh, nn::state_dict(model));
+  nn::load_states(fresh, s);
+  const Tensor expected = model(second_half).value();
+  CHECK(identical(fresh(second_half).value(), expected));  // bitwise, float64
+  CHECK(identical(value_of(nn::states(fresh), "encoder.lstm.c"), value_of(nn::states(model), "encoder.lstm.c")));
+}
+
+TEST_CASE("load_states after running on returns the model to the saved continuation") {
+  Forecaster model;
+  model(series({4, 3, 2}, 0.0));
+  const nn::StateDict s = nn::states(model);
+  const Tensor continuation = model(series({4, 3, 2}, 1.0)).value();
+  model(series({4, 3, 2}, 2.0));
+  nn::load_states(model, s);
+  CHECK(identical(model(series({4, 3, 2}, 1.0)).value(), continuation));
+}
+
+TEST_CASE("loading an undefined state resets the layer: its next call starts from zeros") {
+  Forecaster model;
+  const nn::StateDict never_run = nn::states(model);
+  const Tensor from_zeros = model(series({4, 3, 2}, 0.0)).value();
+  model(series({4, 3, 2}, 1.0));
+  nn::load_states(model, never_run);
+  CHECK_FALSE(model.encoder.lstm.carried_state().h.defined());
+  CHECK(identical(model(series({4, 3, 2}, 0.0)).value(), from_zeros));
+}
+
+TEST_CASE("load_states converts the values to each layer's dtype") {
+  nn::GRU gru(2, 3, {.stateful = true});  // float32
+  nn::load_states(gru, {{"h", Tensor::ones({1, 4, 3})}});
+  CHECK(gru.carried_state().h.dtype() == DType::Float32);
+  CHECK(gru(Tensor::zeros({2, 4, 2}, DType::Float32)).value().shape() == Shape{2, 4, 3});
+}
+
+TEST_CASE("load_states names missing and unexpected keys and changes nothing") {
+  Forecaster model;
+  model(series({4, 3, 2}, 0.0));
+  const nn::StateDict before = nn::states(model);
+  nn::StateDict s = without(before, "gru.h");
+  s.emplace_back("head.h", Tensor::zeros({1, 3, 1}));
+  const std::string message = error_message<IndexError>([&] { nn::load_states(model, s); });
+  CHECK_THAT(message, Catch::Contains("load_states (Forecaster)") && Catch::Contains("missing key(s) 'gru.h'") &&
+                          Catch::Contains("unexpected key(s) 'head.h'"));
+  CHECK(identical(value_of(nn::states(model), "encoder.lstm.h"), value_of(before, "encoder.lstm.h")));
+}
+
+TEST_CASE("load_states without strict loads the matching layers and reports the others") {
+  Forecaster model;
+  model(series({4, 3, 2}, 0.0));
+  const nn::StateDict saved = nn::states(model);
+  model(series({4, 3, 2}, 1.0));
+  nn::StateDict s = without(saved, "encoder.lstm.c");
+  s.emplace_back("smoother.h", Tensor::zeros({1, 3, 4}));
+  const nn::LoadStateResult r = nn::load_states(model, s, /*strict=*/false);
+  CHECK(r.missing_keys == std::vector<std::string>{"encoder.lstm.c"});
+  CHECK(r.unexpected_keys == std::vector<std::string>{"smoother.h"});
+  CHECK(identical(model.gru.carried_state().h, value_of(saved, "gru.h")));
+  CHECK_FALSE(identical(model.encoder.lstm.carried_state().h, value_of(saved, "encoder.lstm.h")));
+}
+
+TEST_CASE("load_states names a wrong shape with the layer, its keys and both shapes, and changes nothing") {
+  Forecaster model;
+  model(series({4, 3, 2}, 0.0));
+  const nn::StateDict before = nn::states(model);
+  nn::StateDict s = nn::states(model);
+  s[2].second = Tensor::zeros({1, 3, 5});  // gru.h
+  s[0].second = Tensor::zeros({2, 2, 5});  // encoder.lstm.h, checked first
+  CHECK_THAT(error_message<ShapeError>([&] { nn::load_states(model, s); }),
+             Catch::Contains("'encoder.lstm.h', 'encoder.lstm.c': LSTM(2, 5): carried c (2,3,5) must have h's shape "
+                             "(2,2,5)"));
+  s[0].second = before[0].second;
+  CHECK_THAT(error_message<ShapeError>([&] { nn::load_states(model, s); }),
+             Catch::Contains("'gru.h': GRU(5, 4): carried h (1,3,5) must be (num_layers, batch, hidden_size) = "
+                             "(1,batch,4)"));
+  for (std::size_t i = 0; i < before.size(); ++i) CHECK(identical(nn::states(model)[i].second, before[i].second));
+}
+
+TEST_CASE("load_states refuses a key given twice and an LSTM's h without its c") {
+  Forecaster model;
+  model(series({4, 3, 2}, 0.0));
+  nn::StateDict twice = nn::states(model);
+  twice.push_back(twice[2]);
+  CHECK_THAT(error_message<UsageError>([&] { nn::load_states(model, twice); }),
+             Catch::Contains("key 'gru.h' appears twice"));
+  nn::StateDict half = nn::states(model);
+  half[1].second = Tensor();
+  CHECK_THAT(error_message<UsageError>([&] { nn::load_states(model, half); }),
+             Catch::Contains("LSTM(2, 5): an LSTM's carried state needs c as well as h"));
 }

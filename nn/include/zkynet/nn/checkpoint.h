@@ -16,6 +16,10 @@
 // same name at the file's root, in state-dict order (link creation order is tracked). Values
 // keep their dtype (float32 -> IEEE f32, float64 -> IEEE f64, int64 -> 64-bit signed integer,
 // little-endian) and their shape as the dataset's shape; a 0-d tensor is a scalar dataset.
+// A model with stateful recurrent layers also gets a group "recurrent_states" holding
+// nn::states(model), one dataset per key ("encoder.lstm.h"); a layer that carries no state yet
+// is an empty dataset (null dataspace: h5py.Empty). Files without the group (older ones, or
+// models without stateful layers) hold the state dict only.
 // The file uses the HDF5 1.10 format (readable by HDF5 >= 1.10, so by any current h5py), whose
 // metadata is checksummed, and the values carry Fletcher-32 checksums (datasets of rank >= 1
 // are stored as one checksummed chunk, up to 1 GiB per chunk): a damaged file is an error, not
@@ -50,19 +54,24 @@ namespace zkynet::nn {
 void save_state(const StateDict& state, const std::string& path);
 
 // Reads every root dataset of `path`, in the order they were written (name order for files
-// that do not track creation order, such as h5py's defaults). Integer datasets of other
-// widths become int64 and float16 becomes float32; other types throw TypeError.
+// that do not track creation order, such as h5py's defaults); a checkpoint's
+// "recurrent_states" group is not part of it. Integer datasets of other widths become int64
+// and float16 becomes float32; other types throw TypeError.
 StateDict load_state(const std::string& path);
 
-// save_state(state_dict(module), path).
+// save_state(state_dict(module), path), plus nn::states(module) in the "recurrent_states"
+// group when the model has stateful recurrent layers.
 void save_checkpoint(const ModuleBase& module, const std::string& path);
 
-// Loads `path` into the module's parameters and buffers in place. Unlike load_state_dict,
-// which converts dtypes, a dtype that differs from the module's is an error: a checkpoint of
-// another precision is more likely a wrong file than an intended conversion (convert with
-// load_state + load_state_dict to mean it). Everything is checked before anything is copied,
-// so a failed load leaves the module unchanged. With strict = false, missing and unexpected
-// keys are skipped and reported.
+// Loads `path` into the module's parameters and buffers in place, and the carried states of
+// its stateful recurrent layers as load_states does, so the next call continues as the saved
+// model's would; a file without the "recurrent_states" group leaves the carried states as
+// they are. Unlike load_state_dict, which converts dtypes, a dtype that differs from the
+// module's is an error: a checkpoint of another precision is more likely a wrong file than an
+// intended conversion (convert with load_state + load_state_dict to mean it). Everything is
+// checked before anything is copied, so a failed load leaves the module unchanged. With
+// strict = false, missing and unexpected keys are skipped and reported (carried-state keys as
+// "recurrent_states/<key>").
 LoadStateResult load_checkpoint(ModuleBase& module, const std::string& path, bool strict = true);
 
 namespace detail {

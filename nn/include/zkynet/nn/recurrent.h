@@ -25,8 +25,11 @@
 // previous call's final state, carried as a constant (its value only: gradients stop at the
 // call boundary); the first call, and the first after reset_state(), starts from zeros. Two
 // stateful calls on x[0:k] and x[k:] give the values of one call on x. Without `stateful`
-// each call starts from zeros, or from an initial state passed explicitly, lstm(x, h0, c0) /
-// gru(x, h0) / rnn(x, h0): values or nodes of an enclosing call (then differentiated).
+// each call starts from zeros. Either way a call may start from an initial state passed
+// explicitly, lstm(x, h0, c0) / gru(x, h0) / rnn(x, h0): values or nodes of an enclosing call
+// (then differentiated); a stateful layer then carries that call's final state on as usual.
+// carried_state() / set_carried_state() read and replace the carried values; nn::states() and
+// nn::load_states() (<zkynet/nn/state.h>) do it for every layer of a model.
 //
 // Each layer runs as one fused operator over the whole sequence (<zkynet/ops/recurrent.h>).
 // Not supported (unlike torch): bidirectional, dropout, proj_size, unbatched 2-d inputs.
@@ -58,6 +61,12 @@ struct RecurrentState {
   NodeRef c;  // LSTM only
 };
 
+// The same as values: the state a stateful layer carries into its next call.
+struct RecurrentStateValues {
+  Tensor h;
+  Tensor c;  // LSTM only
+};
+
 // What RNN, LSTM and GRU share; use those.
 class RecurrentBase : public ModuleBase {
  public:
@@ -73,6 +82,16 @@ class RecurrentBase : public ModuleBase {
   bool stateful() const { return stateful_; }
   // Turns the carry on or off; turning it off also resets the state.
   void set_stateful(bool on);
+  // Stateful: the values the next call starts from (shared, not copies); undefined members
+  // before the first call, after reset_state() and while not stateful.
+  const RecurrentStateValues& carried_state() const { return carried_; }
+  // Makes the next call start from `state` (converted to the layer's dtype and device); an
+  // undefined h means zeros, as after reset_state(). last_state() is cleared: it belongs to a
+  // call. UsageError unless stateful or when c is given to RNN/GRU or missing for LSTM;
+  // ShapeError naming the shapes unless h (and c alike) is (num_layers, batch, hidden_size).
+  void set_carried_state(const RecurrentStateValues& state);
+  // Throws as set_carried_state would, changing nothing.
+  void check_carried_state(const RecurrentStateValues& state) const;
 
   Kind kind() const { return kind_; }
   std::int64_t input_size() const { return in_; }
@@ -98,7 +117,7 @@ class RecurrentBase : public ModuleBase {
   // Per layer: weight_ih, weight_hh, bias_ih, bias_hh (null without bias).
   std::vector<std::array<Parameter*, 4>> params_by_layer_;
   RecurrentState last_;
-  std::array<Tensor, 2> carried_;          // stateful: the values of last_ (h, c)
+  RecurrentStateValues carried_;           // stateful: the values of last_, or as set
   std::array<NodeRef, 2> explicit_state_;  // the next call's explicit initial state
 };
 
