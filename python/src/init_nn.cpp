@@ -61,6 +61,20 @@ py::tuple load_state_dict_into(ModuleBase& m, const py::dict& dict, bool strict)
   return py::make_tuple(r.missing_keys, r.unexpected_keys);
 }
 
+// {key: array}, None for a stateful layer that carries no state yet (nn::states' undefined tensors).
+py::dict states_of(const ModuleBase& m) {
+  py::dict out;
+  for (auto& [name, t] : nn::states(m)) out[py::str(name)] = t.defined() ? py::object(tensor_to_numpy(t)) : py::none();
+  return out;
+}
+
+py::tuple load_states_into(ModuleBase& m, const py::dict& dict, bool strict) {
+  nn::StateDict states;
+  for (auto [k, v] : dict) states.emplace_back(k.cast<std::string>(), v.is_none() ? Tensor() : tensor_from_python(v).clone());
+  const auto r = nn::load_states(m, states, strict);
+  return py::make_tuple(r.missing_keys, r.unexpected_keys);
+}
+
 }  // namespace
 
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
@@ -186,6 +200,12 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
         "{dotted name: array} of a module's parameters and buffers");
   nn.def("load_state_dict", &load_state_dict_into, py::arg("module"), py::arg("state_dict"), py::arg("strict") = true,
         "loads {dotted name: array} into a module; returns (missing_keys, unexpected_keys)");
+  nn.def("states", &states_of, py::arg("module"),
+        "{'<layer path>.h' / '.c': array} of what each stateful recurrent layer carries into its next call, copies "
+        "(FluxUtils' states); None for a stateful layer that carries nothing yet");
+  nn.def("load_states", &load_states_into, py::arg("module"), py::arg("states"), py::arg("strict") = true,
+        "restores nn.states() into the stateful recurrent layers, so the next call continues as the saved model's "
+        "(FluxUtils' loadstates!); None resets a layer; returns (missing_keys, unexpected_keys)");
   // The same as methods of every module (torch's spelling).
   py::object module_type = py::type::of<ModuleBase>();
   module_type.attr("state_dict") = py::cpp_function(&state_dict_of, py::name("state_dict"), py::is_method(module_type),

@@ -35,6 +35,8 @@ load_checkpoint = _nn.load_checkpoint
 manual_seed = _nn.manual_seed
 state_dict = _nn.state_dict
 load_state_dict = _nn.load_state_dict
+states = _nn.states
+load_states = _nn.load_states
 parameters_to_vector = _nn.parameters_to_vector
 vector_to_parameters = _nn.vector_to_parameters
 gradients_to_vector = _nn.gradients_to_vector
@@ -43,4 +45,5 @@ weights = _nn.weights
 __all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Sequential", "LeakyReLU", "Conv2d", "MaxPool2d", "AvgPool2d",
            "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "Embedding", "RNN", "LSTM", "GRU",
            "Estimator", "summary", "save_checkpoint", "load_checkpoint", "manual_seed", "state_dict", "load_state_dict",
+           "states", "load_states",
            "parameters_to_vector", "vector_to_parameters", "gradients_to_vector", "weights"]
