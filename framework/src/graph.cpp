@@ -22,17 +22,33 @@ InputNode::InputNode(Tape& tape, Tensor value, NodeKind kind, std::shared_ptr<In
 std::string InputNode::label() const { return input_ ? input_->name : "const"; }
 
 namespace {
-bool any_requires_grad(const std::vector<Node*>& parents) {
-  for (const Node* p : parents) {
-    if (p->requires_grad()) return true;
+bool any_differentiable_requires_grad(const std::vector<Node*>& parents, std::uint64_t nondiff) {
+  for (std::size_t i = 0; i < parents.size(); ++i) {
+    const bool differentiable = i >= 64 || ((nondiff >> i) & 1U) == 0;
+    if (differentiable && parents[i]->requires_grad()) return true;
   }
   return false;
 }
 }  // namespace
 
-OperatorNode::OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents, bool communicates)
-    : Node(tape, std::move(value), NodeKind::Operator, communicates || any_requires_grad(parents)),
-      parents_(std::move(parents)) {}
+OperatorNode::OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents, bool communicates,
+                           std::uint64_t nondiff)
+    : Node(tape, std::move(value), NodeKind::Operator,
+           communicates || any_differentiable_requires_grad(parents, nondiff)),
+      parents_(std::move(parents)),
+      nondiff_(nondiff) {}
+
+std::uint64_t nondiff_mask(std::string_view op, std::span<const std::size_t> arguments, std::size_t arity) {
+  std::uint64_t mask = 0;
+  for (std::size_t a : arguments) {
+    if (a >= arity || a >= 64) {
+      throw UsageError(std::string(op) + ": non-differentiable argument " + std::to_string(a) + " out of range for " +
+                       std::to_string(arity) + " argument(s)" + (a >= 64 ? " (at most 64 are supported)" : ""));
+    }
+    mask |= std::uint64_t{1} << a;
+  }
+  return mask;
+}
 
 void Tape::adopt(std::unique_ptr<Node> node) {
   node->index_ = nodes_.size();
@@ -121,7 +137,8 @@ namespace {
 class DynamicNode final : public OperatorNode {
  public:
   DynamicNode(Tape& tape, Tensor value, std::vector<Node*> parents, std::shared_ptr<const DynamicOperator> op)
-      : OperatorNode(tape, std::move(value), std::move(parents)), op_(std::move(op)) {}
+      : OperatorNode(tape, std::move(value), std::move(parents), false, nondiff_mask(op->name, op->nondiff, op->arity)),
+        op_(std::move(op)) {}
 
   std::string_view op_name() const override { return op_->name; }
 
@@ -131,7 +148,7 @@ class DynamicNode final : public OperatorNode {
     const auto needs = std::make_unique<bool[]>(ps.size());  // NOTE: std::vector<bool> has no span
     for (std::size_t i = 0; i < ps.size(); ++i) {
       inputs.push_back(ps[i]->value());
-      needs[i] = ps[i]->requires_grad();
+      needs[i] = needs_grad(i);
     }
     auto grads = op_->vjp(grad_out, value(), inputs, std::span<const bool>(needs.get(), ps.size()));
     if (grads.size() != ps.size()) {

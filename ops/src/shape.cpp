@@ -28,7 +28,20 @@ struct TransposeDef {
   }
 };
 
+// The identity whose argument is non-differentiable: the node stays in the graph (and in its
+// picture) but no gradient passes it. Its value shares x's storage, as torch's detach() does.
+struct StopGradientDef {
+  static constexpr std::string_view name = "stop_gradient";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  static constexpr std::array<bool, 1> nondiff{true};
+  Tensor forward(const Tensor& x) const { return x; }
+  std::array<Tensor, 1> vjp(const VjpContext<1>&) const { return {Tensor()}; }
+};
+
 }  // namespace
+
+NodeRef stop_gradient(const NodeRef& x) { return apply(StopGradientDef{}, x); }
+NodeRef detach(const NodeRef& x) { return stop_gradient(x); }
 
 NodeRef reshape(const NodeRef& x, const Shape& shape) { return apply(ReshapeDef{shape}, x); }
 NodeRef transpose(const NodeRef& x, std::int64_t axis0, std::int64_t axis1) {

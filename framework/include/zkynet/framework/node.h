@@ -83,15 +83,27 @@ class OperatorNode : public Node {
   // Communication operators answer true: backward visits them even when no gradient
   // reached them (with zeros), so that every rank runs the same collectives.
   virtual bool visit_without_gradient() const { return false; }
+  // False for an argument declared non-differentiable (Yota's @nodiff, JAX's nondiff_argnums):
+  // no gradient flows to it, and it alone does not make the output require one.
+  bool differentiable(std::size_t parent) const { return parent >= 64 || ((nondiff_ >> parent) & 1U) == 0; }
+  // Whether backward must produce parent i's gradient.
+  bool needs_grad(std::size_t parent) const { return differentiable(parent) && parents_[parent]->requires_grad(); }
 
  protected:
   // communicates: a communication operator. Its output may depend on other ranks'
   // parameters, so it requires a gradient even when its local inputs do not.
-  OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents, bool communicates = false);
+  // nondiff: bit i set when argument i is not differentiable (arguments 0..63).
+  OperatorNode(Tape& tape, Tensor value, std::vector<Node*> parents, bool communicates = false,
+               std::uint64_t nondiff = 0);
 
  private:
   std::vector<Node*> parents_;
+  std::uint64_t nondiff_;
 };
+
+// The nondiff bits of OperatorNode for a list of argument indices; UsageError (naming `op`)
+// for an index >= 64 or >= arity.
+std::uint64_t nondiff_mask(std::string_view op, std::span<const std::size_t> arguments, std::size_t arity);
 
 // One record per module invocation in a call; DOT export draws each as a cluster.
 struct Invocation {

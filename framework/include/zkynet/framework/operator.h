@@ -26,6 +26,7 @@
 #include <zkynet/framework/session.h>
 
 #include <array>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -71,7 +72,7 @@ class DefNode final : public OperatorNode {
   static constexpr std::size_t N = arity<Def>();
 
   DefNode(Tape& tape, Tensor value, std::vector<Node*> parents, Def def)
-      : OperatorNode(tape, std::move(value), std::move(parents), communicates()), def_(std::move(def)) {}
+      : OperatorNode(tape, std::move(value), std::move(parents), communicates(), nondiff()), def_(std::move(def)) {}
 
   std::string_view op_name() const override { return Def::name; }
   const Def& def() const { return def_; }
@@ -93,13 +94,26 @@ class DefNode final : public OperatorNode {
   }
   bool visit_without_gradient() const override { return communicates(); }
 
+  // A definition may declare arguments non-differentiable: `static constexpr std::array<bool, N>
+  // nondiff` (true: no gradient flows to that argument).
+  static constexpr std::uint64_t nondiff() {
+    if constexpr (requires { Def::nondiff; }) {
+      static_assert(Def::nondiff.size() == N && N <= 64, "Def::nondiff: one flag per input (at most 64)");
+      std::uint64_t mask = 0;
+      for (std::size_t i = 0; i < N; ++i) mask |= Def::nondiff[i] ? std::uint64_t{1} << i : 0;
+      return mask;
+    } else {
+      return 0;
+    }
+  }
+
   void backward(const Tensor& grad_out, std::span<Tensor> grad_in) const override {
     const auto ps = parents();
     std::array<const Tensor*, N> in{};
     std::array<bool, N> needs{};
     for (std::size_t i = 0; i < N; ++i) {
       in[i] = &ps[i]->value();
-      needs[i] = ps[i]->requires_grad();
+      needs[i] = needs_grad(i);
     }
     const VjpContext<N> ctx{grad_out, value(), in, needs};
     std::array<Tensor, N> grads = def_.vjp(ctx);
@@ -153,6 +167,7 @@ struct DynamicOperator {
   std::size_t arity = 0;
   Forward forward;
   Vjp vjp;
+  std::vector<std::size_t> nondiff;  // arguments no gradient flows to (Yota's @nodiff)
 };
 
 // apply() for a DynamicOperator: same recording rules, arity checked at run time.

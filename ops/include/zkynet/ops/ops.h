@@ -40,6 +40,11 @@ NodeRef mean(const NodeRef& x, const Shape& axes = {}, bool keepdim = false);
 NodeRef reshape(const NodeRef& x, const Shape& shape);
 NodeRef transpose(const NodeRef& x, std::int64_t axis0 = -2, std::int64_t axis1 = -1);
 
+// Gradient control: the value of x, through which no gradient flows (jax.lax.stop_gradient,
+// torch's detach). It records a node named "stop_gradient", so the graph shows where the flow stops.
+NodeRef stop_gradient(const NodeRef& x);
+NodeRef detach(const NodeRef& x);  // the same operator, under PyTorch's name
+
 // Linear algebra: numpy matmul (BLAS), and zkynet's dot (numpy.dot: inner product of
 // vectors, matrix product of matrices, sum over the last axis of a and the first of b...
 // here restricted to 1-d and 2-d operands).
