@@ -1,7 +1,9 @@
 #include <zkynet/data/dataset.h>
 #include <zkynet/framework/error.h>
 
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <string>
 
 namespace zkynet::data {
@@ -12,6 +14,25 @@ void check_index(std::int64_t index, std::int64_t size, const char* where) {
   if (index < 0 || index >= size) {
     throw IndexError(std::string(where) + ": index " + std::to_string(index) + " is out of range for " +
                      std::to_string(size) + " samples");
+  }
+}
+
+void check_box(std::size_t field, std::size_t fields, const Shape& shape, std::span<const Range> box, const char* where) {
+  if (field >= fields) {
+    throw IndexError(std::string(where) + ": field " + std::to_string(field) + " is out of range for " +
+                     std::to_string(fields) + " fields");
+  }
+  if (box.size() != shape.size()) {
+    throw ShapeError(std::string(where) + ": a box of " + std::to_string(box.size()) + " ranges for field " +
+                     std::to_string(field) + " of shape " + shape_str(shape) + ", which has " +
+                     std::to_string(shape.size()) + " axes");
+  }
+  for (std::size_t a = 0; a < box.size(); ++a) {
+    if (box[a].begin < 0 || box[a].begin > box[a].end || box[a].end > shape[a]) {
+      throw IndexError(std::string(where) + ": range [" + std::to_string(box[a].begin) + ", " +
+                       std::to_string(box[a].end) + ") of axis " + std::to_string(a) + " is out of bounds for field " +
+                       std::to_string(field) + " of shape " + shape_str(shape));
+    }
   }
 }
 
@@ -75,6 +96,33 @@ Batch Dataset::get_batch(std::span<const std::int64_t> indices) const {
   return stack_samples(samples);
 }
 
+std::vector<Shape> Dataset::field_shapes() const {
+  if (size() == 0) throw UsageError("Dataset::field_shapes: the dataset is empty, its fields cannot be seen");
+  std::vector<Shape> out;
+  for (const Tensor& t : get(0)) out.push_back(with_rows(size(), t.shape()));
+  return out;
+}
+
+Tensor Dataset::read_box(std::size_t field, std::span<const Range> box) const {
+  const std::vector<Shape> shapes = field_shapes();
+  detail::check_box(field, shapes.size(), shapes.at(std::min(field, shapes.size() - 1)), box, "Dataset::read_box");
+  Shape box_shape;
+  for (const Range& r : box) box_shape.push_back(r.end - r.begin);
+  if (shape_numel(box_shape) == 0) return Tensor::empty(box_shape, get(0)[field].dtype());
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(box[0].end - box[0].begin));
+  std::iota(rows.begin(), rows.end(), box[0].begin);
+  Tensor block = get_batch(rows)[field];
+  for (std::size_t a = 1; a < box.size(); ++a) block = block.slice(static_cast<std::int64_t>(a), box[a].begin, box[a].end);
+  return block.contiguous();
+}
+
+std::vector<FieldRef> fields_of(const Dataset& dataset) {
+  std::vector<FieldRef> out;
+  const std::size_t fields = dataset.field_shapes().size();
+  for (std::size_t k = 0; k < fields; ++k) out.push_back(FieldRef{&dataset, k});
+  return out;
+}
+
 TensorDataset::TensorDataset(std::vector<Tensor> tensors) {
   if (tensors.empty()) throw UsageError("TensorDataset: no tensors");
   for (std::size_t k = 0; k < tensors.size(); ++k) {
@@ -100,6 +148,21 @@ Sample TensorDataset::get(std::int64_t index) const {
   out.reserve(tensors_.size());
   for (const Tensor& t : tensors_) out.push_back(t.slice(0, index, index + 1).reshape(without_rows(t.shape())));
   return out;
+}
+
+std::vector<Shape> TensorDataset::field_shapes() const {
+  std::vector<Shape> out;
+  for (const Tensor& t : tensors_) out.push_back(t.shape());
+  return out;
+}
+
+Tensor TensorDataset::read_box(std::size_t field, std::span<const Range> box) const {
+  detail::check_box(field, tensors_.size(), tensors_.at(std::min(field, tensors_.size() - 1)).shape(), box,
+                    "TensorDataset::read_box");
+  Tensor view = tensors_[field];
+  for (std::size_t a = 0; a < box.size(); ++a) view = view.slice(static_cast<std::int64_t>(a), box[a].begin, box[a].end);
+  // A box of whole rows is already contiguous: clone it, so that the result never aliases the data.
+  return view.is_contiguous() ? view.clone() : view.contiguous();
 }
 
 Batch TensorDataset::get_batch(std::span<const std::int64_t> indices) const {

@@ -405,6 +405,66 @@ TEST_CASE("HDF5Dataset names a file that is missing or not HDF5", "[data]") {
              Catch::Contains("text.h5") && Catch::Contains("not a readable HDF5 file"));
 }
 
+// ---- whole fields, read in boxes ---------------------------------------------------------
+
+TEST_CASE("TensorDataset::read_box copies the box out of a field", "[data]") {
+  data::TensorDataset ds({series(2, 3, 4)});
+  const data::Range box[] = {{1, 2}, {0, 2}, {2, 4}};
+  const Tensor block = ds.read_box(0, box);
+  CHECK(block.shape() == Shape{1, 2, 2});
+  CHECK(block.to_doubles() == std::vector<double>{102, 103, 112, 113});
+}
+
+TEST_CASE("TensorDataset::read_box of whole rows is a copy, not a view of the data", "[data]") {
+  const Tensor x = Tensor{{1.0, 2.0}, {3.0, 4.0}};
+  data::TensorDataset ds({x});
+  const data::Range box[] = {{0, 1}, {0, 2}};
+  Tensor block = ds.read_box(0, box);
+  block.copy_(Tensor{{9.0, 9.0}});
+  CHECK(x.to_doubles() == std::vector<double>{1, 2, 3, 4});
+}
+
+TEST_CASE("Dataset's default read_box reads the box's rows through get_batch", "[data]") {
+  Squares ds;  // sample i: {(i*i, i*i), i}
+  CHECK(ds.field_shapes() == std::vector<Shape>{{5, 2}, {5}});
+  const data::Range box[] = {{2, 4}, {1, 2}};
+  CHECK(ds.read_box(0, box).to_doubles() == std::vector<double>{4, 9});
+}
+
+TEST_CASE("read_box refuses a field, a range or a rank out of bounds", "[data]") {
+  data::TensorDataset ds({series(2, 3, 4)});
+  const data::Range good[] = {{0, 2}, {0, 3}, {0, 4}};
+  const data::Range past_end[] = {{0, 2}, {0, 4}, {0, 4}};
+  const data::Range reversed[] = {{0, 2}, {2, 1}, {0, 4}};
+  const data::Range two_axes[] = {{0, 2}, {0, 3}};
+  CHECK_THAT(error_message<IndexError>([&] { ds.read_box(1, good); }), Catch::Contains("field 1"));
+  CHECK_THAT(error_message<IndexError>([&] { ds.read_box(0, past_end); }),
+             Catch::Contains("[0, 4) of axis 1") && Catch::Contains("(2,3,4)"));
+  CHECK_THROWS_AS(ds.read_box(0, reversed), IndexError);
+  CHECK_THAT(error_message<ShapeError>([&] { ds.read_box(0, two_axes); }), Catch::Contains("2 ranges"));
+}
+
+TEST_CASE("fields_of lists every field of a dataset", "[data]") {
+  const data::TensorDataset ds = numbered(4);
+  const std::vector<data::FieldRef> fields = data::fields_of(ds);
+  REQUIRE(fields.size() == 2);
+  CHECK(fields[1].dataset == &ds);
+  CHECK(fields[1].field == 1);
+}
+
+TEST_CASE("HDF5Dataset::read_box reads the box alone, in one read", "[data]") {
+  TempDir dir;
+  const Tensor x = series(3, 4, 10);
+  data::write_hdf5(dir.file("series.h5"), {{"x", x}}, {.chunk_rows = 1});
+  data::HDF5Dataset file(dir.file("series.h5"), {"x"});
+  CHECK(file.field_shapes() == std::vector<Shape>{{3, 4, 10}});
+  const data::Range box[] = {{0, 3}, {1, 3}, {5, 8}};
+  CHECK(allclose(file.read_box(0, box), x.slice(1, 1, 3).slice(2, 5, 8).contiguous(), 0.0, 0.0));
+  CHECK(file.read_stats().reads == 1);
+  const data::Range past_end[] = {{0, 3}, {0, 5}, {0, 10}};
+  CHECK_THROWS_AS(file.read_box(0, past_end), IndexError);
+}
+
 // ---- sequences ---------------------------------------------------------------------------
 
 TEST_CASE("SequenceBatches cuts (features, samples, time) into time-major windows", "[data]") {
@@ -491,4 +551,45 @@ TEST_CASE("SequenceBatches refuses tensors that are not (features, samples, time
 TEST_CASE("SequenceBatches refuses a window index out of range", "[data]") {
   data::SequenceBatches seqs({series(1, 2, 4)}, {.seqsize = 2});
   CHECK_THROWS_AS(seqs[2], IndexError);
+}
+
+TEST_CASE("SequenceBatches over dataset fields gives the windows it gives over the tensors", "[data]") {
+  const Tensor x = series(3, 5, 11), y = series(1, 5, 11).to(DType::Float32);
+  data::TensorDataset xs({x}), ys({y});
+  for (const bool split : {false, true}) {
+    INFO("split_series " << split);
+    const data::SequenceOptions options{.seqsize = 4, .batch_size = split ? 10 : 2, .split_series = split};
+    data::SequenceBatches in_memory({x, y}, options);
+    data::SequenceBatches from_fields({data::FieldRef{&xs, 0}, data::FieldRef{&ys, 0}}, options);
+    REQUIRE(from_fields.size() == in_memory.size());
+    for (std::int64_t k = 0; k < in_memory.size(); ++k) {
+      INFO("window " << k);
+      CHECK(same_batch(from_fields[k].tensors, in_memory[k].tensors));
+    }
+  }
+}
+
+TEST_CASE("SequenceBatches over HDF5 fields reads one box per field and window", "[data]") {
+  TempDir dir;
+  data::write_hdf5(dir.file("series.h5"), {{"x", series(3, 4, 10)}, {"y", series(1, 4, 10)}}, {.chunk_rows = 1});
+  data::HDF5Dataset xs(dir.file("series.h5"), {"x"}), ys(dir.file("series.h5"), {"y"});
+  data::SequenceBatches seqs({data::FieldRef{&xs, 0}, data::FieldRef{&ys, 0}}, {.seqsize = 5, .batch_size = 2});
+  CHECK(xs.read_stats().reads == 0);  // nothing read up front
+  const data::SequenceWindow w = seqs[3];  // group 1 (streams 2, 3), steps 5..9
+  CHECK(w.tensors[1].to_doubles() == std::vector<double>{25, 35, 26, 36, 27, 37, 28, 38, 29, 39});
+  CHECK(xs.read_stats().reads == 1);
+  CHECK(ys.read_stats().reads == 1);
+}
+
+TEST_CASE("SequenceBatches with max_steps windows only the first steps", "[data]") {
+  data::SequenceBatches seqs({series(1, 2, 10)}, {.seqsize = 3, .max_steps = 7});
+  CHECK(seqs.steps() == 7);
+  REQUIRE(seqs.size() == 3);
+  CHECK(seqs[2].tensors[0].to_doubles() == std::vector<double>{6, 16});
+}
+
+TEST_CASE("SequenceBatches names a field its dataset lacks", "[data]") {
+  data::TensorDataset xs({series(1, 2, 4)});
+  CHECK_THAT(error_message<IndexError>([&] { data::SequenceBatches({data::FieldRef{&xs, 1}}, {.seqsize = 2}); }),
+             Catch::Contains("field 1") && Catch::Contains("1 fields"));
 }

@@ -32,8 +32,16 @@
 //
 // Each window is a fresh contiguous tensor per role, copied with one strided copy per group of
 // streams from the same sample (no per-element access); the input tensors are held, not copied.
+//
+// Series too large for memory: give fields of datasets instead of tensors, and each window is
+// read as it is needed, one box (all features, the group's streams, the window's steps) per
+// field (read_box; with split_series, one box per stream):
+//   data::HDF5Dataset xs("series.h5", {"x"}), ys("series.h5", {"y"});   // (3, S, T), (1, S, T)
+//   data::SequenceBatches seqs({{&xs, 0}, {&ys, 0}}, {.seqsize = 20, .batch_size = 4});
+// The datasets must outlive the SequenceBatches.
 #pragma once
 
+#include <zkynet/data/dataset.h>
 #include <zkynet/framework/tensor.h>
 
 #include <cstdint>
@@ -48,6 +56,9 @@ struct SequenceOptions {
   bool drop_short_window = false;
   bool drop_short_batch = false;
   bool split_series = false;
+  // > 0: only the first max_steps time steps are cut into windows (the Estimator holds the
+  // later ones out for validation); 0: all of them.
+  std::int64_t max_steps = 0;
 };
 
 struct SequenceWindow {
@@ -62,6 +73,9 @@ class SequenceBatches {
   // ShapeError unless every tensor is 3-d (features, samples, time) with the same samples and
   // time; UsageError for an empty list or seqsize < 1 or batch_size < 0.
   SequenceBatches(std::vector<Tensor> series, SequenceOptions options);
+  // The same over fields of datasets, read window by window (each field's whole shape is
+  // (features, samples, time)); the same errors, and IndexError for a field a dataset lacks.
+  SequenceBatches(std::vector<FieldRef> series, SequenceOptions options);
 
   // Windows in all: groups() x windows_per_group().
   std::int64_t size() const { return groups_ * windows_per_group_; }
@@ -97,7 +111,14 @@ class SequenceBatches {
   std::default_sentinel_t end() const { return {}; }
 
  private:
-  std::vector<Tensor> series_;
+  void init(const std::vector<Shape>& shapes);
+  // Series k's values at streams [b0, b1) and steps [t0, t1), time-major (a new tensor).
+  Tensor window(std::size_t k, std::int64_t b0, std::int64_t b1, std::int64_t t0, std::int64_t t1) const;
+  Tensor window_of_field(std::size_t k, std::int64_t b0, std::int64_t b1, std::int64_t t0, std::int64_t t1) const;
+
+  std::vector<Tensor> series_;    // in memory, or
+  std::vector<FieldRef> fields_;  // read as needed
+  std::vector<Shape> shapes_;
   SequenceOptions options_;
   std::int64_t samples_ = 0;
   std::int64_t segments_ = 1;  // n: streams per sample
