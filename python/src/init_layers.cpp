@@ -1,5 +1,6 @@
 // More of nn/ and data/: convolution, pooling, normalization, dropout, embedding and recurrent
 // layers, checkpoints, summaries, the Estimator, datasets and loaders, and their operators.
+#include "array_dataset.h"
 #include "convert.h"
 
 #include <zkynet/data/dataloader.h>
@@ -24,6 +25,7 @@
 
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 
@@ -133,7 +135,7 @@ void batch_norm_layer(py::module_& m, const char* name, const char* doc) {
 // The estimator together with the Python objects it refers to.
 struct PyEstimator {
   py::object model, optimizer;
-  py::list hooks;  // the Python callables est's callbacks call (kept alive here, released after est)
+  py::list hooks;  // the Python callables est's loss and callbacks call (kept alive here, released after est)
   std::unique_ptr<nn::Estimator> est;
 };
 
@@ -145,6 +147,151 @@ py::dict epoch_log_dict(const nn::EpochLog& l) {
   d["samples_per_second"] = l.samples_per_second;
   d["seconds"] = l.seconds;
   return d;
+}
+
+// loss_fn(prediction, *targets): one target or several, as fit() was given them. `fn` is owned
+// by the PyEstimator's hooks, which outlive the C++ estimator.
+nn::Estimator::TupleLoss tuple_loss_from_python(PyObject* fn) {
+  return [fn](const NodeRef& prediction, std::span<const NodeRef> targets) {
+    py::gil_scoped_acquire gil;
+    py::tuple args(targets.size() + 1);
+    args[0] = py::cast(prediction);
+    for (std::size_t k = 0; k < targets.size(); ++k) args[k + 1] = py::cast(targets[k]);
+    return noderef_from_python(py::reinterpret_borrow<py::object>(fn)(*args));
+  };
+}
+
+// fit's and predict's x and y: a tuple holds several inputs (targets); anything else is one.
+// (A list is array data, as numpy reads it.)
+std::vector<py::object> items_of(py::handle value) {
+  std::vector<py::object> out;
+  if (py::isinstance<py::tuple>(value)) {
+    for (auto item : value) out.push_back(py::reinterpret_borrow<py::object>(item));
+    if (out.empty()) throw UsageError("Estimator: an empty tuple of inputs or targets");
+  } else {
+    out.push_back(py::reinterpret_borrow<py::object>(value));
+  }
+  return out;
+}
+
+bool read_as_needed(py::handle item) { return py::isinstance<data::Dataset>(item) || is_lazy_array(item); }
+
+bool any_read_as_needed(const std::vector<py::object>& items) {
+  return std::any_of(items.begin(), items.end(), [](const py::object& i) { return read_as_needed(i); });
+}
+
+// In memory: copies, since Python code may write into the arrays while fit runs without the GIL.
+std::vector<Tensor> tensors_of(const std::vector<py::object>& items) {
+  std::vector<Tensor> out;
+  for (const auto& item : items) out.push_back(tensor_from_python(item).clone());
+  return out;
+}
+
+// Inputs or targets as fields of datasets: zkynet datasets (every field), lazy arrays (memmaps,
+// h5py) wrapped to be read batch by batch, arrays in memory copied into a TensorDataset each.
+struct PyFields {
+  std::vector<std::shared_ptr<const data::Dataset>> owners;
+  std::vector<data::FieldRef> fields;
+};
+
+PyFields fields_from_python(const std::vector<py::object>& items, const std::string& role) {
+  PyFields out;
+  for (std::size_t k = 0; k < items.size(); ++k) {
+    const py::object& item = items[k];
+    const std::string name = "Estimator: " + role + " " + std::to_string(k);
+    std::shared_ptr<const data::Dataset> dataset;
+    if (py::isinstance<data::Dataset>(item)) {
+      dataset = item.cast<std::shared_ptr<data::Dataset>>();
+    } else if (is_lazy_array(item)) {
+      dataset = std::make_shared<ArrayLikeDataset>(std::vector<py::object>{item}, std::vector<std::string>{name});
+    } else {
+      Tensor t = tensor_from_python(item).clone();
+      if (t.dim() == 0) throw ShapeError(name + " is 0-d; samples are rows of axis 0");
+      dataset = std::make_shared<data::TensorDataset>(std::vector<Tensor>{std::move(t)});
+    }
+    for (const data::FieldRef& f : data::fields_of(*dataset)) out.fields.push_back(f);
+    out.owners.push_back(std::move(dataset));
+  }
+  return out;
+}
+
+// predict's out=: a writable, C-contiguous numpy array of a zkynet dtype, as a tensor over its
+// memory (shape and dtype are checked against the predictions by the C++ predict).
+Tensor out_from_python(py::handle out) {
+  if (!py::isinstance<py::array>(out)) {
+    throw TypeError("Estimator.predict: out must be a numpy array, got '" +
+                    std::string(py::str(out.get_type().attr("__name__"))) + "'");
+  }
+  const auto array = py::reinterpret_borrow<py::array>(out);
+  if (!array.writeable()) throw py::value_error("Estimator.predict: out is read-only; give a writable array");
+  if (!(array.flags() & py::array::c_style)) {
+    throw py::value_error("Estimator.predict: out must be C-contiguous (np.ascontiguousarray or np.empty give one)");
+  }
+  const std::string dtype = py::str(array.dtype());
+  if (dtype != "float32" && dtype != "float64" && dtype != "int64") {
+    throw TypeError("Estimator.predict: out is " + dtype + "; it must be float32, float64 or int64, as the predictions are");
+  }
+  Tensor t = tensor_from_python(array);
+  if (t.raw_data() != array.data()) throw TypeError("Estimator.predict: out (" + dtype + ") cannot be written in place");
+  return t;
+}
+
+py::list history_list(const std::vector<nn::EpochLog>& logs) {
+  py::list out;
+  for (const auto& l : logs) out.append(epoch_log_dict(l));
+  return out;
+}
+
+py::list estimator_fit(PyEstimator& e, py::handle x, py::handle y, std::int64_t num_inputs) {
+  if (y.is_none()) {
+    if (!py::isinstance<data::Dataset>(x)) {
+      throw TypeError("Estimator.fit: give y, or x as a zkynet data.Dataset whose first num_inputs fields are the inputs "
+                      "and the others the targets");
+    }
+    const auto dataset = x.cast<std::shared_ptr<data::Dataset>>();
+    std::vector<nn::EpochLog> logs;
+    {
+      py::gil_scoped_release release;
+      logs = e.est->fit(*dataset, num_inputs);
+    }
+    return history_list(logs);
+  }
+  const auto xs = items_of(x), ys = items_of(y);
+  std::vector<nn::EpochLog> logs;
+  if (any_read_as_needed(xs) || any_read_as_needed(ys)) {
+    const PyFields inputs = fields_from_python(xs, "input"), targets = fields_from_python(ys, "target");
+    py::gil_scoped_release release;
+    logs = e.est->fit(inputs.fields, targets.fields);
+  } else {
+    const std::vector<Tensor> inputs = tensors_of(xs), targets = tensors_of(ys);
+    py::gil_scoped_release release;
+    logs = e.est->fit(inputs, targets);
+  }
+  return history_list(logs);  // the GIL is back: the datasets are released with it
+}
+
+py::object estimator_predict(PyEstimator& e, py::handle x, py::handle out) {
+  const auto xs = items_of(x);
+  Tensor into = out.is_none() ? Tensor() : out_from_python(out);
+  Tensor result;
+  if (any_read_as_needed(xs)) {
+    const PyFields inputs = fields_from_python(xs, "input");
+    py::gil_scoped_release release;
+    if (into.defined()) {
+      e.est->predict(inputs.fields, into);
+    } else {
+      result = e.est->predict(inputs.fields);
+    }
+  } else {
+    const std::vector<Tensor> inputs = tensors_of(xs);
+    py::gil_scoped_release release;
+    if (into.defined()) {
+      e.est->predict(inputs, into);
+    } else {
+      result = e.est->predict(inputs);
+    }
+  }
+  return into.defined() ? py::reinterpret_borrow<py::object>(out) : py::object(tensor_to_numpy(result));
 }
 
 class LoaderIterator {
@@ -322,33 +469,27 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   }, py::arg("model"), py::arg("example_input"), "the model's summary table (a list or tuple: several inputs)");
 
   // --- Estimator ---
-  py::class_<PyEstimator>(nn, "Estimator", "fit/evaluate/predict for a model, a loss and an optimizer: minibatches, validation, early stopping")
+  py::class_<PyEstimator>(nn, "Estimator", "fit/evaluate/predict for a model, a loss and an optimizer: minibatches, validation, early stopping; tuples of inputs and targets; data read as needed from memmaps, h5py and zkynet datasets")
       .def(py::init([](py::object model, py::object loss_fn, py::object optimizer, std::int64_t epochs,
                        std::int64_t batchsize, std::int64_t seqsize, double validation_split, std::int64_t patience,
                        bool shuffle, std::uint64_t seed, bool verbose) {
-             nn::Estimator::Loss loss = loss_from_python(std::move(loss_fn));
              auto out = std::make_unique<PyEstimator>();
              out->model = model;
              out->optimizer = optimizer;
+             out->hooks.append(loss_fn);  // owned for the estimator's life
              out->est = std::make_unique<nn::Estimator>(
-                 model.cast<ModuleBase&>(), std::move(loss), optimizer.cast<optim::Optimizer&>(),
+                 model.cast<ModuleBase&>(), tuple_loss_from_python(loss_fn.ptr()), optimizer.cast<optim::Optimizer&>(),
                  nn::EstimatorSpec{epochs, batchsize, seqsize, validation_split, patience, shuffle, seed, verbose});
              return out;
            }),
            py::arg("model"), py::arg("loss_fn"), py::arg("optimizer"), py::arg("epochs") = 10,
            py::arg("batchsize") = 32, py::arg("seqsize") = 0, py::arg("validation_split") = 0.0,
            py::arg("patience") = 0, py::arg("shuffle") = true, py::arg("seed") = 0, py::arg("verbose") = true)
-      .def("fit", [](PyEstimator& e, py::handle x, py::handle y) {
-        Tensor tx = tensor_from_python(x).clone(), ty = tensor_from_python(y).clone();
-        std::vector<nn::EpochLog> logs;
-        {
-          py::gil_scoped_release release;
-          logs = e.est->fit(tx, ty);
-        }
-        py::list out;
-        for (const auto& l : logs) out.append(epoch_log_dict(l));
-        return out;
-      }, py::arg("x"), py::arg("y"), "trains; one dict per epoch (epoch, loss, val_loss, samples_per_second, seconds)")
+      .def("fit", &estimator_fit, py::arg("x"), py::arg("y") = py::none(), py::arg("num_inputs") = 1,
+           "trains; one dict per epoch (epoch, loss, val_loss, samples_per_second, seconds). x and y: an array, or "
+           "a tuple of arrays (the model called with every input, loss_fn(prediction, *targets)); numpy memmaps, "
+           "h5py datasets and data.Dataset objects are read batch by batch (series: window by window), arrays in "
+           "memory copied once. y=None: x is a data.Dataset whose first num_inputs fields are the inputs")
       .def("add_callback", [](PyEstimator& e, py::function callback) {
         e.hooks.append(callback);
         PyObject* fn = callback.ptr();  // owned by e.hooks for the estimator's life
@@ -367,15 +508,10 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
           py::reinterpret_borrow<py::object>(fn)();
         });
       }, py::arg("reset"), "reset() whenever a new group of sequences starts (stateful recurrent models)")
-      .def("predict", [](PyEstimator& e, py::handle x) {
-        Tensor tx = tensor_from_python(x).clone();
-        Tensor out;
-        {
-          py::gil_scoped_release release;
-          out = e.est->predict(tx);
-        }
-        return tensor_to_numpy(out);
-      }, py::arg("x"));
+      .def("predict", &estimator_predict, py::arg("x"), py::arg("out") = py::none(),
+           "the model's predictions for x (an array, a tuple of arrays, a memmap, an h5py dataset or a "
+           "data.Dataset); out=: a writable C-contiguous numpy array of the predictions' shape and dtype, "
+           "written batch by batch (series: window by window) and returned (FluxUtils' predict!)");
 
   // --- operators ---
   ops.def("conv2d", [](py::handle input, py::handle weight, py::handle bias, py::handle stride, py::handle padding,
@@ -455,6 +591,17 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
         return py::make_tuple(r.reads, r.rows);
       }, "(reads, rows) since construction or reset_read_stats()")
       .def("reset_read_stats", &data::HDF5Dataset::reset_read_stats);
+  py::class_<ArrayLikeDataset, data::Dataset, std::shared_ptr<ArrayLikeDataset>>(
+      data, "ArrayDataset",
+      "samples read lazily from array-likes sharing their first axis (numpy memmaps, h5py datasets, anything with "
+      "shape, dtype and slicing): each batch is read through their own indexing when it is needed")
+      .def(py::init([](const py::args& arrays) {
+        std::vector<py::object> items;
+        for (auto a : arrays) items.push_back(py::reinterpret_borrow<py::object>(a));
+        return std::make_shared<ArrayLikeDataset>(items);
+      }))
+      .def_property_readonly("reads", &ArrayLikeDataset::reads,
+                             "reads through the arrays' indexing so far (one per slice or fancy read)");
   data.def("write_hdf5", [](const std::string& path, const py::dict& arrays, std::int64_t chunk_rows) {
     std::vector<std::pair<std::string, Tensor>> tensors;
     for (auto [k, v] : arrays) tensors.emplace_back(k.cast<std::string>(), tensor_from_python(v));

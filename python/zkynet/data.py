@@ -7,6 +7,9 @@
 
     data.write_hdf5("train.h5", {"x": x, "y": y})  # chunked by rows
     ds = data.HDF5Dataset("train.h5", ["x", "y"])  # lazy: one read per dataset and batch
+
+    x = np.load("x.npy", mmap_mode="r")            # or h5py.File("d.h5")["x"]
+    ds = data.ArrayDataset(x, y)                   # lazy: each batch read through x[i:j]
 """
 from ._zkynet import data as _data
 
@@ -14,6 +17,7 @@ Dataset = _data.Dataset
 TensorDataset = _data.TensorDataset
 DataLoader = _data.DataLoader
 HDF5Dataset = _data.HDF5Dataset
+ArrayDataset = _data.ArrayDataset
 write_hdf5 = _data.write_hdf5
 
-__all__ = ["Dataset", "TensorDataset", "DataLoader", "HDF5Dataset", "write_hdf5"]
+__all__ = ["Dataset", "TensorDataset", "DataLoader", "HDF5Dataset", "ArrayDataset", "write_hdf5"]
