@@ -1,5 +1,5 @@
 // layer_norm, batch_norm and dropout: forward and VJP side by side, the loops in
-// kernels/normalization.cpp (CPU only until GPU part 2: cuDNN, issue 13).
+// kernels/normalization.cpp (and kernels/cuda/normalization.cu for CUDA tensors).
 //
 // Both norms see their input as groups of elements sharing one mean and variance (see
 // kernels/normalization.h): layer_norm's groups are the rows, each of prod(normalized_shape)

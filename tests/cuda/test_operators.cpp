@@ -16,7 +16,13 @@
 #include <zkynet/ops/ops.h>
 #include <zkynet/ops/recurrent.h>
 #include <zkynet/ops/select.h>
+#include <zkynet/nn/activation.h>
+#include <zkynet/nn/conv.h>
+#include <zkynet/nn/flatten.h>
 #include <zkynet/nn/linear.h>
+#include <zkynet/nn/normalization.h>
+#include <zkynet/nn/pooling.h>
+#include <zkynet/nn/sequential.h>
 #include <zkynet/optim/adam.h>
 #include <zkynet/optim/clip.h>
 #include <zkynet/optim/rmsprop.h>
@@ -56,7 +62,21 @@ struct Case {
   std::vector<Shape> shapes;
   bool positive = false;   // inputs > 0 (log, sqrt, div's divisor)
   bool transposed = false; // the first input a transposed (non-contiguous) view
+  // float32's relative tolerance: cuDNN's convolution algorithms (Winograd, FFT) round otherwise
+  // than a direct sum, so conv2d rows allow 1e-4 (TF32 stays off).
+  double rtol32 = 1e-5;
 };
+
+// conv2d with options, float32 compared to 1e-4.
+Case conv_case(std::string name, std::vector<Shape> shapes, op::Conv2dOptions options, bool transposed = false) {
+  const bool bias = shapes.size() == 3;
+  return {std::move(name),
+          [=](auto x) { return op::conv2d(x[0], x[1], bias ? x[2] : NodeRef(), options); },
+          std::move(shapes),
+          false,
+          transposed,
+          1e-4};
+}
 
 // Class indices as an int64 target on the scores' device: (N,), or 0-d for one index.
 NodeRef classes(const NodeRef& scores, const std::vector<std::int64_t>& indices) {
@@ -192,10 +212,15 @@ const std::vector<Case>& table() {
       {"binary_cross_entropy_with_logits sum", [](auto x) {
          return op::binary_cross_entropy_with_logits(x[0], x[1], op::Reduction::Sum);
        }, {{7}, {7}}},
-      // Normalization, recurrent, convolution and pooling: CPU-only until GPU part 2 (kCpuOnly).
-      // Running statistics and omitted initial states live on the input's device.
+      // Normalization (cuda/normalization.cu): groups summed in chunks of 8192 elements (the long
+      // rows and big channels take several); running statistics live on the input's device.
       {"layer_norm", [](auto x) { return op::layer_norm(x[0], {6}, x[1], x[2]); }, {{4, 6}, {6}, {6}}},
       {"layer_norm over two axes, no affine", [](auto x) { return op::layer_norm(x[0], {3, 4}); }, {{2, 3, 4}}},
+      {"layer_norm weight only, transposed", [](auto x) { return op::layer_norm(x[0], {5}, x[1]); },
+       {{3, 4, 5}, {5}}, false, true},
+      {"layer_norm bias only", [](auto x) { return op::layer_norm(x[0], {7}, NodeRef(), x[1]); }, {{2, 3, 7}, {7}}},
+      {"layer_norm rows of 9000, several chunks",
+       [](auto x) { return op::layer_norm(x[0], {9000}, x[1], x[2], 1e-3); }, {{3, 9000}, {9000}, {9000}}},
       {"batch_norm training", [](auto x) {
          const Tensor& v = x[0].value();
          return op::batch_norm(x[0], Tensor::zeros({3}, v.dtype(), v.device()), Tensor::ones({3}, v.dtype(), v.device()),
@@ -206,6 +231,20 @@ const std::vector<Case>& table() {
          return op::batch_norm(x[0], Tensor::full({3}, 0.1, v.dtype(), v.device()),
                                Tensor::full({3}, 2.0, v.dtype(), v.device()), x[1], x[2], false);
        }, {{4, 3}, {3}, {3}}},
+      {"batch_norm training 4-d, no statistics, no affine",
+       [](auto x) { return op::batch_norm(x[0], Tensor(), Tensor(), NodeRef(), NodeRef(), true, 0.1, 1e-3); },
+       {{3, 4, 5, 6}}},
+      {"batch_norm training, 10560 per channel (two chunks), weight only", [](auto x) {
+         const Tensor& v = x[0].value();
+         return op::batch_norm(x[0], Tensor::zeros({2}, v.dtype(), v.device()), Tensor::ones({2}, v.dtype(), v.device()),
+                               x[1], NodeRef(), true, 0.3);
+       }, {{16, 2, 33, 20}, {2}}},
+      {"batch_norm evaluation 4-d transposed", [](auto x) {
+         const Tensor& v = x[0].value();
+         return op::batch_norm(x[0], Tensor::full({3}, -0.2, v.dtype(), v.device()),
+                               Tensor::full({3}, 0.7, v.dtype(), v.device()), x[1], x[2], false);
+       }, {{2, 3, 4, 5}, {3}, {3}}, false, true},
+      // Recurrent layers: CPU-only still (kCpuOnly).
       {"lstm", [](auto x) { return op::lstm(x[0], x[1], x[2], x[3], x[4], x[5], x[6]).output; },
        {{3, 2, 4}, {2, 5}, {2, 5}, {20, 4}, {20, 5}, {20}, {20}}},
       {"lstm_cell", [](auto x) {
@@ -217,29 +256,50 @@ const std::vector<Case>& table() {
        {{3, 2, 4}, {15, 4}, {15, 5}, {15}, {15}}},
       {"gru_cell", [](auto x) { return op::gru_cell(x[0], x[1], x[2], x[3]); }, {{2, 4}, {2, 5}, {15, 4}, {15, 5}}},
       {"rnn tanh", [](auto x) { return op::rnn(x[0], x[1], x[2], x[3]).output; }, {{3, 2, 4}, {2, 5}, {5, 4}, {5, 5}}},
-      {"conv2d padded", [](auto x) { return op::conv2d(x[0], x[1], x[2], op::Conv2dOptions{.padding = {1, 1}}); },
-       {{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}},
+      // conv2d through cuDNN (cuda/conv.cu): strides, padding, dilation, groups, odd sizes, no
+      // bias, a non-contiguous input; the bias gradient is cuda::sum's.
+      conv_case("conv2d padded", {{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}, {.padding = {1, 1}}),
+      conv_case("conv2d stride 2, no bias", {{2, 3, 7, 6}, {5, 3, 3, 2}}, {.stride = {2, 2}}),
+      conv_case("conv2d dilation 2, padding (2, 1)", {{1, 2, 9, 8}, {3, 2, 3, 3}, {3}},
+                {.padding = {2, 1}, .dilation = {2, 2}}),
+      conv_case("conv2d groups 2, stride (1, 2)", {{2, 4, 6, 7}, {6, 2, 3, 3}, {6}}, {.stride = {1, 2}, .groups = 2}),
+      conv_case("conv2d depthwise, padded", {{2, 3, 5, 5}, {3, 1, 3, 3}, {3}}, {.padding = {1, 1}, .groups = 3}),
+      conv_case("conv2d 1x1 on a transposed input", {{2, 3, 5, 4}, {4, 3, 1, 1}, {4}}, {}, true),
+      conv_case("conv2d odd sizes, stride (3, 2), padding (2, 1), dilation (1, 2)",
+                {{3, 5, 11, 13}, {7, 5, 4, 3}, {7}}, {.stride = {3, 2}, .padding = {2, 1}, .dilation = {1, 2}}),
+      conv_case("conv2d 16 to 32 channels, 3x3, batch 8", {{8, 16, 12, 12}, {32, 16, 3, 3}, {32}},
+                {.padding = {1, 1}}),
+      // Pooling (cuda/pooling.cu): windows clipped by padding, dilation, count_include_pad.
       {"max_pool2d", [](auto x) { return op::max_pool2d(x[0], {2, 2}); }, {{2, 3, 4, 4}}},
+      {"max_pool2d 3x3 stride 2 padding 1",
+       [](auto x) { return op::max_pool2d(x[0], {3, 3}, {.stride = {2, 2}, .padding = {1, 1}}); }, {{2, 3, 7, 8}}},
+      {"max_pool2d (3, 2) dilation 2 stride (1, 2) padding 1", [](auto x) {
+         return op::max_pool2d(x[0], {3, 2}, {.stride = {1, 2}, .padding = {1, 1}, .dilation = {2, 2}});
+       }, {{1, 2, 9, 9}}},
+      {"max_pool2d (2, 3) transposed", [](auto x) { return op::max_pool2d(x[0], {2, 3}); }, {{2, 3, 5, 6}}, false, true},
       {"avg_pool2d", [](auto x) { return op::avg_pool2d(x[0], {2, 2}); }, {{2, 3, 4, 4}}},
+      {"avg_pool2d 3x3 stride 2 padding 1",
+       [](auto x) { return op::avg_pool2d(x[0], {3, 3}, {.stride = {2, 2}, .padding = {1, 1}}); }, {{2, 3, 7, 8}}},
+      {"avg_pool2d (3, 2) stride (2, 1) padding 1, count_include_pad false", [](auto x) {
+         return op::avg_pool2d(x[0], {3, 2}, {.stride = {2, 1}, .padding = {1, 1}, .count_include_pad = false});
+       }, {{1, 2, 6, 5}}},
+      {"avg_pool2d transposed, overlapping", [](auto x) {
+         return op::avg_pool2d(x[0], {2, 2}, {.stride = {1, 1}});
+       }, {{2, 2, 6, 6}}, false, true},
   };
   return cases;
 }
 
 // Operators the table knows to lack a CUDA path, with the reason. Each must refuse CUDA operands
 // (see the table's test): remove its entry when it gets a CUDA implementation.
+// RNN, LSTM and GRU: their cuDNN path (cudnnRNNForward, _v8 backward) is a separate part of
+// issue 13.
 const std::map<std::string, std::string> kCpuOnly = {
-    {"layer_norm", "cuDNN: GPU part 2, issue 13"},
-    {"layer_norm over two axes, no affine", "cuDNN: GPU part 2, issue 13"},
-    {"batch_norm training", "cuDNN: GPU part 2, issue 13"},
-    {"batch_norm evaluation", "cuDNN: GPU part 2, issue 13"},
-    {"lstm", "cuDNN: GPU part 2, issue 13"},
-    {"lstm_cell", "cuDNN: GPU part 2, issue 13"},
-    {"gru, zero initial state", "cuDNN: GPU part 2, issue 13"},
-    {"gru_cell", "cuDNN: GPU part 2, issue 13"},
-    {"rnn tanh", "cuDNN: GPU part 2, issue 13"},
-    {"conv2d padded", "cuDNN: GPU part 2, issue 13"},
-    {"max_pool2d", "cuDNN: GPU part 2, issue 13"},
-    {"avg_pool2d", "cuDNN: GPU part 2, issue 13"},
+    {"lstm", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
+    {"lstm_cell", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
+    {"gru, zero initial state", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
+    {"gru_cell", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
+    {"rnn tanh", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
 };
 
 Tensor input(const Shape& shape, bool positive, std::uint64_t seed, DType dtype) {
@@ -267,8 +327,8 @@ Result run(const Case& c, const std::vector<Tensor>& inputs, const Tensor& seed_
 
 TEST_CASE("every operator in the table gives the CPU's value and gradient on CUDA", "[cuda]") {
   for (const DType dtype : {DType::Float64, DType::Float32}) {
-    const double rtol = dtype == DType::Float64 ? 1e-12 : 1e-5;
     for (const Case& c : table()) {
+      const double rtol = dtype == DType::Float64 ? 1e-12 : c.rtol32;
       INFO(c.name << " " << dtype_name(dtype));
       std::vector<Tensor> cpu_inputs, gpu_inputs;
       for (std::size_t i = 0; i < c.shapes.size(); ++i) {
@@ -626,5 +686,105 @@ TEST_CASE("clip_grad_norm on CUDA gradients gives the CPU's norm and clips them 
     nan_grad.accumulate_grad(Tensor::from_vector<double>({1.0, std::nan(""), 2.0}, {3}).to(dtype).cuda());
     CHECK(std::isnan(optim::clip_grad_norm({nan_grad}, 1.0)));
     CHECK(std::isnan(optim::clip_grad_norm({nan_grad}, 1.0, inf)));
+  }
+}
+
+// ---- convolution, pooling and normalization beyond the table (cuda/conv.cu, pooling.cu,
+// normalization.cu) ---------------------------------------------------------------------------
+
+TEST_CASE("max_pool2d on CUDA picks the CPU's index for ties, NaN, -inf and all-padding windows", "[cuda][pool]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  // One 4x4 plane: a tie (2, 2) in the first window, NaNs (the last one wins), -inf only, -0/+0.
+  const Tensor x = Tensor::from_vector<double>(
+      {2, 1, nan, 3, 2, 0, 4, nan, -inf, -inf, -0.0, 0.0, -inf, -inf, 0.0, -0.0}, {1, 1, 4, 4});
+  const std::vector<std::pair<std::array<std::int64_t, 2>, op::MaxPool2dOptions>> windows = {
+      {{2, 2}, {}},
+      {{3, 3}, {.stride = {1, 1}, .padding = {1, 1}}},
+      {{2, 2}, {.stride = {1, 1}, .padding = {1, 1}, .dilation = {5, 5}}},  // taps -1 and 4: wholly in padding
+      {{2, 2}, {.stride = {3, 3}, .padding = {1, 1}, .dilation = {3, 3}}},
+      {{3, 1}, {.stride = {1, 2}, .padding = {1, 0}, .dilation = {1, 1}}},
+  };
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    for (const auto& [kernel, options] : windows) {
+      INFO(dtype_name(dtype) << " kernel " << kernel[0] << "x" << kernel[1]);
+      Tensor want_index, got_index;
+      const Tensor want = kernels::max_pool2d(x.to(dtype), kernel, options, &want_index);
+      const Tensor got = kernels::max_pool2d(x.to(dtype).cuda(), kernel, options, &got_index);
+      REQUIRE(got.device() == Device::cuda());
+      CHECK(same_values(got, want, 0.0));
+      CHECK(allclose(got_index.cpu(), want_index, 0.0, 0.0));
+      const Tensor g = Tensor::ones(want.shape(), dtype);
+      CHECK(allclose(kernels::max_pool2d_backward(g.cuda(), x.shape(), got_index).cpu(),
+                     kernels::max_pool2d_backward(g, x.shape(), want_index), 0.0, 0.0));
+    }
+  }
+}
+
+TEST_CASE("batch_norm's running statistics on CUDA follow the CPU's over several steps", "[cuda][norm]") {
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    Generator gen(13);
+    const Tensor x = Tensor::randn({6, 4, 3, 5}, gen, dtype);
+    Tensor mean_cpu = Tensor::zeros({4}, dtype), var_cpu = Tensor::ones({4}, dtype);
+    Tensor mean_gpu = mean_cpu.cuda(), var_gpu = var_cpu.cuda();
+    for (int step = 0; step < 3; ++step) {
+      const Tensor input = kernels::scale(x, 1.0 + step);
+      op::batch_norm(input, mean_cpu, var_cpu, NodeRef(), NodeRef(), true, 0.25);
+      op::batch_norm(input.cuda(), mean_gpu, var_gpu, NodeRef(), NodeRef(), true, 0.25);
+    }
+    REQUIRE(mean_gpu.device() == Device::cuda());
+    const double rtol = dtype == DType::Float64 ? 1e-12 : 1e-6;
+    CHECK(allclose(mean_gpu.cpu(), mean_cpu, rtol, rtol));
+    CHECK(allclose(var_gpu.cpu(), var_cpu, rtol, rtol));
+    // Statistics on another device than the input are refused, naming the operator.
+    CHECK_THROWS_AS(op::batch_norm(x.cuda(), mean_cpu, var_cpu, NodeRef(), NodeRef(), true), DeviceError);
+  }
+}
+
+TEST_CASE("a small CNN's training step on CUDA gives the CPU's loss, gradients and running statistics",
+          "[cuda][layers]") {
+  // conv (padded) -> batch norm -> relu -> max pool -> grouped strided conv -> avg pool ->
+  // flatten -> linear -> cross_entropy, TF32 off.
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    auto build = [&] {
+      Generator gen(7);
+      auto net = std::make_shared<nn::Sequential>();
+      net->add<nn::Conv2d>(3, 8, 3, nn::Conv2dOptions{.padding = 1, .dtype = dtype, .generator = &gen});
+      net->add<nn::BatchNorm2d>(8, nn::BatchNormOptions{.dtype = dtype});
+      net->add<nn::ReLU>();
+      net->add<nn::MaxPool2d>(2);
+      net->add<nn::Conv2d>(8, 6, 3, nn::Conv2dOptions{.stride = 2, .groups = 2, .dtype = dtype, .generator = &gen});
+      net->add<nn::AvgPool2d>(2, nn::AvgPool2dOptions{.stride = 1});
+      net->add<nn::Flatten>();
+      net->add<nn::Linear>(6, 4, nn::LinearOptions{.dtype = dtype, .generator = &gen});
+      return net;
+    };
+    Generator gen(11);
+    const Tensor x = Tensor::randn({5, 3, 12, 12}, gen, dtype);  // 12 -> 12 -> 6 -> 2 -> 1
+    const Tensor target = Tensor::from_vector<std::int64_t>({0, 3, 1, 1, 2}, {5});
+    auto step = [&](nn::Sequential& net, Device device) {
+      net.to(device);
+      Lambda loss({"x"}, [&](std::span<const NodeRef> in) {
+        return op::cross_entropy(net(in[0]), target.to(device));
+      });
+      ModuleGraph g = loss(x.to(device));
+      g.back();
+      std::vector<Tensor> out{g.value().cpu()};
+      for (const auto& [name, p] : net.named_parameters()) out.push_back(p.grad().cpu());
+      for (const auto& [name, b] : net.named_buffers()) out.push_back(b.cpu());
+      return out;
+    };
+    const auto cpu_net = build();
+    const auto gpu_net = build();
+    const std::vector<Tensor> want = step(*cpu_net, Device::cpu());
+    const std::vector<Tensor> got = step(*gpu_net, Device::cuda());
+    REQUIRE(got.size() == want.size());
+    const double rtol = dtype == DType::Float64 ? 1e-11 : 1e-4;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      INFO("tensor " << i << " (0: the loss, then gradients, then buffers)");
+      CHECK(allclose(got[i], want[i], rtol, rtol));
+    }
   }
 }

@@ -1,4 +1,6 @@
-// Kernels of conv2d, max_pool2d and avg_pool2d on contiguous NCHW tensors.
+// Kernels of conv2d, max_pool2d and avg_pool2d on contiguous NCHW tensors. The operands and the
+// geometry are checked here for both devices; CUDA operands then go to cuda/conv.cu (cuDNN) and
+// cuda/pooling.cu, and everything below the checks is the CPU's.
 //
 // conv2d works image by image: it unfolds image n (im2col) into a (groups * Kga, L) block of
 // `columns`, L = Ho * Wo: row (c, ki, kj) of group g holds input channel c at kernel offset
@@ -24,7 +26,8 @@
 #include <cblas.h>
 
 #include "accumulate.h"
-#include "cpu_only.h"
+#include "cuda/api.h"
+#include "same_device.h"
 
 #include <algorithm>
 #include <array>
@@ -390,9 +393,10 @@ void unfold_image(const T* x, T* dst, const ConvGeometry& g) {
 
 Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const op::Conv2dOptions& options,
               Tensor* columns) {
-  detail::require_cpu("conv2d", input, weight, bias);
   const bool has_bias = bias.defined();
   const ConvGeometry g = conv_geometry(input, weight, &bias, has_bias, options);
+  detail::require_same_device("conv2d", input.device(), weight, bias);
+  if (input.device().is_cuda()) return cuda::conv2d(input, weight, bias, options);  // keeps no columns
   const Tensor x = input.contiguous();
   const Tensor w = weight.contiguous();
   const DType dtype = x.dtype();
@@ -439,7 +443,6 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, con
 
 Conv2dGrads conv2d_backward(const Tensor& grad, const Tensor& input, const Tensor& weight, bool has_bias,
                             const Tensor& columns, const op::Conv2dOptions& options, std::array<bool, 3> needs) {
-  detail::require_cpu("conv2d", grad, input, weight, columns);
   const ConvGeometry g = conv_geometry(input, weight, nullptr, has_bias, options);
   const std::string ctx = conv_context(input, weight, nullptr);
   const Shape out_shape{g.n, g.o, g.h.out, g.w.out};
@@ -448,6 +451,8 @@ Conv2dGrads conv2d_backward(const Tensor& grad, const Tensor& input, const Tenso
                      shape_str(out_shape));
   }
   require_same_dtype(input, grad, "gradient", ctx);
+  detail::require_same_device("conv2d", input.device(), grad, weight, columns);
+  if (input.device().is_cuda()) return cuda::conv2d_backward(grad, input, weight, has_bias, options, needs);
   const std::int64_t rows = g.groups * g.kga;
   const bool saved = columns.defined();
   if (saved && (columns.shape() != Shape{g.n, rows, g.l} || columns.dtype() != input.dtype())) {
@@ -607,6 +612,13 @@ PoolGeometry pool_geometry(std::string_view op, const Tensor& input, Pair kernel
     throw ShapeError(ctx + ": output size " + pair_str({g.h.out, g.w.out}) + " is too small");
   }
   return g;
+}
+
+// The geometry as the CUDA kernels take it.
+cuda::PoolWindow pool_window(const PoolGeometry& g) {
+  return {.n = g.n, .c = g.c, .in_h = g.h.in, .in_w = g.w.in, .out_h = g.h.out, .out_w = g.w.out,
+          .k_h = g.h.k, .k_w = g.w.k, .s_h = g.h.s, .s_w = g.w.s, .p_h = g.h.p, .p_w = g.w.p,
+          .d_h = g.h.d, .d_w = g.w.d};
 }
 
 // Every output's [lo, hi) kernel offsets inside the input, along one axis.
@@ -776,9 +788,9 @@ void max_pool_plane(const MaxPoolPlane<T> g, std::int64_t p, bool unpadded) {
 }  // namespace
 
 Tensor max_pool2d(const Tensor& input, Pair kernel_size, const op::MaxPool2dOptions& options, Tensor* indices) {
-  detail::require_cpu("max_pool2d", input);
   const PoolGeometry g =
       pool_geometry("max_pool2d", input, kernel_size, options.stride, options.padding, options.dilation);
+  if (input.device().is_cuda()) return cuda::max_pool2d(input, pool_window(g), indices);
   const Tensor x = input.contiguous();
   Tensor out = Tensor::empty({g.n, g.c, g.h.out, g.w.out}, x.dtype());
   Tensor ind = Tensor::empty(out.shape(), DType::Int64);
@@ -817,12 +829,13 @@ Tensor max_pool2d(const Tensor& input, Pair kernel_size, const op::MaxPool2dOpti
 }
 
 Tensor max_pool2d_backward(const Tensor& grad, const Shape& input_shape, const Tensor& indices) {
-  detail::require_cpu("max_pool2d", grad, indices);
   if (input_shape.size() != 4 || grad.dim() != 4 || indices.shape() != grad.shape() ||
       grad.size(0) != input_shape[0] || grad.size(1) != input_shape[1]) {
     throw ShapeError("max_pool2d backward: gradient " + shape_str(grad.shape()) + " and indices " +
                      shape_str(indices.shape()) + " do not fit input " + shape_str(input_shape));
   }
+  detail::require_same_device("max_pool2d", grad.device(), indices);
+  if (grad.device().is_cuda()) return cuda::max_pool2d_backward(grad, input_shape, indices);
   const Tensor gy = grad.contiguous();
   const Tensor ind = indices.contiguous();
   Tensor dx = Tensor::empty(input_shape, grad.dtype());
@@ -848,8 +861,8 @@ Tensor max_pool2d_backward(const Tensor& grad, const Shape& input_shape, const T
 }
 
 Tensor avg_pool2d(const Tensor& input, Pair kernel_size, const op::AvgPool2dOptions& options) {
-  detail::require_cpu("avg_pool2d", input);
   const PoolGeometry g = pool_geometry("avg_pool2d", input, kernel_size, options.stride, options.padding, {1, 1});
+  if (input.device().is_cuda()) return cuda::avg_pool2d(input, pool_window(g), options.count_include_pad);
   const Tensor x = input.contiguous();
   Tensor out = Tensor::empty({g.n, g.c, g.h.out, g.w.out}, x.dtype());
   const auto hw = avg_windows(g.h);
@@ -883,13 +896,16 @@ Tensor avg_pool2d(const Tensor& input, Pair kernel_size, const op::AvgPool2dOpti
 
 Tensor avg_pool2d_backward(const Tensor& grad, const Shape& input_shape, Pair kernel_size,
                            const op::AvgPool2dOptions& options) {
-  detail::require_cpu("avg_pool2d", grad);
-  const Tensor shape_only = Tensor::empty(input_shape, grad.dtype());
+  const Tensor shape_only = Tensor::empty(input_shape, grad.dtype(), grad.device());  // dx, once checked
   const PoolGeometry g = pool_geometry("avg_pool2d", shape_only, kernel_size, options.stride, options.padding, {1, 1});
   const Shape out_shape{g.n, g.c, g.h.out, g.w.out};
   if (grad.shape() != out_shape) {
     throw ShapeError("avg_pool2d backward: gradient " + shape_str(grad.shape()) + " differs from the output's shape " +
                      shape_str(out_shape));
+  }
+  if (grad.device().is_cuda()) {
+    cuda::avg_pool2d_backward(grad, shape_only, pool_window(g), options.count_include_pad);
+    return shape_only;
   }
   const Tensor gy = grad.contiguous();
   Tensor dx = shape_only;

@@ -1,5 +1,5 @@
-// The entry check of the kernel families that have no CUDA implementation yet (normalization,
-// recurrent: cuDNN comes with GPU part 2, issue 13). A CUDA operand gets a DeviceError before
+// The entry check of the kernel families that have no CUDA implementation yet (recurrent: its
+// cuDNN path is still to come, issue 13). A CUDA operand gets a DeviceError before
 // any memory is touched; apply() then reports it as "<op> has no CUDA implementation yet: ...".
 #pragma once
 

@@ -84,6 +84,34 @@ Tensor nll_loss(const Tensor&, const Tensor&) { zkynet::detail::throw_no_cuda("n
 Tensor nll_loss_backward(const Tensor&, const Tensor&, const Tensor&, bool) {
   zkynet::detail::throw_no_cuda("nll_loss");
 }
+// Convolution, pooling and normalization.
+Tensor conv2d(const Tensor&, const Tensor&, const Tensor&, const op::Conv2dOptions&) {
+  zkynet::detail::throw_no_cuda("conv2d");
+}
+Conv2dGrads conv2d_backward(const Tensor&, const Tensor&, const Tensor&, bool, const op::Conv2dOptions&,
+                            std::array<bool, 3>) {
+  zkynet::detail::throw_no_cuda("conv2d");
+}
+Tensor max_pool2d(const Tensor&, const PoolWindow&, Tensor*) { zkynet::detail::throw_no_cuda("max_pool2d"); }
+Tensor max_pool2d_backward(const Tensor&, const Shape&, const Tensor&) { zkynet::detail::throw_no_cuda("max_pool2d"); }
+Tensor avg_pool2d(const Tensor&, const PoolWindow&, bool) { zkynet::detail::throw_no_cuda("avg_pool2d"); }
+void avg_pool2d_backward(const Tensor&, const Tensor&, const PoolWindow&, bool) {
+  zkynet::detail::throw_no_cuda("avg_pool2d");
+}
+Moments moments(const Tensor&, const NormGroups&, std::string_view op) { zkynet::detail::throw_no_cuda(op); }
+Tensor inverse_std(const Tensor&, double, std::string_view op) { zkynet::detail::throw_no_cuda(op); }
+Tensor normalize(const Tensor&, const Tensor&, const Tensor&, const NormGroups&, AffineAxis, const Tensor&,
+                 const Tensor&, std::string_view op) {
+  zkynet::detail::throw_no_cuda(op);
+}
+NormGrads normalize_backward(const Tensor&, const Tensor&, const Tensor&, const NormGroups&, AffineAxis, const Tensor&,
+                             const Tensor&, bool, std::array<bool, 3>, std::string_view op) {
+  zkynet::detail::throw_no_cuda(op);
+}
+void update_running_stats(const Tensor&, const Tensor&, const Moments&, std::int64_t, double, std::string_view op) {
+  zkynet::detail::throw_no_cuda(op);
+}
+
 template <class F, std::size_t N>
 Tensor map_loss(const std::array<Tensor, N>&, DType, Device, const F&, std::string_view op) {
   zkynet::detail::throw_no_cuda(op);

@@ -1,12 +1,14 @@
 // The layer_norm and batch_norm kernels on the CPU (normalization.h says what each computes);
-// groups split across the thread pool. No CUDA path yet: cpu_only.h's check comes first.
+// groups split across the thread pool. CUDA operands go to cuda/normalization.cu, after a check
+// that every operand lies on the data's device.
 // NOTE: every sum runs sequentially in double, in the order of for_group(): the results are
 // bit-for-bit those of the operators before the kernels moved here; keep the order.
 #include "normalization.h"
 
 #include <zkynet/framework/parallel.h>
 
-#include "cpu_only.h"
+#include "cuda/api.h"
+#include "same_device.h"
 
 #include <algorithm>
 #include <cmath>
@@ -53,7 +55,7 @@ void blend_into(const Tensor& t, const double* v, std::size_t size, double momen
 }  // namespace
 
 Moments moments(const Tensor& x_in, const NormGroups& l, std::string_view op) {
-  detail::require_cpu(op, x_in);
+  if (x_in.device().is_cuda()) return cuda::moments(x_in, l, op);
   const Tensor x = x_in.contiguous();
   Moments out{Tensor::zeros({l.groups}, DType::Float64), Tensor::zeros({l.groups}, DType::Float64)};
   double* mean = out.mean.data<double>();
@@ -79,7 +81,7 @@ Moments moments(const Tensor& x_in, const NormGroups& l, std::string_view op) {
 }
 
 Tensor inverse_std(const Tensor& var_in, double eps, std::string_view op) {
-  detail::require_cpu(op, var_in);
+  if (var_in.device().is_cuda()) return cuda::inverse_std(var_in, eps, op);
   const Tensor var = var_in.to(DType::Float64).contiguous();
   Tensor out = Tensor::empty(var.shape(), DType::Float64);
   const double* v = var.data<double>();
@@ -90,7 +92,8 @@ Tensor inverse_std(const Tensor& var_in, double eps, std::string_view op) {
 
 Tensor normalize(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const NormGroups& l, AffineAxis axis,
                  const Tensor& mean_in, const Tensor& rstd_in, std::string_view op) {
-  detail::require_cpu(op, x_in, weight, bias, mean_in, rstd_in);
+  detail::require_same_device(op, x_in.device(), weight, bias, mean_in, rstd_in);
+  if (x_in.device().is_cuda()) return cuda::normalize(x_in, weight, bias, l, axis, mean_in, rstd_in, op);
   const Tensor x = x_in.contiguous();
   const Tensor mean_t = mean_in.contiguous();
   const Tensor rstd_t = rstd_in.contiguous();
@@ -123,7 +126,10 @@ Tensor normalize(const Tensor& x_in, const Tensor& weight, const Tensor& bias, c
 NormGrads normalize_backward(const Tensor& grad_in, const Tensor& x_in, const Tensor& weight, const NormGroups& l,
                              AffineAxis axis, const Tensor& mean_in, const Tensor& rstd_in, bool batch_stats,
                              std::array<bool, 3> needs, std::string_view op) {
-  detail::require_cpu(op, grad_in, x_in, weight, mean_in, rstd_in);
+  detail::require_same_device(op, x_in.device(), grad_in, weight, mean_in, rstd_in);
+  if (x_in.device().is_cuda()) {
+    return cuda::normalize_backward(grad_in, x_in, weight, l, axis, mean_in, rstd_in, batch_stats, needs, op);
+  }
   const Tensor grad = grad_in.contiguous();
   const Tensor x = x_in.contiguous();
   const Tensor w = weight.defined() ? weight.contiguous() : Tensor();
@@ -205,7 +211,10 @@ NormGrads normalize_backward(const Tensor& grad_in, const Tensor& x_in, const Te
 
 void update_running_stats(const Tensor& running_mean, const Tensor& running_var, const Moments& batch,
                           std::int64_t count, double momentum, std::string_view op) {
-  detail::require_cpu(op, running_mean, running_var, batch.mean, batch.var);
+  detail::require_same_device(op, batch.mean.device(), running_mean, running_var, batch.var);
+  if (batch.mean.device().is_cuda()) {
+    return cuda::update_running_stats(running_mean, running_var, batch, count, momentum, op);
+  }
   const Tensor mean_t = batch.mean.contiguous();
   const Tensor var_t = batch.var.contiguous();
   const double* mean = mean_t.data<double>();

@@ -1,6 +1,7 @@
-// The kernels of layer_norm and batch_norm (ops/src/normalization.cpp calls them). They run on
-// the CPU; a CUDA operand throws DeviceError (cpu_only.h) until GPU part 2 brings cuDNN's
-// (issue 13). Shapes and dtypes are checked by the operators; these take them as given.
+// The kernels of layer_norm and batch_norm (ops/src/normalization.cpp calls them), on the CPU
+// or, for CUDA data, in cuda/normalization.cu (the statistics then live on that device too).
+// Shapes and dtypes are checked by the operators; these take them as given, and refuse operands
+// on different devices (DeviceError).
 //
 //   const kernels::NormGroups l{1, rows, features};          // layer_norm over the last axis
 //   const kernels::Moments m = kernels::moments(x, l, "layer_norm");
@@ -11,7 +12,8 @@
 // (n, g, s) lies at (n * groups + g) * inner + s, and group g holds outer * inner elements.
 //   layer_norm: outer = 1, groups = the rows, inner = prod(normalized_shape); weight indexed by s
 //   batch_norm: outer = N, groups = C, inner = H * W ...;                     weight indexed by g
-// Statistics are float64 tensors of one value per group, summed sequentially in double.
+// Statistics are float64 tensors of one value per group, summed in double: sequentially on the
+// CPU, in per-thread runs and then pairwise on CUDA (equal to rounding).
 #pragma once
 
 #include <zkynet/framework/tensor.h>

@@ -10,6 +10,9 @@
 // group, the images split across the thread pool; its input gradient is a GEMM followed by
 // the adjoint fold (col2im). max_pool2d keeps the argmax of every window and routes the
 // gradient there (ties: the first maximum; NaN wins, as in PyTorch).
+// On CUDA tensors conv2d runs in cuDNN (its algorithms benchmarked once per shape and cached,
+// TF32 only when zkynet::cuda::allow_tf32()) and keeps no unfolded input; the poolings run in
+// zkynet's own kernels with the same windows, ties and NaN rule.
 // Inputs are 4-d (unbatched 3-d inputs are not accepted), float32 or float64; ceil_mode and
 // avg_pool2d's divisor_override are not supported.
 #pragma once

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <zkynet/framework/tensor.h>
+#include <zkynet/ops/conv.h>
 #include <zkynet/ops/optim_kernels.h>
+
+#include "../normalization.h"
 
 #include <array>
 #include <cstddef>
@@ -82,6 +85,44 @@ Tensor nll_loss_backward(const Tensor& log_probs, const Tensor& target, const Te
 // converted there), for the functors of ../softmax.h (ZKYNET_LOSS_FUNCTORS).
 template <class F, std::size_t N>
 Tensor map_loss(const std::array<Tensor, N>& operands, DType dtype, Device device, const F& f, std::string_view op);
+
+// ---- conv2d, max_pool2d and avg_pool2d (../conv.cpp checks the operands and the geometry, then
+// calls these for CUDA operands; ops/conv.h says what each computes).
+// conv2d runs in cuDNN's legacy convolution API (float32 and float64; TF32 only when
+// zkynet::cuda::allow_tf32()), its algorithms benchmarked once per shape and cached, the
+// bias added and summed by zkynet's own kernels. A build without cuDNN throws DeviceError.
+Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, const op::Conv2dOptions& options);
+Conv2dGrads conv2d_backward(const Tensor& grad, const Tensor& input, const Tensor& weight, bool has_bias,
+                            const op::Conv2dOptions& options, std::array<bool, 3> needs);
+
+// One pooling window's geometry, checked by ../conv.cpp: input and output planes, kernel,
+// stride, padding, dilation (1 for avg_pool2d).
+struct PoolWindow {
+  std::int64_t n = 0, c = 0, in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  std::int64_t k_h = 1, k_w = 1, s_h = 1, s_w = 1, p_h = 0, p_w = 0, d_h = 1, d_w = 1;
+};
+// Own kernels, one thread per output (forward) or per input element (avg_pool2d's backward),
+// with the CPU's rules: max_pool2d's first maximum or last NaN, its index h * W + w in the
+// plane (-1 and -inf for a window wholly in the padding); avg_pool2d's sums in T, in the
+// CPU's order. max_pool2d's backward adds with atomics (overlapping windows: any order).
+Tensor max_pool2d(const Tensor& input, const PoolWindow& window, Tensor* indices);
+Tensor max_pool2d_backward(const Tensor& grad, const Shape& input_shape, const Tensor& indices);
+Tensor avg_pool2d(const Tensor& input, const PoolWindow& window, bool count_include_pad);
+// Writes every element of dx (the input's shape, on grad's device).
+void avg_pool2d_backward(const Tensor& grad, const Tensor& dx, const PoolWindow& window, bool count_include_pad);
+
+// ---- layer_norm and batch_norm (../normalization.h says what each computes; these are its
+// CUDA half). Statistics are float64 tensors on the data's device; every sum accumulates in
+// double, per thread in runs, then pairwise across a block and in order across blocks.
+Moments moments(const Tensor& x, const NormGroups& l, std::string_view op);
+Tensor inverse_std(const Tensor& var, double eps, std::string_view op);
+Tensor normalize(const Tensor& x, const Tensor& weight, const Tensor& bias, const NormGroups& l, AffineAxis axis,
+                 const Tensor& mean, const Tensor& rstd, std::string_view op);
+NormGrads normalize_backward(const Tensor& grad, const Tensor& x, const Tensor& weight, const NormGroups& l,
+                             AffineAxis axis, const Tensor& mean, const Tensor& rstd, bool batch_stats,
+                             std::array<bool, 3> needs, std::string_view op);
+void update_running_stats(const Tensor& running_mean, const Tensor& running_var, const Moments& batch,
+                          std::int64_t count, double momentum, std::string_view op);
 
 // The explicit instantiations of the map templates, one per functor of a list (../functors.h,
 // ../softmax.h): the .cu files that define the templates and ../no_cuda.cpp's stubs expand the
