@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what the GPU machine runs and packs it, with the shared libraries it needs that the GPU
-# machine lacks (OpenBLAS, HDF5 and theirs; not CUDA's: the GPU machine has pip's cuBLAS), into
+# machine lacks (OpenBLAS, HDF5 and theirs; not CUDA's: the GPU machine has pip's cuBLAS and cuDNN), into
 # gpu-bundle.tar.xz at the repository root (ignored by git; carry it: run(carry=["gpu-bundle.tar.xz"])).
 #   bash tools/gpu_bundle.sh            then, on the GPU machine: bash tools/gpu_check.sh
 set -euo pipefail
@@ -17,12 +17,14 @@ cp build-gpu/tests/test_cuda build-gpu/tools/bench/bench_gpu build-gpu/examples/
 # The digits (scikit-learn's copy; the GPU machine has none) for digits_mlp --device cuda.
 mkdir -p "$stage/gpu-bundle/data"
 cp /usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz "$stage/gpu-bundle/data/"
-# Every library the programs load, but the C runtime, the driver and CUDA's own libraries.
+# Every library the programs load, but the C runtime, the driver and CUDA's own libraries
+# (cuBLAS, cuDNN: the GPU machine's pip wheels provide them, and cuDNN's front library must
+# match the sub-libraries it loads from there).
 for program in "$stage"/gpu-bundle/bin/*; do
   ldd "$program" | awk '/=> \// {print $3}'
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
-    libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libcuda.so*|libcublas*|libcudart*) ;;
+    libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libcuda.so*|libcublas*|libcudart*|libcudnn*) ;;
     *) cp -L "$lib" "$stage/gpu-bundle/lib/" ;;
   esac
 done

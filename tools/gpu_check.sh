@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One command on a GPU machine (<= 8 minutes): the CUDA suite and the GPU benchmarks beside
+# One command on a GPU machine (<= 8 minutes): the CUDA suite (every operator of the table,
+# conv2d in cuDNN, pooling and normalization included) and the GPU benchmarks beside
 # PyTorch CUDA (../shared/peers/gpu.py, packed in the bundle), logs and JSON under $OUT, a short
 # table last. Needs gpu-bundle.tar.xz from tools/gpu_bundle.sh (the GPU machine has no Debian
-# xtensor/OpenBLAS/HDF5 to build with) and pip's CUDA libraries next to PyTorch.
+# xtensor/OpenBLAS/HDF5 to build with) and pip's CUDA libraries (cuBLAS, cuDNN) next to PyTorch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d)}
@@ -24,6 +25,11 @@ PYEOF
 )
 export LD_LIBRARY_PATH="$bundle/lib:${nvidia_libs}:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia_smi.txt" 2>&1
+# Which cuDNN the suite will load (conv2d runs in it; built against 9.19, a 9.x runtime serves
+# the legacy convolution API it calls).
+ls -d ${nvidia_libs//:/ } >> "$OUT/nvidia_smi.txt" 2>&1
+"$PY" -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())" \
+  >> "$OUT/nvidia_smi.txt" 2>&1
 
 echo "== CUDA suite"
 timeout 300 "$bundle/bin/test_cuda" -r console > "$OUT/test_cuda.log" 2>&1
