@@ -308,13 +308,14 @@ double Estimator::evaluate_batches(const data::Dataset& validation, std::size_t 
 double Estimator::evaluate_sequences(std::span<const data::FieldRef> inputs, std::span<const data::FieldRef> targets,
                                      std::int64_t first_step) {
   NoGradGuard no_grad;
+  const std::vector<Shape> input_shapes = shapes_of(inputs, "Estimator::fit");
   const std::vector<Shape> target_shapes = shapes_of(targets, "Estimator::fit");
   const std::int64_t steps = target_shapes[0][2];
   if (reset_) reset_();
   std::vector<NodeRef> held_out;
   for (std::int64_t t = 0; t < steps; t += spec_.seqsize) {
     const std::int64_t end = std::min(t + spec_.seqsize, steps);
-    const Tensor window = predict_window(inputs, t, end);  // (time, samples, features)
+    const Tensor window = predict_window(inputs, input_shapes, t, end);  // (time, samples, features)
     if (end > first_step) held_out.push_back(NodeRef(window.slice(0, std::max(t, first_step) - t, end - t)));
   }
   const NodeRef prediction(op::concat(held_out, 0).value().permute(kTimeMajor).contiguous());
@@ -461,12 +462,13 @@ Tensor Estimator::predict_rows(const data::Dataset& rows, std::int64_t begin, st
   return model_.invoke(refs).value();
 }
 
-Tensor Estimator::predict_window(std::span<const data::FieldRef> inputs, std::int64_t begin, std::int64_t end) {
+Tensor Estimator::predict_window(std::span<const data::FieldRef> inputs, std::span<const Shape> shapes,
+                                 std::int64_t begin, std::int64_t end) {
   std::vector<NodeRef> refs;
-  for (const data::FieldRef& f : inputs) {
-    const Shape s = f.dataset->field_shapes()[f.field];
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    const Shape& s = shapes[k];
     const std::array<data::Range, 3> box{data::Range{0, s[0]}, data::Range{0, s[1]}, data::Range{begin, end}};
-    refs.emplace_back(f.dataset->read_box(f.field, box).permute(kTimeMajor).contiguous());
+    refs.emplace_back(inputs[k].dataset->read_box(inputs[k].field, box).permute(kTimeMajor).contiguous());
   }
   return model_.invoke(refs).value();
 }
@@ -495,7 +497,7 @@ void Estimator::predict_into(std::span<const data::FieldRef> inputs, Tensor& out
   for (std::int64_t i = 0; i < n; i += chunk) {
     const std::int64_t end = std::min(n, i + chunk);
     // Series windows are time-major (time, samples, features); out is (features, samples, time).
-    Tensor prediction = series ? predict_window(inputs, i, end).permute(kTimeMajor) : predict_rows(rows, i, end);
+    Tensor prediction = series ? predict_window(inputs, shapes, i, end).permute(kTimeMajor) : predict_rows(rows, i, end);
     Shape whole = prediction.shape();
     whole[series ? 2 : 0] = n;
     if (!out.defined()) out = Tensor::empty(whole, prediction.dtype());

@@ -116,7 +116,7 @@ data::Batch ArrayLikeDataset::get_batch(std::span<const std::int64_t> indices) c
   const bool in_order = std::equal(rows.begin(), rows.end(), indices.begin(), indices.end());
   py::gil_scoped_acquire gil;  // once per batch
   data::Batch out;
-  for (Field& f : fields_) {
+  for (const Field& f : fields_) {
     Tensor read = Tensor::empty(with_rows(static_cast<std::int64_t>(rows.size()), f.shape), f.dtype);
     read_rows(f, rows, read);
     if (in_order) {
@@ -137,7 +137,7 @@ data::Batch ArrayLikeDataset::get_batch(std::span<const std::int64_t> indices) c
   return out;
 }
 
-void ArrayLikeDataset::read_rows(Field& f, std::span<const std::int64_t> rows, Tensor& out) const {
+void ArrayLikeDataset::read_rows(const Field& f, std::span<const std::int64_t> rows, Tensor& out) const {
   std::vector<std::pair<std::size_t, std::int64_t>> runs;  // (position in rows, length)
   for (std::size_t j = 0; j < rows.size(); ++j) {
     if (!runs.empty() && rows[runs.back().first] + runs.back().second == rows[j]) {

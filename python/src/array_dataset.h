@@ -57,11 +57,11 @@ class ArrayLikeDataset : public data::Dataset {
     bool fancy_reads = false;     // numpy arrays: a[int array] is one gather
   };
   // Rows `rows` (sorted, distinct) of field f into `out`, shaped (rows.size(), ...).
-  void read_rows(Field& f, std::span<const std::int64_t> rows, Tensor& out) const;
+  void read_rows(const Field& f, std::span<const std::int64_t> rows, Tensor& out) const;
   void copy_piece(const Field& f, py::handle piece, Tensor& out) const;
   void release_pages(const Field& f, std::int64_t first_row, std::int64_t end_row) const;
 
-  mutable std::vector<Field> fields_;
+  std::vector<Field> fields_;
   std::int64_t rows_ = 0;
   mutable std::int64_t reads_ = 0;
 };

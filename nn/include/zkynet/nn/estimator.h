@@ -135,7 +135,8 @@ class Estimator {
   NodeRef loss(const NodeRef& prediction, std::span<const NodeRef> targets) const;
   // The predictions of rows [begin, end) (series: of steps [begin, end), all streams), one call.
   Tensor predict_rows(const data::Dataset& rows, std::int64_t begin, std::int64_t end);
-  Tensor predict_window(std::span<const data::FieldRef> inputs, std::int64_t begin, std::int64_t end);
+  Tensor predict_window(std::span<const data::FieldRef> inputs, std::span<const Shape> shapes, std::int64_t begin,
+                        std::int64_t end);
   // Predictions into out, allocating it from the first batch when it is undefined.
   void predict_into(std::span<const data::FieldRef> inputs, Tensor& out);
   void progress(std::int64_t epoch, std::int64_t done, std::int64_t total, double loss, double rate) const;
