@@ -788,3 +788,19 @@ TEST_CASE("a small CNN's training step on CUDA gives the CPU's loss, gradients a
     }
   }
 }
+
+TEST_CASE("conv2d on CUDA with TF32 allowed runs in its own cached algorithms, close to the CPU's", "[cuda][conv]") {
+  // TF32 keeps ~10 bits of each product's mantissa: the sums agree to ~1e-2 of their size. The
+  // TF32 mode is part of the algorithm cache's key, so switching it back off gives the FMA
+  // algorithms (and 1e-4) again.
+  Generator gen(19);
+  const Tensor x = Tensor::randn({4, 8, 10, 10}, gen, DType::Float32);
+  const Tensor w = Tensor::randn({16, 8, 3, 3}, gen, DType::Float32);
+  const Tensor want = kernels::conv2d(x, w, Tensor(), {.padding = {1, 1}});
+  cuda::set_allow_tf32(true);
+  const Tensor loose = kernels::conv2d(x.cuda(), w.cuda(), Tensor(), {.padding = {1, 1}}).cpu();
+  cuda::set_allow_tf32(false);
+  const Tensor tight = kernels::conv2d(x.cuda(), w.cuda(), Tensor(), {.padding = {1, 1}}).cpu();
+  CHECK(allclose(loose, want, 2e-2, 2e-2));
+  CHECK(allclose(tight, want, 1e-4, 1e-4));
+}
