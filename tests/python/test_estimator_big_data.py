@@ -228,6 +228,18 @@ def test_array_dataset_batches_equal_tensor_dataset_batches(tmp_path):
             np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_a_data_loader_takes_array_likes_and_tuples_of_them(tmp_path):
+    x, y = small_regression(40)
+    np.save(tmp_path / "x.npy", x)
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["y"] = y
+        loader = data.DataLoader((np.load(tmp_path / "x.npy", mmap_mode="r"), f["y"]), batch_size=16)
+        batches = list(loader)
+        assert len(loader) == 3 and [len(b[0]) for b in batches] == [16, 16, 8]
+        np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), x)
+        np.testing.assert_array_equal(np.concatenate([b[0] for b in data.DataLoader(f["y"], batch_size=16)]), y)
+
+
 def test_array_dataset_refuses_arrays_whose_rows_differ_and_non_arrays(tmp_path):
     with pytest.raises(ValueError, match=r"array 1 .*\(4,\).*\(5,2\)"):
         data.ArrayDataset(np.zeros((5, 2)), np.zeros(4))
