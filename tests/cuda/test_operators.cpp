@@ -89,7 +89,7 @@ const std::vector<Case>& table() {
       {"add broadcast", [](auto x) { return op::add(x[0], x[1]); }, {{4, 5}, {5}}},
       {"add scalar", [](auto x) { return op::add(x[0], 2.0); }, {{3, 4}}},
       {"sub", [](auto x) { return op::sub(x[0], x[1]); }, {{4, 1}, {4, 5}}},
-      {"mult transposed", [](auto x) { return op::mult(x[0], x[1]); }, {{5, 4}, {4, 5}}, false, true},
+      {"mult transposed", [](auto x) { return op::mult(x[0], x[1]); }, {{5, 4}, {5, 4}}, false, true},
       {"div", [](auto x) { return op::div(x[0], x[1]); }, {{3, 4}, {3, 4}}, true},
       {"neg", [](auto x) { return op::neg(x[0]); }, {{7}}},
       {"square", [](auto x) { return op::square(x[0]); }, {{2, 3}}},
@@ -104,7 +104,7 @@ const std::vector<Case>& table() {
       {"sum axes (0, 2) transposed", [](auto x) { return op::sum(x[0], {0, 2}, true); }, {{5, 6, 7}}, false, true},
       {"mean", [](auto x) { return op::mean(x[0], {1}); }, {{8, 9}}},
       {"matmul", [](auto x) { return op::matmul(x[0], x[1]); }, {{7, 5}, {5, 3}}},
-      {"matmul batched transposed", [](auto x) { return op::matmul(x[0], x[1]); }, {{2, 5, 7}, {2, 5, 3}}, false, true},
+      {"matmul batched transposed", [](auto x) { return op::matmul(x[0], x[1]); }, {{2, 5, 7}, {2, 7, 3}}, false, true},
       {"linear", [](auto x) { return op::linear(x[0], x[1], x[2]); }, {{6, 5}, {4, 5}, {4}}},
       {"greater mask times x, broadcast", [](auto x) { return op::mult(x[0], op::greater(x[0], x[1])); }, {{4, 5}, {5}}},
       {"less_equal, equal, not_equal masks", [](auto x) {
