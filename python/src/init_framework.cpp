@@ -91,6 +91,7 @@ class PyOperator : public Function {
     auto def = std::make_shared<DynamicOperator>();
     def->name = functional_name();
     def->arity = inputs().size();
+    def->nondiff = holder->object.attr("nondiff").cast<std::vector<std::size_t>>();
     def->forward = [holder, name = def->name](std::span<const Tensor> values) {
       py::gil_scoped_acquire gil;
       py::tuple args(values.size());
@@ -122,6 +123,64 @@ class PyOperator : public Function {
   }
 };
 
+
+// A gradient returned by a Python rule: None, a node, a number or an array.
+Tensor gradient_from_python(py::handle g, const Tensor& input) {
+  if (g.is_none()) return Tensor();
+  Tensor t = py::isinstance<NodeRef>(g) ? g.cast<NodeRef>().value() : tensor_from_python(g).clone();
+  return t.to(input.dtype()).to(input.device());
+}
+
+// cg.custom_vjp's call: in a graph, one node whose forward is rule.fwd and whose VJP is
+// rule.bwd (both run without recording); elsewhere rule.fn itself.
+py::object call_custom_vjp(py::object rule, const py::args& args) {
+  std::vector<NodeRef> operands;
+  for (auto a : args) operands.push_back(noderef_from_python(a));
+  const auto& session = CallSessionManager::current();
+  bool recording = session.grad_enabled() && session.active_tape();
+  for (const NodeRef& o : operands) recording = recording || (session.grad_enabled() && o.in_graph());
+  if (!recording) return rule.attr("fn")(*args);
+  if (rule.attr("fwd").is_none()) throw UsageError(rule.attr("_missing_rule_message")().cast<std::string>());
+  auto holder = std::make_shared<GilObject>(rule);
+  auto residuals = std::make_shared<std::shared_ptr<GilObject>>();
+  auto op = std::make_shared<DynamicOperator>();
+  op->name = rule.attr("name").cast<std::string>();
+  op->arity = operands.size();
+  op->nondiff = rule.attr("nondiff_argnums").cast<std::vector<std::size_t>>();
+  op->forward = [holder, residuals](std::span<const Tensor> values) {
+    py::gil_scoped_acquire gil;
+    NoGradGuard values_only;
+    py::tuple in(values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) in[i] = py::cast(NodeRef(values[i]));
+    py::object result = holder->object.attr("fwd")(*in);
+    if (!py::isinstance<py::tuple>(result) || py::len(result) != 2) {
+      throw TypeError(holder->object.attr("name").cast<std::string>() +
+                      ": fwd must return a pair (output, residuals), got '" +
+                      std::string(py::str(result.get_type().attr("__name__"))) + "'");
+    }
+    const py::tuple pair = result;
+    *residuals = std::make_shared<GilObject>(py::reinterpret_borrow<py::object>(pair[1]));
+    const py::handle out = pair[0];
+    return py::isinstance<NodeRef>(out) ? out.cast<NodeRef>().value() : tensor_from_python(out).clone();
+  };
+  op->vjp = [holder, residuals](const Tensor& grad, const Tensor&, std::span<const Tensor> inputs,
+                                std::span<const bool> needs) {
+    py::gil_scoped_acquire gil;
+    NoGradGuard values_only;
+    py::object result = holder->object.attr("bwd")((*residuals)->object, tensor_to_numpy(grad));
+    if (!py::isinstance<py::tuple>(result) && !py::isinstance<py::list>(result)) result = py::make_tuple(result);
+    const py::tuple per_argument(result);
+    if (per_argument.size() != inputs.size()) {
+      throw UsageError(holder->object.attr("_wrong_count_message")(per_argument.size()).cast<std::string>());
+    }
+    std::vector<Tensor> grads;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      grads.push_back(needs[i] ? gradient_from_python(per_argument[i], inputs[i]) : Tensor());
+    }
+    return grads;
+  };
+  return py::cast(apply_dynamic(op, operands));
+}
 
 Tensor grad_tensor_of(const ModuleGraph& g, py::handle what) {
   if (py::isinstance<Input>(what)) return g.grad(what.cast<const Input&>());
@@ -467,6 +526,8 @@ void init_framework(py::module_& m) {
       .def("__call__", [](py::object self, const py::args& args) { return self.cast<PyOperator&>().apply(self, args); });
 
   py::class_<NoGradGuard>(m, "_NoGradGuard").def(py::init<>());
+  m.def("_call_custom_vjp", &call_custom_vjp, py::arg("rule"),
+        "cg.custom_vjp's call: one node running rule.fwd and rule.bwd in a graph, rule.fn elsewhere");
 
   m.def("_set_value_array_type", &set_value_array_type, py::arg("type"));
   m.def("_to_dlpack", &numpy_to_dlpack, py::arg("array"));

@@ -174,6 +174,10 @@ void init_ops(py::module_& m) {
           return op::transpose(noderef_from_python(x), axis0, axis1);
         }, py::arg("x"), py::arg("axis0") = -2, py::arg("axis1") = -1,
         "swaps two axes (the last two by default), without a copy");
+  m.def("stop_gradient", [](py::handle x) { return op::stop_gradient(noderef_from_python(x)); }, py::arg("x"),
+        "x's value, through which no gradient flows (jax.lax.stop_gradient): a node named stop_gradient");
+  m.def("detach", [](py::handle x) { return op::detach(noderef_from_python(x)); }, py::arg("x"),
+        "x's value, through which no gradient flows (torch's detach; the same operator as stop_gradient)");
 }
 
 }  // namespace zkynet::python

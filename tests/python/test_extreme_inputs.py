@@ -214,6 +214,11 @@ TABLE = {
     "less_equal": [("less_equal", lambda v, dt: [other(dt), vec(v, dt)], op.less_equal, torch.le)],
     "equal": [("equal", lambda v, dt: [vec(v, dt), vec(v, dt)], op.equal, torch.eq)],
     "not_equal": [("not_equal", lambda v, dt: [vec(v, dt), vec(v, dt)], op.not_equal, torch.ne)],
+    # No gradient through the stopped operand (torch: detach), b's gradient is a's value.
+    "stop_gradient": [("stop_gradient", lambda v, dt: [vec(v, dt), other(dt)],
+                       lambda a, b: op.stop_gradient(a) * b, lambda a, b: a.detach() * b)],
+    "detach": [("detach", lambda v, dt: [vec(v, dt), other(dt)], lambda a, b: op.detach(a) * b,
+                lambda a, b: a.detach() * b)],
     "bmm": [("bmm[input]", lambda v, dt: [mat(v, dt)[None], mat_other(dt, (1, 3, 2))], op.bmm, torch.bmm),
             ("bmm[mat2]", lambda v, dt: [mat_other(dt, (1, 3, 2)), mat(v, dt)[None]], op.bmm, torch.bmm)],
 }

@@ -570,6 +570,8 @@ SPECS = {
     "bmm": (bmm_args(), torch.bmm),
     "linear": (linear_args(), F.linear),
     "neg": (unary_args(), torch.neg),
+    "stop_gradient": (unary_args(), torch.Tensor.detach),
+    "detach": (unary_args(), torch.Tensor.detach),
     "square": (unary_args(), torch.square),
     "exp": (unary_args(), torch.exp),
     "log": (unary_args(), torch.log),

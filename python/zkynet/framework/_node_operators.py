@@ -118,6 +118,11 @@ def _len(x):
     return x.shape[0]
 
 
+def _detach(x):
+    """x's value, through which no gradient flows (op.detach)."""
+    return op.detach(x)
+
+
 def install(*classes, with_shape=True):
     """Gives each class Python's arithmetic, comparison and (with_shape) indexing operators."""
     for cls in classes:
@@ -131,6 +136,7 @@ def install(*classes, with_shape=True):
         cls.__neg__ = lambda x: op.neg(x)
         cls.__pos__ = lambda x: x
         cls.__abs__ = lambda x: op.abs(x)
+        cls.detach = _detach
         if with_shape:
             cls.__getitem__ = _getitem
             cls.T = property(_transpose_all, doc="the axes reversed (op.transpose)")

@@ -17,10 +17,14 @@
 Operators written in Python define only their forward (`_op_impl`, with numpy); their exact
 derivatives come from the complex step (see `Operator`).
 """
+import functools
+import inspect
+
 import numpy as np
 
 from .._zkynet import framework as _fw
 from . import _node_operators
+from .op import stop_gradient
 
 Variable = _fw.Variable
 Parameter = _fw.Parameter
@@ -169,9 +173,14 @@ class Operator(_fw._Operator):
 
     An operator may also define its own vector-Jacobian product:
         def vjp(self, grad, output, *inputs): return (grad_a, grad_b, ...)
+
+    `nondiff` lists the arguments no gradient flows to (Yota's @nodiff), e.g. `nondiff = (1,)`
+    for an integer exponent: vjp is never asked for them, and they alone do not make the output
+    require a gradient.
     """
 
     elementwise = False
+    nondiff = ()
     _STEP = 1e-30
 
     def __init__(self, inputs=(), params=()):
@@ -215,26 +224,32 @@ class Operator(_fw._Operator):
             flat[e] = np.sum(grad * (np.imag(out) / self._STEP))
         return result
 
+    def _vjp_signature(self):
+        names = [v.name for v in self.inputs]
+        return (f"def vjp(self, grad, output, {', '.join(names)}):\n"
+                f"        return ({''.join('grad_' + n + ', ' for n in names)})  # one per input, None for none")
+
     def _evaluate(self, args, output):
         name = type(self).__name__
+        rule = "define vjp in the class:\n    " + self._vjp_signature()
         try:
             out = np.asarray(self._op_impl(*[np.asarray(a).view(_ComplexProbe) for a in args]))
         except _NonAnalytic as error:
             raise TypeError(f"{name}: _op_impl uses numpy.{error.ufunc}, which is not analytic, so its derivative "
-                            "cannot be derived by the complex step; define vjp(self, grad, output, *inputs)") from None
+                            f"cannot be derived by the complex step; {rule}") from None
         except TypeError as error:
             raise TypeError(f"{name}: _op_impl does not accept complex inputs, so its derivative cannot be "
-                            f"derived by the complex step ({error}); define vjp(self, grad, output, *inputs)") from error
+                            f"derived by the complex step ({error}); {rule}") from error
         if not np.iscomplexobj(out):
             raise TypeError(f"{name}: _op_impl dropped the imaginary part of a complex input (a non-analytic "
                             "function such as abs, maximum, sign or a comparison?); its derivative cannot be "
-                            "derived by the complex step: define vjp(self, grad, output, *inputs)")
+                            f"derived by the complex step: {rule}")
         real = np.real(out)
         # The forward ran in the output's precision, the complex step in float64.
         rtol, atol = (1e-9, 1e-12) if np.asarray(output).dtype != np.float32 else (1e-5, 1e-6)
         if real.shape != np.shape(output) or not np.allclose(real, output, rtol=rtol, atol=atol, equal_nan=True):
             raise TypeError(f"{name}: _op_impl gives different values on complex inputs (a non-analytic "
-                            "function?); define vjp(self, grad, output, *inputs)")
+                            f"function?); {rule}")
         return out
 
 
@@ -286,6 +301,68 @@ class no_grad:
         return False
 
 
+class CustomVjp:
+    """A function with its own derivative rule (see custom_vjp)."""
+
+    def __init__(self, fn, name=None, nondiff_argnums=()):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "custom_vjp")
+        self.nondiff_argnums = tuple(int(i) for i in nondiff_argnums)
+        self.fwd = self.bwd = None
+        functools.update_wrapper(self, fn)
+
+    def defvjp(self, fwd, bwd):
+        """Sets the rule: fwd(*args) -> (output, residuals); bwd(residuals, grad) -> one gradient
+        per argument (None for none). Returns fwd, so that it can decorate."""
+        if not callable(fwd) or not callable(bwd):
+            raise TypeError(f"custom_vjp '{self.name}': defvjp(fwd, bwd) needs two callables")
+        self.fwd, self.bwd = fwd, bwd
+        return fwd
+
+    def __call__(self, *args):
+        return _fw._call_custom_vjp(self, *args)
+
+    def __repr__(self):
+        return f"custom_vjp({self.name}{', no rule yet' if self.fwd is None else ''})"
+
+    def _argument_names(self):
+        try:
+            return [p.name for p in inspect.signature(self.fn).parameters.values()]
+        except (TypeError, ValueError):
+            return ["x"]
+
+    def _rule(self):
+        names = self._argument_names()
+        args = ", ".join(names)
+        grads = "".join(f"grad_{n}, " for n in names)
+        return (f"    def {self.name}_fwd({args}):\n        return output, residuals\n"
+                f"    def {self.name}_bwd(residuals, grad):\n        return ({grads})  # one per argument, None for none\n"
+                f"    {self.name}.defvjp({self.name}_fwd, {self.name}_bwd)")
+
+    def _missing_rule_message(self):
+        return f"custom_vjp '{self.name}' has no derivative rule; define one:\n{self._rule()}"
+
+    def _wrong_count_message(self, count):
+        return (f"custom_vjp '{self.name}': bwd returned {count} gradient(s) for "
+                f"{len(self._argument_names())} argument(s); the rule is\n{self._rule()}")
+
+
+def custom_vjp(fn=None, *, name=None, nondiff_argnums=()):
+    """JAX's custom_vjp: `fn` (made of zkynet operators) with a derivative rule of your own.
+
+        f = cg.custom_vjp(fn, name="log1pexp")      # or @cg.custom_vjp above a def
+        f.defvjp(fwd, bwd)                          # fwd(*args) -> (output, residuals)
+                                                    # bwd(residuals, grad) -> (grad_arg0, ...)
+
+    In a graph, f records one node named `name` whose backward is bwd; fwd and bwd run without
+    recording (their operators compute values), bwd gets the output's gradient as an array and
+    returns one gradient per argument (an array, a node, or None for none). Outside a graph f is
+    fn itself. nondiff_argnums: arguments no gradient flows to (Yota's @nodiff)."""
+    if fn is None:
+        return lambda f: CustomVjp(f, name, nondiff_argnums)
+    return CustomVjp(fn, name, nondiff_argnums)
+
+
 __all__ = ["Module", "Operator", "Variable", "Parameter", "Input", "Node", "ModuleGraph", "Function",
            "no_grad", "gradcheck", "grad", "value_and_grad", "jacobian", "vjp", "jacobian_limit",
-           "set_jacobian_limit"]
+           "set_jacobian_limit", "custom_vjp", "CustomVjp", "stop_gradient"]

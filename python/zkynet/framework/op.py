@@ -9,6 +9,7 @@ exists; zkynet's own: mult, dot. Python's operators on nodes (x * w + 1, x @ w, 
 record these same operators.
 """
 from .._zkynet import ops as _ops
+from .._zkynet import linalg  # torch.linalg's operators: op.linalg.solve, op.linalg.cholesky, ...
 
 # The compiled functions themselves (no wrapper: per-operator overhead matters).
 add = _ops.add
@@ -32,6 +33,8 @@ sum = _ops.sum
 mean = _ops.mean
 reshape = _ops.reshape
 transpose = _ops.transpose
+stop_gradient = _ops.stop_gradient
+detach = _ops.detach
 softmax = _ops.softmax
 log_softmax = _ops.log_softmax
 logsumexp = _ops.logsumexp
@@ -90,6 +93,8 @@ __all__ = [
     "mean",
     "reshape",
     "transpose",
+    "stop_gradient",
+    "detach",
     "softmax",
     "log_softmax",
     "logsumexp",
@@ -125,4 +130,5 @@ __all__ = [
     "less_equal",
     "equal",
     "not_equal",
+    "linalg",
 ]
