@@ -14,6 +14,7 @@ void init_tensor(py::module_& m);
 void init_framework(py::module_& m);
 void init_cuda(py::module_& m);
 void init_ops(py::module_& m);
+void init_linalg(py::module_& m);
 void init_visual(py::module_& m);
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops);
 void init_layers(py::module_& nn, py::module_& ops, py::module_& data);
@@ -30,6 +31,8 @@ PYBIND11_MODULE(_zkynet, m) {
   auto visual = m.def_submodule("visual", "Graphviz export");
   zkynet::python::init_framework(framework);
   zkynet::python::init_ops(ops);
+  auto linalg = m.def_submodule("linalg", "torch.linalg's operators (zkynet.op.linalg)");
+  zkynet::python::init_linalg(linalg);
   zkynet::python::init_visual(visual);
   auto nn = m.def_submodule("nn", "layers");
   auto optim = m.def_submodule("optim", "optimizers");

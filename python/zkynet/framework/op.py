@@ -130,5 +130,4 @@ __all__ = [
     "less_equal",
     "equal",
     "not_equal",
-    "linalg",
 ]
