@@ -30,6 +30,7 @@
 #include <zkynet/ops/indexing.h>
 #include <zkynet/ops/jacobian.h>
 #include <zkynet/ops/kernels.h>
+#include <zkynet/ops/linalg.h>
 #include <zkynet/ops/loss.h>
 #include <zkynet/ops/normalization.h>
 #include <zkynet/ops/ops.h>
