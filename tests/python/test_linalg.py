@@ -217,3 +217,15 @@ def test_results_are_named_tuples_like_torch_return_types():
     assert la.qr(np.eye(3)).R.value.shape == (3, 3)
     u, s, vh = la.svd(np.eye(2))
     assert np.asarray(la.eigh(np.eye(2)).eigenvalues.value).shape == (2,)
+
+
+def test_nan_and_inf_inputs_behave_as_in_torch():
+    a = np.array([[1.0, np.nan], [np.nan, 2.0]])
+    for f, tf in [(lambda m: la.solve(m, np.ones(2)), lambda m: torch.linalg.solve(m, torch.ones(2, dtype=m.dtype))),
+                  (la.inv, torch.linalg.inv), (la.det, torch.linalg.det), (la.eigvalsh, torch.linalg.eigvalsh),
+                  (lambda m: la.qr(m).R, lambda m: torch.linalg.qr(m).R)]:
+        np.testing.assert_array_equal(np.asarray(f(a).value), tf(torch.tensor(a)).numpy())
+    with pytest.raises(la.LinAlgError, match="NaN"):
+        la.svdvals(a)
+    with pytest.raises(la.LinAlgError, match="not positive-definite"):
+        la.cholesky(np.array([[1.0, np.inf], [np.inf, 2.0]]))

@@ -318,6 +318,8 @@ Tensor svd(const Tensor& a, std::string_view op) {
       load_cm(A.data(), ac.data<T>() + i * m * n, m, n);
       const int info = cxxlapack::gesdd<int>('S', mi, ni, A.data(), mi, s.data(), U.data(), mi, Vt.data(), ki,
                                              work.data(), static_cast<int>(work.size()), iwork.data());
+      // gesdd refuses a NaN entry with info -4 (LAPACK >= 3.7), as torch does.
+      if (info == -4) fail(op, a, i, "the SVD failed to converge because the input contains NaN");
       if (info > 0) fail(op, a, i, "the SVD failed to converge (gesdd info " + std::to_string(info) + ")");
       T* o = out.data<T>() + i * packed;
       store_rm(o, U.data(), m, k);
