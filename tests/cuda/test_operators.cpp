@@ -11,6 +11,7 @@
 #include <zkynet/ops/indexing.h>
 #include <zkynet/ops/jacobian.h>
 #include <zkynet/ops/kernels.h>
+#include <zkynet/ops/linalg.h>
 #include <zkynet/ops/loss.h>
 #include <zkynet/ops/normalization.h>
 #include <zkynet/ops/ops.h>
@@ -286,6 +287,22 @@ const std::vector<Case>& table() {
       {"avg_pool2d transposed, overlapping", [](auto x) {
          return op::avg_pool2d(x[0], {2, 2}, {.stride = {1, 1}});
        }, {{2, 2, 6, 6}}, false, true},
+      // op::linalg (LAPACK): CPU-only (kCpuOnly); inputs built on the operands' device.
+      {"linalg.solve", [](auto x) { return op::linalg::solve(x[0], x[1]); }, {{2, 3, 3}, {2, 3, 2}}},
+      {"linalg.inv", [](auto x) { return op::linalg::inv(x[0]); }, {{2, 3, 3}}},
+      {"linalg.det", [](auto x) { return op::linalg::det(x[0]); }, {{2, 3, 3}}},
+      {"linalg.slogdet", [](auto x) { return op::linalg::slogdet(x[0]).logabsdet; }, {{2, 3, 3}}},
+      {"linalg.cholesky", [](auto x) {
+         return op::linalg::cholesky(op::add(op::matmul(x[0], op::transpose(x[0])), 3.0));
+       }, {{2, 3, 3}}},
+      {"linalg.cholesky_solve", [](auto x) { return op::linalg::cholesky_solve(x[1], x[0]); }, {{2, 3, 3}, {2, 3, 2}}},
+      {"linalg.solve_triangular", [](auto x) { return op::linalg::solve_triangular(x[0], x[1], true); },
+       {{2, 3, 3}, {2, 3, 2}}},
+      {"linalg.eigh", [](auto x) { return op::linalg::eigh(op::add(x[0], op::transpose(x[0]))).eigenvalues; },
+       {{2, 3, 3}}},
+      {"linalg.qr", [](auto x) { return op::linalg::qr(x[0]).R; }, {{2, 4, 3}}},
+      {"linalg.svd", [](auto x) { return op::linalg::svd(x[0]).S; }, {{2, 4, 3}}},
+      {"linalg.vector_norm", [](auto x) { return op::linalg::vector_norm(x[0], 2, {-1}); }, {{2, 3, 4}}},
   };
   return cases;
 }
@@ -300,6 +317,17 @@ const std::map<std::string, std::string> kCpuOnly = {
     {"gru, zero initial state", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
     {"gru_cell", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
     {"rnn tanh", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
+    {"linalg.solve", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.inv", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.det", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.slogdet", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.cholesky", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.cholesky_solve", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.solve_triangular", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.eigh", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.qr", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.svd", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.vector_norm", "LAPACK on the CPU only (issue 15 §2)"},
 };
 
 Tensor input(const Shape& shape, bool positive, std::uint64_t seed, DType dtype) {
