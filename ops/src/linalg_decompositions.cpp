@@ -319,6 +319,20 @@ struct QrDef {
   }
 };
 
+// ---- matrix_exp ---------------------------------------------------------------------------------
+
+struct MatrixExpDef {
+  static constexpr std::string_view name = "linalg.matrix_exp";
+  static constexpr std::array<std::string_view, 1> inputs{"A"};
+  Tensor forward(const Tensor& a) const {
+    check_operand(name, "A", a, true);
+    return lk::matrix_exp(a);
+  }
+  // gA = L(A^T, G), the adjoint Frechet derivative: the top-right block of
+  // exp([[A^T, G], [0, A^T]]) (Mathias 1996; PyTorch's differentiable matrix_exp does the same).
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {lk::matrix_exp_backward(c.in(0), c.grad)}; }
+};
+
 // ---- norms ------------------------------------------------------------------------------------
 
 struct VectorNormDef {
@@ -471,6 +485,8 @@ QrResult qr(const NodeRef& A, std::string_view mode) {
   return {op::reshape(op::slice(p, last, 0, m * k), with(batch, {m, k})),
           op::reshape(op::slice(p, last, m * k, m * k + k * n), with(batch, {k, n}))};
 }
+
+NodeRef matrix_exp(const NodeRef& A) { return apply(MatrixExpDef{}, A); }
 
 NodeRef vector_norm(const NodeRef& x, double ord, const Shape& dim, bool keepdim) {
   if (std::isnan(ord) || (ord < 0 && !std::isinf(ord))) {

@@ -141,6 +141,12 @@ void init_linalg(py::module_& m) {
         "singular values.");
   m.def("svdvals", [](py::handle A) { return la::svdvals(noderef_from_python(A)); }, py::arg("A"),
         "torch.linalg.svdvals: the singular values of A, descending.");
+  m.def("matrix_exp", [](py::handle A) {
+          const NodeRef a = noderef_from_python(A);
+          return without_gil_if_big(a.value().numel(), [&] { return la::matrix_exp(a); });
+        }, py::arg("A"),
+        "torch.linalg.matrix_exp: exp(A) of each square matrix (scaling and squaring, Pade 13); the gradient is "
+        "the top-right block of exp([[A^T, G], [0, A^T]]).");
   m.def("vector_norm", [](py::handle x, py::handle ord, py::handle dim, bool keepdim) {
           return la::vector_norm(noderef_from_python(x), ord_of(ord, "linalg.vector_norm"),
                                  dims_of(dim, "linalg.vector_norm: dim"), keepdim);

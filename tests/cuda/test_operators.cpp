@@ -302,6 +302,7 @@ const std::vector<Case>& table() {
        {{2, 3, 3}}},
       {"linalg.qr", [](auto x) { return op::linalg::qr(x[0]).R; }, {{2, 4, 3}}},
       {"linalg.svd", [](auto x) { return op::linalg::svd(x[0]).S; }, {{2, 4, 3}}},
+      {"linalg.matrix_exp", [](auto x) { return op::linalg::matrix_exp(x[0]); }, {{2, 3, 3}}},
       {"linalg.vector_norm", [](auto x) { return op::linalg::vector_norm(x[0], 2, {-1}); }, {{2, 3, 4}}},
   };
   return cases;
@@ -327,6 +328,7 @@ const std::map<std::string, std::string> kCpuOnly = {
     {"linalg.eigh", "LAPACK on the CPU only (issue 15 §2)"},
     {"linalg.qr", "LAPACK on the CPU only (issue 15 §2)"},
     {"linalg.svd", "LAPACK on the CPU only (issue 15 §2)"},
+    {"linalg.matrix_exp", "LAPACK on the CPU only (issue 15 §2)"},
     {"linalg.vector_norm", "LAPACK on the CPU only (issue 15 §2)"},
 };
 

@@ -288,6 +288,26 @@ TEST_CASE("linalg.qr: Q R reproduces A, Q orthonormal, gradcheck tall, wide and 
   }
 }
 
+// ---- matrix_exp ----------------------------------------------------------------------------
+
+TEST_CASE("linalg.matrix_exp: a rotation generator and a diagonal matrix", "[linalg]") {
+  const double t = 0.7;
+  require_close(la::matrix_exp(Tensor{{0.0, t}, {-t, 0.0}}).value(),
+                Tensor{{std::cos(t), std::sin(t)}, {-std::sin(t), std::cos(t)}}, 1e-15);
+  // A large norm takes the squaring path: exp(diag(10, -3)).
+  const Tensor e = la::matrix_exp(Tensor{{10.0, 0.0}, {0.0, -3.0}}).value();
+  CHECK(e.at({0, 0}) == Approx(std::exp(10.0)).epsilon(1e-13));
+  CHECK(e.at({1, 1}) == Approx(std::exp(-3.0)).epsilon(1e-13));
+  CHECK(e.at({0, 1}) == 0.0);
+}
+
+TEST_CASE("linalg.matrix_exp: gradcheck, small and large norms, batched", "[linalg][gradcheck]") {
+  Generator gen(17);
+  const Body f = [](std::span<const NodeRef> x) { return la::matrix_exp(x[0]); };
+  check(f, {kernels::scale(Tensor::randn({2, 3, 3}, gen), 0.3)});
+  check(f, {kernels::scale(Tensor::randn({2, 4, 4}, gen), 3.0)});
+}
+
 // ---- norms ---------------------------------------------------------------------------------
 
 TEST_CASE("linalg.vector_norm and matrix_norm: values", "[linalg]") {

@@ -177,6 +177,13 @@ def test_norms_match_torch(dtype):
     compare(lambda m: la.norm(m[0], 1), lambda m: torch.linalg.norm(m[0], 1), [x], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [0.3, 3.0])
+def test_matrix_exp_matches_torch(dtype, scale):
+    rng = np.random.default_rng(11)
+    compare(la.matrix_exp, torch.linalg.matrix_exp, [(scale * rng.normal(size=(2, 4, 4))).astype(dtype)], dtype)
+
+
 def test_a_zero_vector_has_a_zero_norm_gradient_as_in_torch():
     compare(la.vector_norm, torch.linalg.vector_norm, [np.zeros(3)], np.float64)
 

@@ -18,6 +18,8 @@
 #include <xflens/cxxblas/auxiliary/debugmacro.h>
 #include <xflens/cxxlapack/cxxlapack.cxx>
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -585,6 +587,118 @@ Tensor vector_norm_backward(const Tensor& x, const Tensor& norm, const Tensor& g
       }
     }
     return gp.permute(l.inverse).contiguous();
+  });
+}
+
+// ---- matrix exponential ---------------------------------------------------------------------
+
+namespace {
+
+// C = A B, row-major n x n, float64.
+void gemm_n(const double* a, const double* b, double* c, i64 n) {
+  const int ni = static_cast<int>(n);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0, a, ni, b, ni, 0.0, c, ni);
+}
+
+// exp(A) of one row-major n x n float64 matrix, in place: Higham 2005, "The scaling and squaring
+// method for the matrix exponential revisited", Algorithm 2.3 with the [13/13] approximant only
+// (theta_13 = 5.37; smaller norms would allow cheaper degrees, which we skip for simplicity).
+void expm_one(std::vector<double>& a, i64 n) {
+  static constexpr double b[] = {64764752532480000.0, 32382376266240000.0, 7771770303897600.0,
+                                 1187353796428800.0,  129060195264000.0,   10559470521600.0,
+                                 670442572800.0,      33522128640.0,       1323241920.0,
+                                 40840800.0,          960960.0,            16380.0,
+                                 182.0,               1.0};
+  const std::size_t nn = static_cast<std::size_t>(n * n);
+  double norm1 = 0;
+  for (i64 c = 0; c < n; ++c) {
+    double col = 0;
+    for (i64 r = 0; r < n; ++r) col += std::abs(a[static_cast<std::size_t>(r * n + c)]);
+    norm1 = std::max(norm1, col);
+  }
+  if (!std::isfinite(norm1)) {
+    std::fill(a.begin(), a.end(), std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
+  const double theta13 = 5.371920351148152;
+  const int s = norm1 > theta13 ? static_cast<int>(std::ceil(std::log2(norm1 / theta13))) : 0;
+  const double scale = std::ldexp(1.0, -s);
+  for (double& v : a) v *= scale;
+  std::vector<double> a2(nn), a4(nn), a6(nn), t(nn), u(nn), v(nn);
+  gemm_n(a.data(), a.data(), a2.data(), n);
+  gemm_n(a2.data(), a2.data(), a4.data(), n);
+  gemm_n(a2.data(), a4.data(), a6.data(), n);
+  for (std::size_t i = 0; i < nn; ++i) t[i] = b[13] * a6[i] + b[11] * a4[i] + b[9] * a2[i];
+  gemm_n(a6.data(), t.data(), u.data(), n);
+  for (std::size_t i = 0; i < nn; ++i) u[i] += b[7] * a6[i] + b[5] * a4[i] + b[3] * a2[i];
+  for (i64 i = 0; i < n; ++i) u[static_cast<std::size_t>(i * n + i)] += b[1];
+  gemm_n(a.data(), u.data(), t.data(), n);  // U = A (...)
+  for (std::size_t i = 0; i < nn; ++i) u[i] = b[12] * a6[i] + b[10] * a4[i] + b[8] * a2[i];
+  gemm_n(a6.data(), u.data(), v.data(), n);
+  for (std::size_t i = 0; i < nn; ++i) v[i] += b[6] * a6[i] + b[4] * a4[i] + b[2] * a2[i];
+  for (i64 i = 0; i < n; ++i) v[static_cast<std::size_t>(i * n + i)] += b[0];
+  // R = (V - U)^{-1} (V + U): column-major copies for getrf/getrs.
+  std::vector<double> p(nn), q(nn);
+  std::vector<int> piv(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < nn; ++i) {
+    p[i] = v[i] - t[i];
+    q[i] = v[i] + t[i];
+  }
+  load_cm(a2.data(), p.data(), n, n);
+  load_cm(a4.data(), q.data(), n, n);
+  const int ni = static_cast<int>(n);
+  cxxlapack::getrf<int>(ni, ni, a2.data(), ni, piv.data());
+  cxxlapack::getrs<int>('N', ni, ni, a2.data(), ni, piv.data(), a4.data(), ni);
+  store_rm(a.data(), a4.data(), n, n);
+  for (int k = 0; k < s; ++k) {
+    gemm_n(a.data(), a.data(), t.data(), n);
+    a.swap(t);
+  }
+}
+
+}  // namespace
+
+Tensor matrix_exp(const Tensor& a) {
+  return dispatch(a.dtype(), [&]<class T>(T) {
+    const Tensor ac = a.contiguous();
+    Tensor out = Tensor::empty(a.shape(), a.dtype());
+    const i64 n = a.size(-1), batch = batch_of(a);
+    if (n == 0 || batch == 0) return out;
+    lapack_int(2 * n, "linalg.matrix_exp");
+    std::vector<double> m(static_cast<std::size_t>(n * n));
+    for (i64 i = 0; i < batch; ++i) {
+      std::copy(ac.data<T>() + i * n * n, ac.data<T>() + (i + 1) * n * n, m.begin());
+      expm_one(m, n);
+      std::transform(m.begin(), m.end(), out.data<T>() + i * n * n, [](double v) { return static_cast<T>(v); });
+    }
+    return out;
+  });
+}
+
+Tensor matrix_exp_backward(const Tensor& a, const Tensor& g) {
+  return dispatch(a.dtype(), [&]<class T>(T) {
+    const Tensor ac = a.contiguous(), gc = g.contiguous();
+    Tensor out = Tensor::empty(a.shape(), a.dtype());
+    const i64 n = a.size(-1), batch = batch_of(a), w = 2 * n;
+    if (n == 0 || batch == 0) return out;
+    std::vector<double> m(static_cast<std::size_t>(w * w));
+    for (i64 i = 0; i < batch; ++i) {
+      const T* ai = ac.data<T>() + i * n * n;
+      const T* gi = gc.data<T>() + i * n * n;
+      std::fill(m.begin(), m.end(), 0.0);
+      for (i64 r = 0; r < n; ++r)
+        for (i64 c = 0; c < n; ++c) {
+          const double at = ai[c * n + r];  // A^T
+          m[static_cast<std::size_t>(r * w + c)] = at;
+          m[static_cast<std::size_t>((r + n) * w + c + n)] = at;
+          m[static_cast<std::size_t>(r * w + c + n)] = gi[r * n + c];
+        }
+      expm_one(m, w);
+      T* o = out.data<T>() + i * n * n;
+      for (i64 r = 0; r < n; ++r)
+        for (i64 c = 0; c < n; ++c) o[r * n + c] = static_cast<T>(m[static_cast<std::size_t>(r * w + c + n)]);
+    }
+    return out;
   });
 }
 

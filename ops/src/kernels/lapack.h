@@ -38,6 +38,13 @@ Tensor svd(const Tensor& a, std::string_view op);
 // Reduced QR packed along the last axis: (..., m k + k n) = Q (m, k), R (k, n).
 Tensor qr(const Tensor& a);
 
+// exp(A) by scaling and squaring with the [13/13] Pade approximant (Higham 2005), in float64
+// arithmetic whatever the dtype.
+Tensor matrix_exp(const Tensor& a);
+// Its gradient: the top-right block of exp([[A^T, G], [0, A^T]]) (Mathias 1996; PyTorch's
+// backward of analytic matrix functions).
+Tensor matrix_exp_backward(const Tensor& a, const Tensor& g);
+
 // Small matrix helpers of the backward passes (contiguous results).
 Tensor tril(const Tensor& a, std::int64_t k = 0);  // entries with col - row <= k kept
 Tensor triu(const Tensor& a, std::int64_t k = 0);  // entries with col - row >= k kept

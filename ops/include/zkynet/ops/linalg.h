@@ -92,6 +92,10 @@ struct SvdResult {
 SvdResult svd(const NodeRef& A, bool full_matrices = false);
 NodeRef svdvals(const NodeRef& A);
 
+// torch.linalg.matrix_exp: exp(A) by scaling and squaring (Pade 13, float64 arithmetic inside);
+// gA is the top-right block of exp([[A^T, G], [0, A^T]]).
+NodeRef matrix_exp(const NodeRef& A);
+
 // torch.linalg.vector_norm: ord 2, 1, inf, -inf, 0 or any p > 0 over `dim` (all axes when empty).
 NodeRef vector_norm(const NodeRef& x, double ord = 2, const Shape& dim = {}, bool keepdim = false);
 // torch.linalg.matrix_norm over the last two axes: ord "fro" or "nuc".
