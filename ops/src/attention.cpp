@@ -1,0 +1,157 @@
+// scaled_dot_product_attention and gelu: forward and VJP side by side, the loops in
+// kernels/attention.cpp. The attention operator flattens the (broadcast) leading axes into one
+// batch axis B and hands the kernels (B, L, E), (B, S, E), (B, S, Ev); its VJP sums each
+// gradient back over the axes its operand was broadcast along.
+#include <zkynet/framework/error.h>
+#include <zkynet/framework/operator.h>
+#include <zkynet/ops/attention.h>
+#include <zkynet/ops/kernels.h>
+
+#include "kernels/attention.h"
+
+#include <cmath>
+#include <string>
+
+namespace zkynet::op {
+
+namespace {
+
+constexpr std::string_view kSdpa = "scaled_dot_product_attention";
+
+std::string describe(const Tensor& t) { return shape_str(t.shape()) + " " + std::string(dtype_name(t.dtype())); }
+
+Shape leading(const Shape& s) { return Shape(s.begin(), s.end() - 2); }
+
+Shape with_last2(Shape s, std::int64_t a, std::int64_t b) {
+  s.push_back(a);
+  s.push_back(b);
+  return s;
+}
+
+// t expanded to batch + its last two axes, as a contiguous (B, rows, cols) tensor (no copy when
+// it is contiguous and needs no broadcasting).
+Tensor flat(const Tensor& t, const Shape& batch) {
+  const std::int64_t rows = t.shape()[t.dim() - 2], cols = t.shape()[t.dim() - 1];
+  const Shape full = with_last2(batch, rows, cols);
+  const Tensor e = t.shape() == full ? t : t.expand(full);
+  return e.contiguous().reshape({shape_numel(batch), rows, cols});
+}
+
+struct SdpaDef {
+  static constexpr std::string_view name = kSdpa;
+  static constexpr std::array<std::string_view, 3> inputs{"query", "key", "value"};
+  Shape batch;  // the broadcast leading axes
+  kernels::AttentionArgs args;
+  mutable Tensor lse;  // (B, L), kept by forward for the VJP
+
+  Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v) const {
+    kernels::AttentionForward f = kernels::attention_forward(flat(q, batch), flat(k, batch), flat(v, batch), args);
+    lse = std::move(f.lse);
+    return f.out.reshape(with_last2(batch, q.shape()[q.dim() - 2], v.shape()[v.dim() - 1]));
+  }
+
+  // Recomputes the probabilities block by block from q, k and lse (kernels/attention.h).
+  std::array<Tensor, 3> vjp(const VjpContext<3>& c) const {
+    const Tensor& q = c.in(0);
+    const Tensor& k = c.in(1);
+    const Tensor& v = c.in(2);
+    kernels::AttentionGrads g = kernels::attention_backward(flat(c.grad, batch), flat(q, batch), flat(k, batch),
+                                                            flat(v, batch), flat(c.output, batch), lse, args,
+                                                            {c.needs[0], c.needs[1], c.needs[2]});
+    auto back = [&](const Tensor& grad, const Tensor& in) {
+      if (!grad.defined()) return Tensor();
+      const Shape full = with_last2(batch, in.shape()[in.dim() - 2], in.shape()[in.dim() - 1]);
+      return kernels::sum_to(grad.reshape(full), in.shape());
+    };
+    return {back(g.query, q), back(g.key, k), back(g.value, v)};
+  }
+};
+
+// GELU: y = x Phi(x) or its tanh approximation; the VJP from x.
+struct GeluDef {
+  static constexpr std::string_view name = "gelu";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  bool approximate = false;
+
+  Tensor forward(const Tensor& x) const { return kernels::gelu(x, approximate); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    return {kernels::gelu_backward(c.grad, c.in(0), approximate)};
+  }
+};
+
+}  // namespace
+
+NodeRef scaled_dot_product_attention(const NodeRef& query, const NodeRef& key, const NodeRef& value,
+                                     const Tensor& attn_mask, double dropout_p, bool is_causal,
+                                     std::optional<double> scale, Generator* generator) {
+  const Tensor& q = query.value();
+  const Tensor& k = key.value();
+  const Tensor& v = value.value();
+  const std::string what = std::string(kSdpa) + ": query " + describe(q) + ", key " + describe(k) + ", value " +
+                           describe(v);
+  if (!is_floating(q.dtype()) || k.dtype() != q.dtype() || v.dtype() != q.dtype()) {
+    throw TypeError(what + ": query, key and value must share one floating dtype (float32 or float64)");
+  }
+  if (q.dim() < 2 || k.dim() < 2 || v.dim() < 2) throw ShapeError(what + ": each needs at least 2 axes");
+  const std::int64_t L = q.shape()[q.dim() - 2], E = q.shape()[q.dim() - 1];
+  const std::int64_t S = k.shape()[k.dim() - 2];
+  if (k.shape()[k.dim() - 1] != E) throw ShapeError(what + ": query and key must have the same last axis (E)");
+  if (v.shape()[v.dim() - 2] != S) throw ShapeError(what + ": key and value must have the same sequence length (S)");
+  if (!(dropout_p >= 0.0 && dropout_p <= 1.0)) {
+    throw UsageError(std::string(kSdpa) + ": dropout_p must lie in [0, 1], got " + std::to_string(dropout_p));
+  }
+  if (dropout_p > 0.0 && !generator) {
+    throw UsageError(std::string(kSdpa) + ": dropout_p > 0 needs a generator to draw the dropout mask from");
+  }
+  if (is_causal && attn_mask.defined()) {
+    throw UsageError(std::string(kSdpa) + ": give either attn_mask or is_causal, not both (as torch)");
+  }
+  const Shape batch = kernels::broadcast_shapes(kernels::broadcast_shapes(leading(q.shape()), leading(k.shape()), kSdpa),
+                                                leading(v.shape()), kSdpa);
+  SdpaDef def;
+  def.batch = batch;
+  def.args.scale = scale ? *scale : 1.0 / std::sqrt(static_cast<double>(E));
+  def.args.causal = is_causal;
+  def.args.dropout_p = dropout_p;
+  if (dropout_p > 0.0) def.args.dropout_key = generator->engine()();
+  if (attn_mask.defined()) {
+    Tensor m = attn_mask.cpu();
+    if (is_floating(m.dtype()) && m.dtype() != q.dtype()) m = m.to(q.dtype());
+    const Shape full = with_last2(batch, L, S);
+    bool fits = m.dim() <= static_cast<std::int64_t>(full.size());
+    for (std::int64_t d = 1; fits && d <= m.dim(); ++d) {
+      const std::int64_t got = m.shape()[static_cast<std::size_t>(m.dim() - d)];
+      fits = got == 1 || got == full[full.size() - static_cast<std::size_t>(d)];
+    }
+    if (!fits) {
+      throw ShapeError(what + ": attn_mask " + shape_str(attn_mask.shape()) + " does not broadcast to " +
+                       shape_str(full));
+    }
+    const Tensor e = m.expand(full);
+    const Shape& st = e.strides();
+    const std::size_t nb = batch.size();
+    def.args.mask_strides = {st[nb], st[nb + 1]};
+    const std::int64_t count = shape_numel(batch);
+    def.args.mask_offsets.resize(static_cast<std::size_t>(count));
+    for (std::int64_t b = 0; b < count; ++b) {
+      std::int64_t rest = b, off = 0;
+      for (std::size_t d = nb; d-- > 0;) {
+        off += (rest % batch[d]) * st[d];
+        rest /= batch[d];
+      }
+      def.args.mask_offsets[static_cast<std::size_t>(b)] = off;
+    }
+    def.args.mask = e;
+  }
+  return apply(std::move(def), query, key, value);
+}
+
+NodeRef gelu(const NodeRef& x, std::string_view approximate) {
+  if (approximate != "none" && approximate != "tanh") {
+    throw UsageError("gelu: approximate must be 'none' or 'tanh', got '" + std::string(approximate) + "'");
+  }
+  if (!is_floating(x.value().dtype())) throw TypeError("gelu: needs a floating-point tensor, got " + describe(x.value()));
+  return apply(GeluDef{approximate == "tanh"}, x);
+}
+
+}  // namespace zkynet::op
