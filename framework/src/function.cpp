@@ -123,7 +123,22 @@ const Parameter& Function::param(std::string_view name) const { return const_cas
 // ---- modules ------------------------------------------------------------------------------
 
 ModuleBase::ModuleBase(std::string functional_name, std::vector<Variable> inputs, std::vector<Parameter> params)
-    : Function(std::move(functional_name), std::move(inputs), std::move(params)) {}
+    : Function(std::move(functional_name), std::move(inputs), std::move(params)) {
+  touch();
+}
+
+// Stamps come from one process-wide counter, so the largest stamp in a module tree grows
+// whenever any module in it changes (a replaced child is itself a change of its parent).
+void ModuleBase::touch() {
+  static std::atomic<std::uint64_t> next_stamp{1};
+  stamp_ = next_stamp.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t ModuleBase::structure_version() const {
+  std::uint64_t version = stamp_;
+  for (const auto& [name, child] : children_) version = std::max(version, child->structure_version());
+  return version;
+}
 
 Parameter& ModuleBase::register_parameter(std::string name, Tensor value) {
   for (const auto& p : params_) {
@@ -133,6 +148,7 @@ Parameter& ModuleBase::register_parameter(std::string name, Tensor value) {
   p.data()->owner = functional_name();
   p.data()->path = p.name();
   params_.push_back(p);
+  touch();
   return registered_.emplace_back(std::move(p));
 }
 
@@ -158,6 +174,7 @@ ModuleBase& ModuleBase::register_module(std::string name, ModuleBase& child) {
     }
   }
   if (!replaced) children_.emplace_back(std::move(name), &child);
+  touch();
   // Dotted paths for pictures and reprs: the longest (outermost) registration wins.
   const auto depth = [](const std::string& path) { return std::count(path.begin(), path.end(), '.'); };
   for (const auto& [path, p] : named_parameters()) {
@@ -194,6 +211,7 @@ Tensor& ModuleBase::register_buffer(std::string name, Tensor value) {
   for (const auto& [existing, t] : buffers_) {
     if (existing == name) throw UsageError(functional_name() + ": buffer '" + name + "' registered twice");
   }
+  touch();
   return buffers_.emplace_back(std::move(name), std::move(value)).second;
 }
 
@@ -220,6 +238,7 @@ void ModuleBase::to(Device device) {
   }
   for (auto& [name, value] : buffers_) value = value.to(device);
   for (auto& [name, child] : children_) child->to(device);
+  touch();
 }
 
 void ModuleBase::to(DType dtype) {
@@ -237,9 +256,11 @@ void ModuleBase::to(DType dtype) {
     if (is_floating(value.dtype())) value = value.to(dtype);
   }
   for (auto& [name, child] : children_) child->to(dtype);
+  touch();
 }
 
 void ModuleBase::train(bool on) {
+  if (training_ != on) touch();
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);
 }

@@ -56,6 +56,11 @@ void Tape::adopt(std::unique_ptr<Node> node) {
   nodes_.push_back(std::move(node));
 }
 
+void Tape::set_value(Node& node, Tensor value) {
+  node.value_ = std::move(value);
+  node.recorded_version_ = node.value_.version();
+}
+
 Node* Tape::bound(const InputData& input) const {
   auto it = bindings_.find(input.uid);
   return it == bindings_.end() ? nullptr : it->second;
@@ -141,6 +146,16 @@ class DynamicNode final : public OperatorNode {
         op_(std::move(op)) {}
 
   std::string_view op_name() const override { return op_->name; }
+
+  Tensor recompute() override {
+    const auto ps = parents();
+    std::vector<Tensor> values;
+    values.reserve(ps.size());
+    for (const Node* p : ps) values.push_back(p->value());
+    Tensor out = op_->forward(values);
+    if (!out.defined()) throw UsageError(op_->name + ": forward returned no value");
+    return out;
+  }
 
   void backward(const Tensor& grad_out, std::span<Tensor> grad_in) const override {
     const auto ps = parents();
@@ -249,6 +264,21 @@ void check_not_modified(const Tape& tape, const OperatorNode& op) {
 }
 
 }  // namespace
+
+void Tape::replay() {
+  for (const auto& n : nodes_) {
+    if (n->kind() != NodeKind::Operator) continue;
+    auto& op = static_cast<OperatorNode&>(*n);
+    try {
+      set_value(op, op.recompute());
+    } catch (const Error& e) {
+      if (e.has_location()) throw;
+      const std::string path = invocation_path(*this, op.invocation());
+      e.rethrow_at((path.empty() ? std::string() : path + ": ") + "replay of node %" + std::to_string(op.index()) +
+                   " (" + std::string(op.op_name()) + ")");
+    }
+  }
+}
 
 std::vector<Tensor> backward_pass(const Tape& tape, const Node& root, const Tensor& seed) {
   const auto nodes = tape.nodes();

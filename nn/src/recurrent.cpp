@@ -85,8 +85,15 @@ void RecurrentBase::reset_state() {
 }
 
 void RecurrentBase::set_stateful(bool on) {
+  if (stateful_ != on) touch();  // compile(): capture again (and refuse while stateful)
   stateful_ = on;
   if (!on) reset_state();
+}
+
+std::string RecurrentBase::capture_refusal() const {
+  if (!stateful_) return {};
+  return describe() + " is stateful: each call starts from the state the previous call left, a constant that a "
+                      "replay would freeze (set_stateful(false), or pass the state as an input)";
 }
 
 void RecurrentBase::check_carried_state(const RecurrentStateValues& state) const {

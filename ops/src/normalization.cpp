@@ -253,6 +253,8 @@ struct DropoutDef {
   static constexpr std::string_view name = "dropout";
   static constexpr std::array<std::string_view, 1> inputs{"input"};
   Tensor mask;  // 0 or 1 / (1 - p), shaped and typed like the input
+  static constexpr std::string_view capture_refusal =
+      "dropout draws a fresh random mask at every call; a replay would reuse the captured one";
 
   Tensor forward(const Tensor& x) const { return kernels::mul(x, mask); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {kernels::mul(c.grad, mask)}; }

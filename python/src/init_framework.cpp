@@ -2,6 +2,7 @@
 #include "convert.h"
 #include "errors.h"
 
+#include <zkynet/framework/compile.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/functional.h>
 #include <zkynet/framework/gradcheck.h>
@@ -562,6 +563,67 @@ void init_framework(py::module_& m) {
     });
     return py::make_tuple(tensor_to_numpy(r.value), pullback);
   });
+  // ---- capture and replay (compile.h; cg.compile wraps these) --------------------------------
+  py::class_<Schedule>(m, "Schedule", "one captured call of a compiled module: its tape, replayed for calls of the same signature")
+      .def_property_readonly("signature", [](const Schedule& s) { return s.signature().str(); },
+                             "the signature it was captured for: input shapes, dtypes, devices, gradients, mode, structure")
+      .def_property_readonly("size", &Schedule::size, "the number of nodes replayed, in order")
+      .def_property_readonly("graph", &Schedule::graph,
+                             "the ModuleGraph of the last replay (or of the capture): draw it with visual.to_dot")
+      .def("text", &Schedule::str, "the schedule as text, one line per node: '%3 = mult(%1, %2)  (4,3) float32'")
+      .def("__str__", &Schedule::str);
+
+  py::class_<Lambda, ModuleBase, std::shared_ptr<Lambda>>(m, "_Lambda")
+      .def(py::init([](py::function f, std::vector<std::string> names, std::string name) {
+             return std::make_shared<Lambda>(std::move(names), python_body(std::move(f)), std::move(name));
+           }),
+           py::arg("f"), py::arg("input_names"), py::arg("name"));
+
+  py::class_<CompiledModule>(m, "CompiledModule",
+                             "a module compiled by cg.compile: the first call with a signature runs dynamically and "
+                             "records its tape; later calls with that signature replay it")
+      .def(py::init([](py::handle module, bool check, std::size_t cache_size) {
+             return std::make_unique<CompiledModule>(constructed<ModuleBase>(module, "compile()"),
+                                                     CompileOptions{check, cache_size});
+           }),
+           py::arg("module"), py::arg("check") = false, py::arg("cache_size") = 8, py::keep_alive<1, 2>())
+      .def("__call__", [](CompiledModule& c, const py::args& args, const py::kwargs& kwargs) {
+             return c.call(kwargs.empty() ? operands_of(args) : operands_by_name(c.module(), args, kwargs));
+           },
+           "calls the module: a replay when a schedule of this signature is cached, else a dynamic call recorded "
+           "into the cache; returns the ModuleGraph (a replay's is overwritten by the next replay)")
+      .def_property_readonly("module", [](const CompiledModule& c) -> ModuleBase& { return c.module(); },
+                             py::return_value_policy::reference, "the compiled module")
+      .def("input", [](const CompiledModule& c, std::string_view name) -> Variable& { return c.module().input(name); },
+           py::arg("name"), py::return_value_policy::reference_internal,
+           "the module's declared input (a compiled function's argument) by name, for grad()")
+      .def("param", [](const CompiledModule& c, const std::string& name) -> Parameter& {
+             return parameter_by_path(c.module(), name);
+           }, py::arg("name"), py::return_value_policy::reference_internal,
+           "the module's parameter by name or dotted path")
+      .def_property_readonly("stats", [](const CompiledModule& c) {
+             const auto& s = c.stats();
+             py::dict d;
+             d["captures"] = s.captures;
+             d["replays"] = s.replays;
+             d["dynamic"] = s.dynamic;
+             d["evictions"] = s.evictions;
+             return d;
+           }, "counts: captures, replays, dynamic (calls run uncached: no_grad, nested, node arguments), evictions")
+      .def_property_readonly("last", [](const CompiledModule& c) { return c.last(); },
+                             py::return_value_policy::reference_internal,
+                             "the Schedule the last call captured or replayed; None when it ran dynamically")
+      .def_property_readonly("schedules", [](const CompiledModule& c) {
+             py::list out;
+             for (const Schedule* s : c.schedules()) out.append(py::cast(s, py::return_value_policy::reference));
+             return out;
+           }, "the cached schedules, most recently used first (valid until the next call or clear())")
+      .def_property_readonly("check", [](const CompiledModule& c) { return c.options().check; },
+                             "whether every call is re-traced and compared with the schedule")
+      .def_property_readonly("cache_size", [](const CompiledModule& c) { return c.options().cache_size; },
+                             "the most schedules kept (least recently used dropped first)")
+      .def("clear", &CompiledModule::clear, "drops every schedule: the next call captures again");
+
   m.def("jacobian_limit", &jacobian_limit,
         "the most elements back() without a seed stores as Jacobians (default 2**26)");
   m.def("set_jacobian_limit", &set_jacobian_limit, py::arg("elements"),

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <zkynet/framework/allocator.h>
+#include <zkynet/framework/compile.h>
 #include <zkynet/framework/cuda.h>
 #include <zkynet/framework/dot.h>
 #include <zkynet/framework/dtype.h>

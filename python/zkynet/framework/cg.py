@@ -365,4 +365,53 @@ def custom_vjp(fn=None, *, name=None, nondiff_argnums=()):
 
 __all__ = ["Module", "Operator", "Variable", "Parameter", "Input", "Node", "ModuleGraph", "Function",
            "no_grad", "gradcheck", "grad", "value_and_grad", "jacobian", "vjp", "jacobian_limit",
-           "set_jacobian_limit", "custom_vjp", "CustomVjp", "stop_gradient"]
+           "set_jacobian_limit", "custom_vjp", "CustomVjp", "stop_gradient", "compile", "CompiledModule",
+           "Schedule"]
+
+
+# ---- capture and replay (framework/include/zkynet/framework/compile.h) ---------------------
+
+CompiledModule = _fw.CompiledModule
+Schedule = _fw.Schedule
+
+
+def compile(target, check=False, cache_size=8):  # noqa: A001 (the issue's name, like torch.compile)
+    """Capture and replay: a callable with `target`'s signature whose first call with a given
+    signature runs dynamically and records the tape, and whose later calls replay it.
+
+        fast = cg.compile(model)                 # a Module (put the loss inside it)
+        g = fast(x, y)                           # a ModuleGraph: .value, .back(), .grad(...)
+        fast = cg.compile(lambda a, b: op.sum(a * op.exp(b)))
+        g = fast(a, b); g.back(); g.grad(fast.input("a"))
+
+    A replay runs no Python: the captured operators are recomputed from the new inputs and the
+    parameters' current values, bit for bit as a dynamic call would compute them. The signature
+    (input shapes, dtypes, devices, requires_grad; training mode; the module tree's structure)
+    picks one of `cache_size` schedules (LRU). check=True re-traces every call and raises
+    RuntimeError at the first node where the graph differs (value-dependent control flow) or
+    where a value frozen at capture changed.
+
+    What capture cannot see: Python control flow on values (the captured branch is replayed
+    unless check=True); Python numbers and attributes a call reads are constants frozen at
+    capture (so is float(node) or .value read during capture); every graph a replay returns is
+    overwritten by the next call of that signature (copy values you keep); operators applied to
+    the result outside the module (a loss) are refused at the next call (compile a module that
+    computes the loss); stateful recurrent layers and dropout in training mode are refused.
+    Calls under no_grad, inside another module's call, or with nodes as arguments run
+    dynamically. Not in this version: fusion, CSE, dead-node elimination, a memory plan, the
+    optimizer step inside the schedule, CUDA Graphs.
+    """
+    if isinstance(target, _fw.ModuleBase):
+        return _fw.CompiledModule(target, check, cache_size)
+    if not callable(target):
+        raise TypeError(f"compile: expected a Module or a function of nodes, got '{type(target).__name__}'")
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        raise TypeError("compile: cannot read the function's parameters; wrap it in a cg.Module") from None
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+        raise TypeError("compile: the function must take fixed positional arguments (no *args, **kwargs or "
+                        "keyword-only ones): each becomes an input of the compiled module")
+    name = getattr(target, "__name__", "function")
+    module = _fw._Lambda(target, [p.name for p in params], "<lambda>" if name == "<lambda>" else name)
+    return _fw.CompiledModule(module, check, cache_size)

@@ -19,6 +19,7 @@
 #include <zkynet/framework/graph.h>
 
 #include <array>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <span>
@@ -67,9 +68,23 @@ class ModuleBase : public Function {
   // Calls the module on values or nodes, as operator() does for typed modules.
   ModuleGraph invoke(std::span<const NodeRef> args);
 
+  // A number that changes whenever the structure of this module or of one below it changes:
+  // register_parameter, register_module, register_buffer, to(), and train()/eval() when they
+  // switch a mode. compile() (compile.h) captures again when it changes. NOTE: plain members
+  // a call reads (a C++ field, a Python attribute that is not a module) are not structure.
+  std::uint64_t structure_version() const;
+  // Why calls of this module cannot be captured and replayed by compile(), "" when they can:
+  // a layer that carries state from call to call outside the graph (a stateful recurrent
+  // layer) overrides it.
+  virtual std::string capture_refusal() const { return {}; }
+
  protected:
   // The module's forward, on one node per declared input.
   virtual NodeRef call_nodes(std::span<const NodeRef> inputs) = 0;
+
+ protected:
+  // Marks a structural change (see structure_version()).
+  void touch();
 
  private:
   bool contains(const ModuleBase& module) const;  // anywhere among the submodules
@@ -78,6 +93,7 @@ class ModuleBase : public Function {
   std::deque<Parameter> registered_;  // NOTE: a deque, so references from register_parameter stay valid
   std::deque<std::pair<std::string, Tensor>> buffers_;
   bool training_ = true;
+  std::uint64_t stamp_ = 0;  // a process-wide counter's value at the last change
 };
 
 namespace detail {

@@ -83,6 +83,12 @@ class OperatorNode : public Node {
   // Communication operators answer true: backward visits them even when no gradient
   // reached them (with zeros), so that every rank runs the same collectives.
   virtual bool visit_without_gradient() const { return false; }
+  // Capture and replay (compile.h): the operator's forward run again on its parents' current
+  // values, with the attributes it was recorded with. Tape::replay() stores the result.
+  virtual Tensor recompute() = 0;
+  // Why a replay of this node would not compute what a new call computes (dropout's random
+  // mask, drawn once per call), "" when it would: compile() refuses to capture such a graph.
+  virtual std::string_view capture_refusal() const { return {}; }
   // False for an argument declared non-differentiable (Yota's @nodiff, JAX's nondiff_argnums):
   // no gradient flows to it, and it alone does not make the output require one.
   bool differentiable(std::size_t parent) const { return parent >= 64 || ((nondiff_ >> parent) & 1U) == 0; }
@@ -135,6 +141,14 @@ class Tape {
   // The node an Input is bound to in this call, or null.
   Node* bound(const InputData& input) const;
   void bind(const InputData& input, Node* node);
+
+  // Capture and replay (compile.h). set_value gives a leaf (an input, parameter or constant)
+  // the value a replay runs with; replay() then recomputes every operator node from its
+  // parents' values in tape order. Each stored value's storage version is recorded anew, so
+  // back()'s check for in-place writes judges against the replay. Node objects are reused:
+  // values of the previous run (and every NodeRef/ModuleGraph on this tape) are overwritten.
+  void set_value(Node& node, Tensor value);
+  void replay();
 
   int open_invocation(std::string name, std::string functional_name);
   void close_invocation(int previous) { current_invocation_ = previous; }

@@ -94,6 +94,17 @@ class DefNode final : public OperatorNode {
   }
   bool visit_without_gradient() const override { return communicates(); }
 
+  Tensor recompute() override { return recompute_with(std::make_index_sequence<N>{}); }
+  // A definition whose forward a replay cannot repeat says why:
+  // `static constexpr std::string_view capture_refusal = "...";` (dropout's mask).
+  std::string_view capture_refusal() const override {
+    if constexpr (requires { Def::capture_refusal; }) {
+      return Def::capture_refusal;
+    } else {
+      return {};
+    }
+  }
+
   // A definition may declare arguments non-differentiable: `static constexpr std::array<bool, N>
   // nondiff` (true: no gradient flows to that argument).
   static constexpr std::uint64_t nondiff() {
@@ -125,6 +136,12 @@ class DefNode final : public OperatorNode {
   }
 
  private:
+  template <std::size_t... I>
+  Tensor recompute_with(std::index_sequence<I...>) {
+    const auto ps = parents();
+    return def_.forward(ps[I]->value()...);
+  }
+
   Def def_;
 };
 

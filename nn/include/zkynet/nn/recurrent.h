@@ -99,6 +99,9 @@ class RecurrentBase : public ModuleBase {
   std::int64_t num_layers() const { return layers_; }
   bool batch_first() const { return batch_first_; }
   bool has_bias() const { return bias_; }
+  // compile() (framework/compile.h) refuses a stateful layer: its carried state is a constant of
+  // each call, which a replay would freeze.
+  std::string capture_refusal() const override;
 
  protected:
   RecurrentBase(std::string functional_name, Kind kind, std::int64_t input_size, std::int64_t hidden_size,

@@ -1,0 +1,395 @@
+#include <zkynet/framework/compile.h>
+#include <zkynet/framework/error.h>
+#include <zkynet/framework/session.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <sstream>
+
+namespace zkynet {
+
+namespace {
+
+std::string device_suffix(const Tensor& t) { return t.device().is_cpu() ? "" : " " + t.device().str(); }
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+// A constant as the schedule prints it: its elements when there are few.
+std::string constant_text(const Tensor& t) {
+  if (t.numel() > 4) return "const";
+  const Tensor host = t.cpu();
+  std::string s;
+  for (double v : host.to_doubles()) s += (s.empty() ? "" : ", ") + number(v);
+  return t.dim() == 0 ? s : "[" + s + "]";
+}
+
+// "%3 = mult(%1, %2)  (4,3) float32": one node of a tape, Yota's tape notation.
+std::string node_line(const Node& n) {
+  std::string s = "%" + std::to_string(n.index()) + " = ";
+  switch (n.kind()) {
+    case NodeKind::Variable: s += "input " + n.label(); break;
+    case NodeKind::Parameter: {
+      const auto& data = static_cast<const InputNode&>(n).input();
+      s += "param " + (data->path.empty() ? data->name : data->path);
+      break;
+    }
+    case NodeKind::Constant: s += "const " + constant_text(n.value()); break;
+    case NodeKind::Operator: {
+      s += n.label() + "(";
+      const auto parents = static_cast<const OperatorNode&>(n).parents();
+      for (std::size_t i = 0; i < parents.size(); ++i) s += (i ? ", %" : "%") + std::to_string(parents[i]->index());
+      s += ")";
+      break;
+    }
+  }
+  return s + "  " + shape_str(n.value().shape()) + " " + std::string(dtype_name(n.value().dtype())) +
+         device_suffix(n.value());
+}
+
+std::string invocation_path(const Tape& tape, int invocation) {
+  std::string path;
+  for (int i = invocation; i >= 0; i = tape.invocations()[static_cast<std::size_t>(i)].parent) {
+    path = tape.invocations()[static_cast<std::size_t>(i)].name + (path.empty() ? "" : "." + path);
+  }
+  return path;
+}
+
+std::string where(const Tape& tape, const Node& n) {
+  const std::string path = invocation_path(tape, n.invocation());
+  return path.empty() ? "" : " in " + path;
+}
+
+// Same shape, dtype and bytes (NaNs compare by their bits).
+bool same_bits(const Tensor& a, const Tensor& b) {
+  if (a.defined() != b.defined()) return false;
+  if (!a.defined()) return true;
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const Tensor x = a.cpu().contiguous();
+  const Tensor y = b.cpu().contiguous();
+  const auto bytes = static_cast<std::size_t>(x.numel()) * dtype_size(x.dtype());
+  return bytes == 0 || std::memcmp(x.raw_data(), y.raw_data(), bytes) == 0;
+}
+
+// The first module in the tree (depth first) that refuses capture, with its reason.
+std::string capture_refusal_in(const ModuleBase& module, const std::string& path) {
+  const std::string own = module.capture_refusal();
+  if (!own.empty()) return path + ": " + own;
+  for (const auto& [name, child] : module.children()) {
+    std::string r = capture_refusal_in(*child, path + "." + name);
+    if (!r.empty()) return r;
+  }
+  return {};
+}
+
+InputSignature input_signature(const Tensor& value, bool requires_grad) {
+  return {value.shape(), value.dtype(), value.device(), requires_grad};
+}
+
+}  // namespace
+
+// ---- signatures ---------------------------------------------------------------------------
+
+std::string Signature::str() const {
+  std::string s;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const InputSignature& in = inputs[i];
+    s += (i ? ", " : "") + std::string("#") + std::to_string(i) + ": " + shape_str(in.shape) + " " +
+         std::string(dtype_name(in.dtype)) + " " + in.device.str() + (in.requires_grad ? "" : " no-grad");
+  }
+  return s + "; " + (training ? "training" : "eval") + "; structure " + std::to_string(structure);
+}
+
+Signature signature_of(const ModuleBase& module, std::span<const NodeRef> args) {
+  Signature s;
+  const auto& declared = module.inputs();
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const bool grad = i < declared.size() ? declared[i].data()->requires_grad : true;
+    s.inputs.push_back(input_signature(args[i].value(), grad));
+  }
+  s.training = module.is_training();
+  s.structure = module.structure_version();
+  return s;
+}
+
+// ---- schedules ----------------------------------------------------------------------------
+
+Schedule::Schedule(const ModuleBase& module, Signature signature, const ModuleGraph& captured)
+    : module_name_(module.functional_name()), signature_(std::move(signature)), tape_(captured.root().tape()),
+      root_(captured.root().node()) {
+  size_ = tape_->nodes().size();
+  for (const Variable& v : module.inputs()) inputs_.push_back(tape_->bound(*v.data()));
+  for (const auto& n : tape_->nodes()) {
+    if (n->kind() == NodeKind::Parameter) {
+      parameters_.emplace_back(n.get(), static_cast<const InputNode&>(*n).input());
+    } else if (n->kind() == NodeKind::Constant ||
+               (n->kind() == NodeKind::Variable && std::find(inputs_.begin(), inputs_.end(), n.get()) == inputs_.end())) {
+      frozen_.push_back(n.get());
+    }
+  }
+}
+
+bool Schedule::matches(std::span<const NodeRef> args, bool training, std::uint64_t structure) const {
+  if (training != signature_.training || structure != signature_.structure || args.size() != inputs_.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const Tensor& v = args[i].value();
+    const InputSignature& s = signature_.inputs[i];
+    const bool grad = static_cast<const InputNode&>(*inputs_[i]).input()->requires_grad;
+    if (v.shape() != s.shape || v.dtype() != s.dtype || v.device() != s.device || grad != s.requires_grad) return false;
+  }
+  return true;
+}
+
+bool Schedule::parameters_match() const {
+  for (const auto& [node, data] : parameters_) {
+    const Tensor& now = data->value;
+    const Tensor& then = node->value();
+    if (!now.defined() || now.shape() != then.shape() || now.dtype() != then.dtype() ||
+        now.device() != then.device() || data->requires_grad != node->requires_grad()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+ModuleGraph Schedule::run(std::span<const NodeRef> args) {
+  Tape& tape = *tape_;
+  if (tape.nodes().size() != size_) {
+    throw UsageError("compile(" + module_name_ + "): the graph of the previous call was extended by " +
+                     std::to_string(tape.nodes().size() - size_) +
+                     " node(s) recorded outside the compiled module (an operator applied to its result, e.g. a "
+                     "loss); a replay reuses that graph and cannot keep them. Compile a module that computes the "
+                     "loss too, or call this module uncompiled");
+  }
+  for (std::size_t i = 0; i < inputs_.size(); ++i) tape.set_value(*inputs_[i], args[i].value());
+  for (const auto& [node, data] : parameters_) tape.set_value(*node, data->value);
+  for (Node* node : frozen_) tape.set_value(*node, Tensor(node->value()));  // its version as of now
+  tape.replay();
+  return ModuleGraph(NodeRef(tape_, root_));
+}
+
+ModuleGraph Schedule::graph() const { return ModuleGraph(NodeRef(tape_, root_)); }
+
+std::string Schedule::str() const {
+  std::string s = "schedule of " + module_name_ + " (" + signature_.str() + "), " + std::to_string(size_) +
+                  " nodes, root %" + std::to_string(root_->index()) + "\n";
+  for (std::size_t i = 0; i < size_; ++i) s += node_line(*tape_->nodes()[i]) + "\n";
+  return s;
+}
+
+// ---- compiled modules ---------------------------------------------------------------------
+
+CompiledModule::CompiledModule(ModuleBase& module, CompileOptions options) : module_(&module), options_(options) {}
+
+CompiledModule compile(ModuleBase& module, CompileOptions options) { return CompiledModule(module, options); }
+
+std::vector<const Schedule*> CompiledModule::schedules() const {
+  std::vector<const Schedule*> out;
+  for (const auto& s : cache_) out.push_back(s.get());
+  return out;
+}
+
+void CompiledModule::clear() {
+  cache_.clear();
+  last_ = nullptr;
+}
+
+ModuleGraph CompiledModule::call(std::span<const NodeRef> args) {
+  last_ = nullptr;
+  const auto& session = CallSessionManager::current();
+  bool dynamic = !session.grad_enabled() || session.active_tape() || args.size() != module_->inputs().size();
+  for (const NodeRef& a : args) dynamic = dynamic || !a.defined() || a.in_graph();
+  if (dynamic) {
+    ++stats_.dynamic;
+    return module_->invoke(args);
+  }
+  const bool training = module_->is_training();
+  const std::uint64_t structure = module_->structure_version();
+  for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+    if (!(*it)->matches(args, training, structure)) continue;
+    if (!(*it)->parameters_match()) {  // Parameter::set_value changed a parameter: stale
+      cache_.erase(it);
+      ++stats_.evictions;
+      break;
+    }
+    if (it != cache_.begin()) cache_.splice(cache_.begin(), cache_, it);
+    Schedule& schedule = *cache_.front();
+    ++stats_.replays;
+    ModuleGraph result = options_.check ? check(schedule, args) : schedule.run(args);
+    last_ = &schedule;
+    return result;
+  }
+  return capture(args);
+}
+
+ModuleGraph CompiledModule::capture(std::span<const NodeRef> args) {
+  const std::string refusal = capture_refusal_in(*module_, module_->name());
+  if (!refusal.empty()) {
+    throw UsageError("compile(" + module_->functional_name() + "): cannot capture a call: " + refusal +
+                     ". Call the module uncompiled");
+  }
+  ModuleGraph g = module_->invoke(args);
+  if (!g.root().in_graph()) {  // a constant result: nothing to replay
+    ++stats_.dynamic;
+    return g;
+  }
+  const Tape& tape = *g.root().tape();
+  for (const auto& n : tape.nodes()) {
+    if (n->kind() != NodeKind::Operator) continue;
+    const std::string_view why = static_cast<const OperatorNode&>(*n).capture_refusal();
+    if (why.empty()) continue;
+    throw UsageError("compile(" + module_->functional_name() + "): cannot capture a call: node " + node_line(*n) +
+                     where(tape, *n) + ": " + std::string(why) +
+                     ". Call the module uncompiled, or compile it in evaluation mode");
+  }
+  cache_.push_front(std::make_unique<Schedule>(*module_, signature_of(*module_, args), g));
+  ++stats_.captures;
+  while (cache_.size() > std::max<std::size_t>(options_.cache_size, 1)) {
+    cache_.pop_back();
+    ++stats_.evictions;
+  }
+  last_ = cache_.front().get();
+  return g;
+}
+
+// Check mode: trace the call again, compare its graph with the schedule, node by node; then
+// replay, and compare every value with the trace's, bit for bit.
+ModuleGraph CompiledModule::check(Schedule& schedule, std::span<const NodeRef> args) {
+  const std::string head = "compile(" + module_->functional_name() + ", check=true): ";
+  ModuleGraph traced = module_->invoke(args);
+  if (!traced.root().in_graph()) {
+    throw UsageError(head + "this call returned a constant, the captured one node %" +
+                     std::to_string(schedule.root_->index()) + " of a graph");
+  }
+  const auto now = traced.root().tape()->nodes();
+  const auto then = schedule.tape_->nodes().first(schedule.size_);
+  const auto differ = [&](std::size_t i, const std::string& captured, const std::string& traced_line,
+                          const std::string& why) {
+    throw UsageError(head + "the call's graph differs from the captured schedule at node %" + std::to_string(i) +
+                     (i < then.size() ? where(*schedule.tape_, *then[i]) : std::string()) + ": captured `" + captured +
+                     "`, this call `" + traced_line + "`. " + why);
+  };
+  const std::string control_flow =
+      "The module's control flow depends on values (or on state outside the graph); without check=true the "
+      "replay would silently run the captured graph. Call this module uncompiled";
+  for (std::size_t i = 0; i < std::max(now.size(), then.size()); ++i) {
+    if (i >= then.size()) differ(i, "(none: the schedule ends)", node_line(*now[i]), control_flow);
+    if (i >= now.size()) differ(i, node_line(*then[i]), "(none: the graph ends)", control_flow);
+    const Node& a = *then[i];
+    const Node& b = *now[i];
+    bool same = a.kind() == b.kind() && a.label() == b.label() && a.value().shape() == b.value().shape() &&
+                a.value().dtype() == b.value().dtype() && a.value().device() == b.value().device() &&
+                a.requires_grad() == b.requires_grad();
+    if (same && a.kind() == NodeKind::Operator) {
+      const auto pa = static_cast<const OperatorNode&>(a).parents();
+      const auto pb = static_cast<const OperatorNode&>(b).parents();
+      same = pa.size() == pb.size();
+      for (std::size_t j = 0; same && j < pa.size(); ++j) same = pa[j]->index() == pb[j]->index();
+    }
+    if (same && (a.kind() == NodeKind::Parameter || a.kind() == NodeKind::Variable)) {
+      const auto& da = static_cast<const InputNode&>(a).input();
+      const auto& db = static_cast<const InputNode&>(b).input();
+      same = da->uid == db->uid;
+    }
+    if (!same) differ(i, node_line(a), node_line(b), control_flow);
+    const bool frozen = a.kind() == NodeKind::Constant ||
+                        (a.kind() == NodeKind::Variable &&
+                         std::find(schedule.inputs_.begin(), schedule.inputs_.end(), &a) == schedule.inputs_.end());
+    if (frozen && !same_bits(a.value(), b.value())) {
+      differ(i, node_line(a), node_line(b),
+             "A value frozen at capture differs: a number or tensor the call computed or read outside the graph "
+             "(item(), a member, a global, a Python attribute) is a constant of the schedule. Make it an input or a "
+             "Parameter, or call this module uncompiled");
+    }
+  }
+  if (traced.root().node()->index() != schedule.root_->index()) {
+    differ(traced.root().node()->index(), node_line(*schedule.root_), node_line(*traced.root().node()),
+           "The call returned another node than the captured one");
+  }
+  // The replay must give the trace's values exactly.
+  ModuleGraph replayed = schedule.run(args);
+  for (std::size_t i = 0; i < then.size(); ++i) {
+    if (!same_bits(then[i]->value(), now[i]->value())) {
+      throw UsageError(head + "the replay computed node " + node_line(*then[i]) + where(*schedule.tape_, *then[i]) +
+                       " differently from this call's trace (state outside the graph, e.g. a random draw, or an "
+                       "operator whose forward depends on more than its inputs). Call this module uncompiled");
+    }
+  }
+  return replayed;
+}
+
+// ---- gradcheck ----------------------------------------------------------------------------
+
+GradcheckResult gradcheck(CompiledModule& compiled, const std::vector<Tensor>& inputs, const GradcheckOptions& options) {
+  if (!is_floating(options.dtype)) throw TypeError("gradcheck: options.dtype must be float32 or float64");
+  ModuleBase& module = compiled.module();
+  std::vector<Tensor> x;
+  for (const Tensor& t : inputs) x.push_back(is_floating(t.dtype()) ? t.to(options.dtype).clone() : t);
+  const auto call = [&]() {
+    const std::vector<NodeRef> refs(x.begin(), x.end());
+    return compiled.call(refs);
+  };
+  GradcheckResult result;
+  // Analytic: one vjp per output element, each through a replay of its own.
+  const Tensor out = call().value();
+  const std::int64_t out_n = out.numel();
+  std::vector<Tensor> jac(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (is_floating(x[i].dtype())) jac[i] = Tensor::zeros({out_n, x[i].numel()}, DType::Float64);
+  }
+  for (std::int64_t k = 0; k < out_n; ++k) {
+    ModuleGraph g = call();
+    Tensor seed = Tensor::zeros({out_n}, out.dtype());
+    seed.slice(0, k, k + 1).fill_(1.0);
+    g.vjp(seed.reshape(out.shape()));
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (!jac[i].defined()) continue;
+      const Tensor gi = g.grad(module.inputs()[i]).to(DType::Float64).reshape({1, x[i].numel()});
+      jac[i].slice(0, k, k + 1).copy_(gi);
+    }
+  }
+  // Numeric: central differences, every value from a replay.
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (!jac[i].defined()) continue;
+    const std::int64_t n = x[i].numel();
+    Tensor flat = x[i].reshape({n});
+    for (std::int64_t e = 0; e < n; ++e) {
+      const double saved = flat.at({e});
+      flat.slice(0, e, e + 1).fill_(saved + options.eps);
+      const Tensor plus = call().value().to(DType::Float64).contiguous().clone();
+      flat.slice(0, e, e + 1).fill_(saved - options.eps);
+      const Tensor minus = call().value().to(DType::Float64).contiguous().clone();
+      flat.slice(0, e, e + 1).fill_(saved);
+      const double step = options.dtype == DType::Float64
+                              ? 2 * options.eps
+                              : static_cast<double>(static_cast<float>(saved + options.eps)) -
+                                    static_cast<double>(static_cast<float>(saved - options.eps));
+      for (std::int64_t k = 0; k < out_n; ++k) {
+        const double numeric = (plus.data<double>()[k] - minus.data<double>()[k]) / step;
+        const double got = jac[i].at({k, e});
+        const double err = std::abs(got - numeric);
+        result.max_error = std::max(result.max_error, err);
+        if (err > options.atol + options.rtol * std::abs(numeric) && result.ok) {
+          std::ostringstream os;
+          os.precision(10);
+          os << "input " << i << " element " << e << ", output element " << k << ": analytic " << got
+             << " vs numeric " << numeric << " (error " << err << ")";
+          result.ok = false;
+          result.message = os.str();
+        }
+      }
+    }
+  }
+  if (result.ok) result.message = "max error " + number(result.max_error);
+  return result;
+}
+
+}  // namespace zkynet

@@ -1,0 +1,138 @@
+// Capture and replay (framework/compile.h): a dynamic call against a replay of its schedule,
+// per step, on small-operator workloads (issue 14 §1, §3).
+//   chain  the 1000-operator scalar chain of bench_graph_overhead (float32 (1,): 500 x
+//          { x = x * 1.0001; x = x + 0.0001 }, then sum), forward + back(); reported per operator
+//   mlp    a small MLP training step's graph: Linear(32, 64)-ReLU-Linear(64, 10) + cross_entropy
+//          on a batch of 16, forward + back() (no optimizer: compile does not capture it yet)
+// For each: dynamic (a new graph per call) and replay (compile(module), the same signature
+// every step), median/min/max over --samples after --warmup, and their ratio. Before timing,
+// a replay's value and gradients are checked equal, bit for bit, to a dynamic call's.
+//
+// usage: bench_compile [--samples 200] [--warmup 20]
+#include "bench_common.h"
+
+#include <zkynet/zkynet.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace zkynet;
+namespace zb = zkynet::bench;
+
+constexpr int kOps = 1000;
+
+class Chain : public Module<Chain> {
+ public:
+  Chain() : Module({Variable("x")}) {}
+  NodeRef call(const NodeRef& x0) {
+    NodeRef x = x0;
+    for (int i = 0; i < kOps / 2; ++i) x = op::add(op::mult(x, 1.0001), 0.0001);
+    return op::sum(x);
+  }
+};
+
+class MlpLoss : public Module<MlpLoss> {
+ public:
+  MlpLoss() : Module({Variable("x"), Variable("y")}) {
+    net.add<nn::Linear>(32, 64);
+    net.add<nn::ReLU>();
+    net.add<nn::Linear>(64, 10);
+    register_module("net", net);
+    input("x").requires_grad(false);
+    input("y").requires_grad(false);
+  }
+  NodeRef call(const NodeRef& x, const NodeRef& y) { return op::cross_entropy(net(x), y); }
+  nn::Sequential net;
+};
+
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "bench_compile: FAILED: %s\n", what.c_str());
+  std::exit(1);
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const Tensor x = a.contiguous();
+  const Tensor y = b.contiguous();
+  return std::memcmp(x.raw_data(), y.raw_data(), static_cast<std::size_t>(x.numel()) * dtype_size(x.dtype())) == 0;
+}
+
+// Checks a replay against a dynamic call (value and the gradients of `of`), then times both.
+template <class Of>
+std::pair<zb::Stats, zb::Stats> measure(ModuleBase& m, const std::vector<NodeRef>& args, Of of, int warmup,
+                                        int samples, double per) {
+  CompiledModule c = compile(m);
+  c.call(args);  // the capture
+  {
+    ModuleGraph d = m.invoke(args);
+    d.back();
+    ModuleGraph r = c.call(args);
+    r.back();
+    if (!same_bits(d.value(), r.value())) fail(m.functional_name() + ": replayed value differs");
+    if (!same_bits(of(d), of(r))) fail(m.functional_name() + ": replayed gradient differs");
+  }
+  std::vector<double> dynamic, replay;
+  for (int i = 0; i < warmup + samples; ++i) {
+    const double t0 = zb::now_us();
+    {
+      ModuleGraph g = m.invoke(args);
+      g.back();
+    }
+    const double t1 = zb::now_us();
+    {
+      ModuleGraph g = c.call(args);
+      g.back();
+    }
+    const double t2 = zb::now_us();
+    if (i >= warmup) {
+      dynamic.push_back((t1 - t0) / per);
+      replay.push_back((t2 - t1) / per);
+    }
+  }
+  if (c.stats().captures != 1) fail(m.functional_name() + ": captured more than once");
+  return {zb::stats(dynamic), zb::stats(replay)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int samples = static_cast<int>(zb::arg_long(argc, argv, "--samples", 200));
+  const int warmup = static_cast<int>(zb::arg_long(argc, argv, "--warmup", 20));
+
+  Chain chain;
+  const std::vector<NodeRef> chain_args{Tensor::ones({1}, DType::Float32)};
+  const auto [chain_dynamic, chain_replay] =
+      measure(chain, chain_args, [&](const ModuleGraph& g) { return g.grad(chain.input("x")); }, warmup, samples, kOps);
+
+  MlpLoss mlp;
+  Generator gen(1);
+  std::vector<std::int64_t> labels(16);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int64_t>(i % 10);
+  const std::vector<NodeRef> mlp_args{Tensor::randn({16, 32}, gen, DType::Float32),
+                                      Tensor::from_vector(labels, {16})};
+  const Parameter w = mlp.parameters().front();
+  const auto [mlp_dynamic, mlp_replay] =
+      measure(mlp, mlp_args, [&](const ModuleGraph& g) { return g.grad(w); }, warmup, samples, 1.0);
+
+  zb::Object res, meta;
+  res.add("chain_dynamic_fwdbwd_us_per_op", chain_dynamic)
+      .add("chain_replay_fwdbwd_us_per_op", chain_replay)
+      .add("mlp_dynamic_fwdbwd_us", mlp_dynamic)
+      .add("mlp_replay_fwdbwd_us", mlp_replay);
+  meta.add_number("chain_speedup_at_median", chain_dynamic.median / chain_replay.median)
+      .add_number("mlp_speedup_at_median", mlp_dynamic.median / mlp_replay.median)
+      .add_number("ops", kOps)
+      .add_number("samples", samples)
+      .add_number("warmup", warmup)
+      .add_number("zkynet_num_threads", num_threads())
+      .add_string("note", "replay: the same Tape and nodes, every operator's forward rerun into a fresh tensor; "
+                          "no fusion, no memory plan yet")
+      .add("env", zb::env_json());
+  zb::emit("zkynet_compile", res, meta);
+  return 0;
+}
