@@ -5,7 +5,8 @@
 //   mlp    a small MLP training step's graph: Linear(32, 64)-ReLU-Linear(64, 10) + cross_entropy
 //          on a batch of 16, forward + back() (no optimizer: compile does not capture it yet)
 // For each: dynamic (a new graph per call) and replay (compile(module), the same signature
-// every step), median/min/max over --samples after --warmup, and their ratio. Before timing,
+// every step), forward + back() and the call alone (_fwd: graph teardown excluded),
+// median/min/max over --samples after --warmup, and their ratios. Before timing,
 // a replay's value and gradients are checked equal, bit for bit, to a dynamic call's.
 //
 // usage: bench_compile [--samples 200] [--warmup 20]
@@ -63,8 +64,12 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 }
 
 // Checks a replay against a dynamic call (value and the gradients of `of`), then times both.
+struct Timings {
+  zb::Stats dynamic, replay, dynamic_fwd, replay_fwd;  // fwd: the call alone, back() excluded
+};
+
 template <class Of>
-std::pair<zb::Stats, zb::Stats> measure(ModuleBase& m, const std::vector<NodeRef>& args, Of of, int warmup,
+Timings measure(ModuleBase& m, const std::vector<NodeRef>& args, Of of, int warmup,
                                         int samples, double per) {
   CompiledModule c = compile(m);
   c.call(args);  // the capture
@@ -76,26 +81,31 @@ std::pair<zb::Stats, zb::Stats> measure(ModuleBase& m, const std::vector<NodeRef
     if (!same_bits(d.value(), r.value())) fail(m.functional_name() + ": replayed value differs");
     if (!same_bits(of(d), of(r))) fail(m.functional_name() + ": replayed gradient differs");
   }
-  std::vector<double> dynamic, replay;
+  std::vector<double> dynamic, replay, dynamic_fwd, replay_fwd;
   for (int i = 0; i < warmup + samples; ++i) {
     const double t0 = zb::now_us();
+    double t0f, t1f;
     {
       ModuleGraph g = m.invoke(args);
+      t0f = zb::now_us();
       g.back();
     }
     const double t1 = zb::now_us();
     {
       ModuleGraph g = c.call(args);
+      t1f = zb::now_us();
       g.back();
     }
     const double t2 = zb::now_us();
     if (i >= warmup) {
       dynamic.push_back((t1 - t0) / per);
       replay.push_back((t2 - t1) / per);
+      dynamic_fwd.push_back((t0f - t0) / per);
+      replay_fwd.push_back((t1f - t1) / per);
     }
   }
   if (c.stats().captures != 1) fail(m.functional_name() + ": captured more than once");
-  return {zb::stats(dynamic), zb::stats(replay)};
+  return {zb::stats(dynamic), zb::stats(replay), zb::stats(dynamic_fwd), zb::stats(replay_fwd)};
 }
 
 }  // namespace
@@ -106,7 +116,7 @@ int main(int argc, char** argv) {
 
   Chain chain;
   const std::vector<NodeRef> chain_args{Tensor::ones({1}, DType::Float32)};
-  const auto [chain_dynamic, chain_replay] =
+  const Timings ch =
       measure(chain, chain_args, [&](const ModuleGraph& g) { return g.grad(chain.input("x")); }, warmup, samples, kOps);
 
   MlpLoss mlp;
@@ -116,16 +126,21 @@ int main(int argc, char** argv) {
   const std::vector<NodeRef> mlp_args{Tensor::randn({16, 32}, gen, DType::Float32),
                                       Tensor::from_vector(labels, {16})};
   const Parameter w = mlp.parameters().front();
-  const auto [mlp_dynamic, mlp_replay] =
-      measure(mlp, mlp_args, [&](const ModuleGraph& g) { return g.grad(w); }, warmup, samples, 1.0);
+  const Timings ml = measure(mlp, mlp_args, [&](const ModuleGraph& g) { return g.grad(w); }, warmup, samples, 1.0);
 
   zb::Object res, meta;
-  res.add("chain_dynamic_fwdbwd_us_per_op", chain_dynamic)
-      .add("chain_replay_fwdbwd_us_per_op", chain_replay)
-      .add("mlp_dynamic_fwdbwd_us", mlp_dynamic)
-      .add("mlp_replay_fwdbwd_us", mlp_replay);
-  meta.add_number("chain_speedup_at_median", chain_dynamic.median / chain_replay.median)
-      .add_number("mlp_speedup_at_median", mlp_dynamic.median / mlp_replay.median)
+  res.add("chain_dynamic_fwdbwd_us_per_op", ch.dynamic)
+      .add("chain_replay_fwdbwd_us_per_op", ch.replay)
+      .add("chain_dynamic_fwd_us_per_op", ch.dynamic_fwd)
+      .add("chain_replay_fwd_us_per_op", ch.replay_fwd)
+      .add("mlp_dynamic_fwdbwd_us", ml.dynamic)
+      .add("mlp_replay_fwdbwd_us", ml.replay)
+      .add("mlp_dynamic_fwd_us", ml.dynamic_fwd)
+      .add("mlp_replay_fwd_us", ml.replay_fwd);
+  meta.add_number("chain_speedup_at_median", ch.dynamic.median / ch.replay.median)
+      .add_number("chain_fwd_speedup_at_median", ch.dynamic_fwd.median / ch.replay_fwd.median)
+      .add_number("mlp_speedup_at_median", ml.dynamic.median / ml.replay.median)
+      .add_number("mlp_fwd_speedup_at_median", ml.dynamic_fwd.median / ml.replay_fwd.median)
       .add_number("ops", kOps)
       .add_number("samples", samples)
       .add_number("warmup", warmup)
