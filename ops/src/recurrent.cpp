@@ -1,5 +1,5 @@
 // Fused recurrent operators (rnn, lstm, gru): forward and back-propagation through time, the
-// loops in kernels/recurrent.cpp (CPU only until GPU part 2: cuDNN, issue 13). Each operator's
+// loops in kernels/recurrent.cpp and kernels/cuda/recurrent.cu. Each operator's
 // definition keeps what its backward needs (kernels::RecurrentSaved), freed with its graph.
 #include <zkynet/framework/dot.h>
 #include <zkynet/framework/error.h>

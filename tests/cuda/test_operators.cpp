@@ -23,6 +23,7 @@
 #include <zkynet/nn/linear.h>
 #include <zkynet/nn/normalization.h>
 #include <zkynet/nn/pooling.h>
+#include <zkynet/nn/recurrent.h>
 #include <zkynet/nn/sequential.h>
 #include <zkynet/optim/adam.h>
 #include <zkynet/optim/clip.h>
@@ -245,18 +246,75 @@ const std::vector<Case>& table() {
          return op::batch_norm(x[0], Tensor::full({3}, -0.2, v.dtype(), v.device()),
                                Tensor::full({3}, 0.7, v.dtype(), v.device()), x[1], x[2], false);
        }, {{2, 3, 4, 5}, {3}, {3}}, false, true},
-      // Recurrent layers: CPU-only still (kCpuOnly).
+      // Recurrent operators (cuda/recurrent.cu): cuBLAS projections and own cell kernels in the
+      // CPU's packed layout; with and without biases and initial states, odd sizes, two stacked
+      // layers (the second reads the first's output), one-step cells, longer sequences (float32
+      // to 1e-4: the GEMMs' rounding compounds over the steps).
       {"lstm", [](auto x) { return op::lstm(x[0], x[1], x[2], x[3], x[4], x[5], x[6]).output; },
        {{3, 2, 4}, {2, 5}, {2, 5}, {20, 4}, {20, 5}, {20}, {20}}},
+      {"lstm no bias, odd sizes, h_n and c_n", [](auto x) {
+         const op::RecurrentResult r = op::lstm(x[0], x[1], x[2], x[3], x[4]);
+         return op::add(op::add(r.output, r.h_n), op::mult(r.c_n, 0.5));
+       }, {{5, 3, 7}, {3, 9}, {3, 9}, {36, 7}, {36, 9}}},
+      {"lstm zero initial state, b_hh only, one sequence", [](auto x) {
+         return op::lstm(x[0], NodeRef(), NodeRef(), x[1], x[2], NodeRef(), x[3]).output;
+       }, {{4, 1, 3}, {8, 3}, {8, 2}, {8}}},
+      {"lstm 2 layers", [](auto x) {
+         const op::RecurrentResult a = op::lstm(x[0], x[1], x[2], x[3], x[4], x[5], x[6]);
+         const op::RecurrentResult b = op::lstm(a.output, NodeRef(), NodeRef(), x[7], x[8], x[9], x[10]);
+         return op::add(b.output, b.c_n);
+       }, {{4, 3, 5}, {3, 6}, {3, 6}, {24, 5}, {24, 6}, {24}, {24}, {12, 6}, {12, 3}, {12}, {12}}},
       {"lstm_cell", [](auto x) {
          const auto [h, c] = op::lstm_cell(x[0], x[1], x[2], x[3], x[4]);
          return op::add(h, c);
        }, {{2, 4}, {2, 5}, {2, 5}, {20, 4}, {20, 5}}},
+      {"lstm_cell with biases, odd sizes", [](auto x) {
+         const auto [h, c] = op::lstm_cell(x[0], x[1], x[2], x[3], x[4], x[5], x[6]);
+         return op::sub(h, op::mult(c, c));
+       }, {{3, 5}, {3, 7}, {3, 7}, {28, 5}, {28, 7}, {28}, {28}}},
+      {"lstm 30 steps, hidden 33", [](auto x) {
+         return op::lstm(x[0], x[1], x[2], op::mult(x[3], 0.2), op::mult(x[4], 0.2), x[5], x[6]).output;
+       }, {{30, 4, 6}, {4, 33}, {4, 33}, {132, 6}, {132, 33}, {132}, {132}}, false, false, 1e-4},
       {"gru, zero initial state",
        [](auto x) { return op::gru(x[0], NodeRef(), x[1], x[2], x[3], x[4]).output; },
        {{3, 2, 4}, {15, 4}, {15, 5}, {15}, {15}}},
+      {"gru with h0, no bias, odd sizes, h_n", [](auto x) {
+         const op::RecurrentResult r = op::gru(x[0], x[1], x[2], x[3]);
+         return op::add(r.output, r.h_n);
+       }, {{5, 3, 7}, {3, 9}, {27, 7}, {27, 9}}},
+      {"gru 2 layers", [](auto x) {
+         const op::RecurrentResult a = op::gru(x[0], x[1], x[2], x[3], x[4], x[5]);
+         return op::gru(a.output, NodeRef(), x[6], x[7], x[8], x[9]).output;
+       }, {{4, 3, 5}, {3, 6}, {18, 5}, {18, 6}, {18}, {18}, {9, 6}, {9, 3}, {9}, {9}}},
       {"gru_cell", [](auto x) { return op::gru_cell(x[0], x[1], x[2], x[3]); }, {{2, 4}, {2, 5}, {15, 4}, {15, 5}}},
+      {"gru_cell with biases", [](auto x) { return op::gru_cell(x[0], x[1], x[2], x[3], x[4], x[5]); },
+       {{3, 5}, {3, 7}, {21, 5}, {21, 7}, {21}, {21}}},
+      {"gru 30 steps, hidden 33", [](auto x) {
+         return op::gru(x[0], x[1], op::mult(x[2], 0.2), op::mult(x[3], 0.2), x[4], x[5]).output;
+       }, {{30, 4, 6}, {4, 33}, {99, 6}, {99, 33}, {99}, {99}}, false, false, 1e-4},
       {"rnn tanh", [](auto x) { return op::rnn(x[0], x[1], x[2], x[3]).output; }, {{3, 2, 4}, {2, 5}, {5, 4}, {5, 5}}},
+      {"rnn tanh with biases, odd sizes, h_n", [](auto x) {
+         const op::RecurrentResult r = op::rnn(x[0], x[1], x[2], x[3], x[4], x[5]);
+         return op::add(r.output, r.h_n);
+       }, {{5, 3, 7}, {3, 9}, {9, 7}, {9, 9}, {9}, {9}}},
+      {"rnn relu with biases, zero initial state", [](auto x) {
+         return op::rnn(x[0], NodeRef(), x[1], op::mult(x[2], 0.3), x[3], x[4], op::RnnActivation::Relu).output;
+       }, {{5, 3, 7}, {9, 7}, {9, 9}, {9}, {9}}},
+      {"rnn relu 2 layers, no bias", [](auto x) {
+         const op::RecurrentResult a = op::rnn(x[0], x[1], x[2], op::mult(x[3], 0.3), NodeRef(), NodeRef(),
+                                               op::RnnActivation::Relu);
+         return op::rnn(a.output, NodeRef(), x[4], op::mult(x[5], 0.3), NodeRef(), NodeRef(),
+                        op::RnnActivation::Relu).output;
+       }, {{4, 3, 5}, {3, 6}, {6, 5}, {6, 6}, {4, 6}, {4, 4}}},
+      {"rnn tanh 2 layers", [](auto x) {
+         const op::RecurrentResult a = op::rnn(x[0], x[1], x[2], x[3], x[4], x[5]);
+         return op::rnn(a.output, NodeRef(), x[6], x[7], x[8], x[9]).output;
+       }, {{4, 3, 5}, {3, 6}, {6, 5}, {6, 6}, {6}, {6}, {4, 6}, {4, 4}, {4}, {4}}},
+      {"rnn_cell relu", [](auto x) {
+         return op::rnn_cell(x[0], x[1], x[2], x[3], x[4], x[5], op::RnnActivation::Relu);
+       }, {{3, 5}, {3, 7}, {7, 5}, {7, 7}, {7}, {7}}},
+      {"rnn tanh on a transposed input", [](auto x) { return op::rnn(x[0], x[1], x[2], x[3]).output; },
+       {{3, 4, 2}, {4, 5}, {5, 2}, {5, 5}}, false, true},
       // conv2d through cuDNN (cuda/conv.cu): strides, padding, dilation, groups, odd sizes, no
       // bias, a non-contiguous input; the bias gradient is cuda::sum's.
       conv_case("conv2d padded", {{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}, {.padding = {1, 1}}),
@@ -309,15 +367,9 @@ const std::vector<Case>& table() {
 }
 
 // Operators the table knows to lack a CUDA path, with the reason. Each must refuse CUDA operands
-// (see the table's test): remove its entry when it gets a CUDA implementation.
-// RNN, LSTM and GRU: their cuDNN path (cudnnRNNForward, _v8 backward) is a separate part of
-// issue 13.
+// (see the table's test): remove its entry when it gets a CUDA implementation. (RNN, LSTM and
+// GRU left the list with cuda/recurrent.cu.)
 const std::map<std::string, std::string> kCpuOnly = {
-    {"lstm", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
-    {"lstm_cell", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
-    {"gru, zero initial state", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
-    {"gru_cell", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
-    {"rnn tanh", "cuDNN RNN: GPU part 2, issue 13 (not yet)"},
     {"linalg.solve", "LAPACK on the CPU only (issue 15 §2)"},
     {"linalg.inv", "LAPACK on the CPU only (issue 15 §2)"},
     {"linalg.det", "LAPACK on the CPU only (issue 15 §2)"},
@@ -833,4 +885,138 @@ TEST_CASE("conv2d on CUDA with TF32 allowed runs in its own cached algorithms, c
   const Tensor tight = kernels::conv2d(x.cuda(), w.cuda(), Tensor(), {.padding = {1, 1}}).cpu();
   CHECK(allclose(loose, want, 2e-2, 2e-2));
   CHECK(allclose(tight, want, 1e-4, 1e-4));
+}
+
+// ---- recurrent layers beyond the table (cuda/recurrent.cu under nn::RNN, LSTM, GRU) -----------
+
+TEST_CASE("an LSTM's training step on CUDA gives the CPU's loss, gradients and updated weights", "[cuda][layers]") {
+  // nn::LSTM (2 layers) -> Linear -> mse_loss, one SGD step with momentum, TF32 off; then a
+  // second forward from the updated weights.
+  cuda::set_allow_tf32(false);
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    INFO(dtype_name(dtype));
+    struct Net {
+      std::shared_ptr<nn::LSTM> lstm;
+      std::shared_ptr<nn::Linear> head;
+    };
+    auto build = [&] {
+      Generator gen(23);
+      Net net;
+      net.lstm = std::make_shared<nn::LSTM>(5, 12, nn::RecurrentOptions{.num_layers = 2, .dtype = dtype,
+                                                                        .generator = &gen});
+      net.head = std::make_shared<nn::Linear>(12, 3, nn::LinearOptions{.dtype = dtype, .generator = &gen});
+      return net;
+    };
+    Generator gen(29);
+    const Tensor x = Tensor::randn({9, 4, 5}, gen, dtype);  // (T, B, I)
+    const Tensor y = Tensor::randn({9, 4, 3}, gen, dtype);
+    auto run = [&](Net& net, Device device) {
+      net.lstm->to(device);
+      net.head->to(device);
+      std::vector<Parameter> params = net.lstm->parameters();
+      for (const Parameter& p : net.head->parameters()) params.push_back(p);
+      optim::SGD opt(params, {.lr = 0.1, .momentum = 0.9});
+      Lambda loss({"x"}, [&](std::span<const NodeRef> in) {
+        return op::mse_loss((*net.head)((*net.lstm)(in[0])), y.to(device));
+      });
+      opt.zero_grad();
+      ModuleGraph g = loss(x.to(device));
+      g.back();
+      std::vector<Tensor> out{g.value().cpu()};
+      for (const Parameter& p : params) {
+        REQUIRE(p.grad().device() == device);
+        out.push_back(p.grad().cpu());
+      }
+      opt.step();
+      for (const Parameter& p : params) out.push_back(p.value().cpu());
+      out.push_back(loss(x.to(device)).value().cpu());
+      return out;
+    };
+    Net cpu_net = build();
+    Net gpu_net = build();
+    const std::vector<Tensor> want = run(cpu_net, Device::cpu());
+    const std::vector<Tensor> got = run(gpu_net, Device::cuda());
+    REQUIRE(got.size() == want.size());
+    const double rtol = dtype == DType::Float64 ? 1e-11 : 1e-4;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      INFO("tensor " << i << " (0: the loss, then gradients, then updated weights, then the next loss)");
+      CHECK(allclose(got[i], want[i], rtol, rtol));
+    }
+  }
+}
+
+TEST_CASE("RNN, GRU and LSTM layers on CUDA: stateful calls, batch_first, explicit state, as on the CPU",
+          "[cuda][layers]") {
+  // Two calls of a stateful layer (the second starts from the state the first carried, on the
+  // device), then a call with an explicit initial state that needs its gradient.
+  using Kind = nn::RecurrentBase::Kind;
+  for (const DType dtype : {DType::Float64, DType::Float32}) {
+    for (const Kind kind : {Kind::RnnRelu, Kind::RnnTanh, Kind::Gru, Kind::Lstm}) {
+      INFO(dtype_name(dtype) << " kind " << static_cast<int>(kind));
+      auto build = [&]() -> std::shared_ptr<nn::RecurrentBase> {
+        Generator gen(31);
+        nn::RecurrentOptions o{.num_layers = 2, .batch_first = true, .stateful = true, .dtype = dtype,
+                               .generator = &gen};
+        if (kind == Kind::Lstm) return std::make_shared<nn::LSTM>(3, 7, o);
+        if (kind == Kind::Gru) return std::make_shared<nn::GRU>(3, 7, o);
+        o.nonlinearity = kind == Kind::RnnRelu ? op::RnnActivation::Relu : op::RnnActivation::Tanh;
+        return std::make_shared<nn::RNN>(3, 7, o);
+      };
+      Generator gen(37);
+      const Tensor x1 = Tensor::randn({2, 5, 3}, gen, dtype);  // (B, T, I)
+      const Tensor x2 = Tensor::randn({2, 4, 3}, gen, dtype);
+      const Tensor h0 = Tensor::randn({2, 2, 7}, gen, dtype);  // (layers, B, H)
+      const Tensor c0 = Tensor::randn({2, 2, 7}, gen, dtype);
+      auto run = [&](nn::RecurrentBase& layer, Device device) {
+        layer.to(device);
+        std::vector<Tensor> out;
+        for (const Tensor* x : {&x1, &x2}) {
+          ModuleGraph g = layer.invoke(std::vector<NodeRef>{NodeRef(x->to(device))});
+          out.push_back(g.value().cpu());
+          REQUIRE(layer.carried_state().h.device() == device);
+          out.push_back(layer.carried_state().h.cpu());
+          if (kind == Kind::Lstm) out.push_back(layer.carried_state().c.cpu());
+        }
+        const bool lstm = kind == Kind::Lstm;
+        Lambda f({"x", "h0", "c0"}, [&](std::span<const NodeRef> in) {
+          NodeRef y;
+          if (lstm) {
+            y = static_cast<nn::LSTM&>(layer)(in[0], in[1], in[2]);
+          } else if (kind == Kind::Gru) {
+            y = static_cast<nn::GRU&>(layer)(in[0], in[1]);
+          } else {
+            y = static_cast<nn::RNN&>(layer)(in[0], in[1]);
+          }
+          // c0 joins the objective for RNN and GRU too, so that every input has a gradient.
+          return op::add(op::sum(op::square(y)), op::sum(op::mult(in[2], 0.5)));
+        });
+        layer.zero_grad();
+        ModuleGraph g = f(x1.to(device), h0.to(device), c0.to(device));
+        g.back();
+        out.push_back(g.value().cpu());
+        for (const char* name : {"x", "h0", "c0"}) out.push_back(g.grad(f.input(name)).cpu());
+        for (const auto& [name, p] : layer.named_parameters()) out.push_back(p.grad().cpu());
+        return out;
+      };
+      const auto cpu_layer = build();
+      const auto gpu_layer = build();
+      const std::vector<Tensor> want = run(*cpu_layer, Device::cpu());
+      const std::vector<Tensor> got = run(*gpu_layer, Device::cuda());
+      REQUIRE(got.size() == want.size());
+      const double rtol = dtype == DType::Float64 ? 1e-11 : 1e-4;
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        INFO("tensor " << i);
+        CHECK(allclose(got[i], want[i], rtol, rtol));
+      }
+    }
+  }
+}
+
+TEST_CASE("the recurrent kernels refuse operands on two devices, naming the operator", "[cuda][layers]") {
+  Generator gen(41);
+  const Tensor x = Tensor::randn({3, 2, 4}, gen, DType::Float32);
+  const Tensor w_ih = Tensor::randn({15, 4}, gen, DType::Float32);
+  const Tensor w_hh = Tensor::randn({15, 5}, gen, DType::Float32);
+  CHECK_THROWS_WITH(op::gru(x.cuda(), NodeRef(), w_ih, w_hh.cuda()), Catch::Contains("gru"));
+  CHECK_THROWS_WITH(op::gru(x.cuda(), NodeRef(), w_ih, w_hh.cuda()), Catch::Contains("devices"));
 }

@@ -3,6 +3,7 @@
 // guard on device memory; operands on two devices; the answers of zkynet::cuda without a device.
 #include <zkynet/framework/cuda.h>
 #include <zkynet/framework/module.h>
+#include <zkynet/framework/operator.h>
 #include <zkynet/internal/strided_index.h>
 #include <zkynet/ops/conv.h>
 #include <zkynet/ops/normalization.h>
@@ -15,6 +16,8 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
 using namespace zkynet;
@@ -104,35 +107,30 @@ TEST_CASE("an operator refuses operands on two devices, naming both") {
   CHECK_THAT(message, Contains("cpu"));
 }
 
+namespace {
+
+// An operator whose only kernel reads host memory: its forward throws DeviceError for a CUDA
+// operand, before touching it (as the LAPACK-based operators do).
+struct HostOnlyDef {
+  static constexpr std::string_view name = "host_only";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  Tensor forward(const Tensor& x) const {
+    if (!x.device().is_cpu()) throw DeviceError("its kernel reads host memory");
+    return x.clone();
+  }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {c.grad}; }
+};
+
+}  // namespace
+
 TEST_CASE("an operator without a CUDA kernel says so, naming itself") {
-  const std::string message = error_message<DeviceError>([] {
-    op::lstm(fake_cuda({2, 1, 3}), fake_cuda({1, 2}), fake_cuda({1, 2}), fake_cuda({8, 3}), fake_cuda({8, 2}),
-             fake_cuda({8}), fake_cuda({8}));
-  });
-  CHECK_THAT(message, Contains("lstm has no CUDA implementation"));
+  const std::string message = error_message<DeviceError>([] { apply(HostOnlyDef{}, NodeRef(fake_cuda({2, 3}))); });
+  CHECK_THAT(message, Contains("host_only has no CUDA implementation yet"));
+  CHECK_THAT(message, Contains("its kernel reads host memory"));
 }
 
-TEST_CASE("the recurrent kernels refuse CUDA operands before touching memory") {
-  // CPU-only until their cuDNN path (issue 13): the kernels check the device first, so the
-  // fake tensors' memory is never read. (Convolution, pooling and normalization have CUDA
-  // kernels: tests/cuda compares them with the CPU's on a GPU.)
-  const auto refuses = [](const std::string& op, auto&& call) {
-    INFO(op);
-    const std::string message = error_message<DeviceError>(call);
-    CHECK_THAT(message, Contains(op + " has no CUDA implementation"));
-    CHECK_THAT(message, Contains("GPU part 2"));
-  };
-  refuses("lstm", [] {
-    op::lstm(fake_cuda({2, 1, 3}), fake_cuda({1, 2}), fake_cuda({1, 2}), fake_cuda({8, 3}), fake_cuda({8, 2}),
-             fake_cuda({8}), fake_cuda({8}));
-  });
-  refuses("gru", [] {
-    op::gru(fake_cuda({2, 1, 3}), fake_cuda({1, 2}), fake_cuda({6, 3}), fake_cuda({6, 2}), fake_cuda({6}),
-            fake_cuda({6}));
-  });
-}
-
-TEST_CASE("convolution, pooling and normalization on CUDA operands in a build without CUDA say so") {
+TEST_CASE("convolution, pooling, normalization and recurrent operators on CUDA operands in a build without CUDA "
+          "say so") {
   if (cuda::built()) return;  // their CUDA kernels would read the fake memory
   const auto says = [](const std::string& op, auto&& call) {
     INFO(op);
@@ -143,4 +141,16 @@ TEST_CASE("convolution, pooling and normalization on CUDA operands in a build wi
   says("avg_pool2d", [] { op::avg_pool2d(fake_cuda({1, 1, 4, 4}), {2, 2}); });
   says("layer_norm", [] { op::layer_norm(fake_cuda({2, 3}), {3}, fake_cuda({3}), fake_cuda({3})); });
   says("batch_norm", [] { op::batch_norm(fake_cuda({2, 3}), Tensor(), Tensor(), NodeRef(), NodeRef(), true); });
+  says("lstm", [] {
+    op::lstm(fake_cuda({2, 1, 3}), fake_cuda({1, 2}), fake_cuda({1, 2}), fake_cuda({8, 3}), fake_cuda({8, 2}),
+             fake_cuda({8}), fake_cuda({8}));
+  });
+  says("gru", [] {
+    op::gru(fake_cuda({2, 1, 3}), fake_cuda({1, 2}), fake_cuda({6, 3}), fake_cuda({6, 2}), fake_cuda({6}),
+            fake_cuda({6}));
+  });
+  says("rnn_relu", [] {
+    op::rnn(fake_cuda({2, 1, 3}), fake_cuda({1, 2}), fake_cuda({2, 3}), fake_cuda({2, 2}), NodeRef(), NodeRef(),
+            op::RnnActivation::Relu);
+  });
 }

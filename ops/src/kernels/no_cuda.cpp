@@ -111,6 +111,15 @@ NormGrads normalize_backward(const Tensor&, const Tensor&, const Tensor&, const 
 void update_running_stats(const Tensor&, const Tensor&, const Moments&, std::int64_t, double, std::string_view op) {
   zkynet::detail::throw_no_cuda(op);
 }
+// Recurrent layers.
+Tensor recurrent_forward(RecurrentCell cell, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                         const Tensor&, const Tensor&, RecurrentSaved&) {
+  zkynet::detail::throw_no_cuda(cell_name(cell));
+}
+std::array<Tensor, 7> recurrent_backward(RecurrentCell cell, const Tensor&, const Tensor&, const Tensor&,
+                                         const std::array<bool, 7>&, const RecurrentSaved&) {
+  zkynet::detail::throw_no_cuda(cell_name(cell));
+}
 
 template <class F, std::size_t N>
 Tensor map_loss(const std::array<Tensor, N>&, DType, Device, const F&, std::string_view op) {

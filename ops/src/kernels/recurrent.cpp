@@ -1,5 +1,6 @@
-// The rnn, lstm and gru kernels on the CPU (recurrent.h says what they compute). No CUDA path
-// yet: cpu_only.h's check comes first.
+// The rnn, lstm and gru kernels on the CPU (recurrent.h says what they compute). CUDA operands
+// go to cuda/recurrent.cu (cuBLAS and own cell kernels in this file's layout and arithmetic),
+// after a check that every operand lies on one device.
 //
 // Buffers are time-major and contiguous: row t B + b of an (N = T B)-row matrix is step t of
 // sequence b. The forward keeps what the backward needs in a RecurrentSaved (the operator holds
@@ -7,13 +8,15 @@
 // LSTM, the cell states and their tanh.
 // NOTE: moved here verbatim from ops/src/recurrent.cpp: every value and gradient is the same
 // bits as before; keep each loop's order (and the float path's own exp and tanh) when changing one.
+// cuda/recurrent.cu repeats the cells' arithmetic (and that exp and tanh): change both together.
 #include "recurrent.h"
 
 #include <zkynet/framework/parallel.h>
 
 #include <cblas.h>
 
-#include "cpu_only.h"
+#include "cuda/api.h"
+#include "same_device.h"
 
 #include <algorithm>
 #include <array>
@@ -479,7 +482,8 @@ std::array<Tensor, 7> backward_impl(Cell cell, const Tensor& grad_in, const Tens
 
 Tensor recurrent_forward(RecurrentCell cell, const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                          const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, RecurrentSaved& saved) {
-  detail::require_cpu(cell_name(cell), x, h0, c0, w_ih, w_hh, b_ih, b_hh);
+  detail::require_same_device(cell_name(cell), x.device(), h0, c0, w_ih, w_hh, b_ih, b_hh);
+  if (x.device().is_cuda()) return cuda::recurrent_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, saved);
   const std::array<const Tensor*, 7> in{&x, &h0, c0.defined() ? &c0 : nullptr, &w_ih, &w_hh, &b_ih, &b_hh};
   const Dims d{x.size(0), x.size(1), x.size(2), w_hh.size(1)};
   return dispatch_floating(x.dtype(), [&](auto zero) { return forward_impl<decltype(zero)>(cell, in, d, saved); });
@@ -488,7 +492,8 @@ Tensor recurrent_forward(RecurrentCell cell, const Tensor& x, const Tensor& h0, 
 std::array<Tensor, 7> recurrent_backward(RecurrentCell cell, const Tensor& grad, const Tensor& w_ih,
                                          const Tensor& w_hh, const std::array<bool, 7>& needs,
                                          const RecurrentSaved& saved) {
-  detail::require_cpu(cell_name(cell), grad, w_ih, w_hh, saved.out);
+  detail::require_same_device(cell_name(cell), grad.device(), w_ih, w_hh, saved.out);
+  if (grad.device().is_cuda()) return cuda::recurrent_backward(cell, grad, w_ih, w_hh, needs, saved);
   return dispatch_floating(
       grad.dtype(), [&](auto zero) { return backward_impl<decltype(zero)>(cell, grad, w_ih, w_hh, needs, saved); });
 }

@@ -1,6 +1,6 @@
 // The kernels of the fused recurrent operators rnn, lstm and gru (ops/src/recurrent.cpp calls
-// them): a whole sequence forward, and back-propagation through time. They run on the CPU; a
-// CUDA operand throws DeviceError (cpu_only.h) until GPU part 2 brings cuDNN's (issue 13).
+// them): a whole sequence forward, and back-propagation through time, on the CPU (recurrent.cpp)
+// or on CUDA (cuda/recurrent.cu), chosen by the operands' device (all on one, or DeviceError).
 // Shapes and dtypes are checked by the operators; these take them as given.
 //
 //   kernels::RecurrentSaved saved;                        // kept by the operator for its VJP

@@ -9,6 +9,7 @@
 #include <zkynet/ops/optim_kernels.h>
 
 #include "../normalization.h"
+#include "../recurrent.h"
 
 #include <array>
 #include <cstddef>
@@ -123,6 +124,16 @@ NormGrads normalize_backward(const Tensor& grad, const Tensor& x, const Tensor& 
                              std::array<bool, 3> needs, std::string_view op);
 void update_running_stats(const Tensor& running_mean, const Tensor& running_var, const Moments& batch,
                           std::int64_t count, double momentum, std::string_view op);
+
+// ---- rnn, lstm and gru (../recurrent.h says what they compute; ../recurrent.cpp calls these
+// for CUDA operands, on one device). cuBLAS GEMMs for the projections (TF32 only when
+// zkynet::cuda::allow_tf32()) and own cell kernels repeating the CPU's arithmetic, in the
+// CPU's packed layout: the RecurrentSaved of either device's forward serves only its own backward.
+Tensor recurrent_forward(RecurrentCell cell, const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                         const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, RecurrentSaved& saved);
+std::array<Tensor, 7> recurrent_backward(RecurrentCell cell, const Tensor& grad, const Tensor& w_ih,
+                                         const Tensor& w_hh, const std::array<bool, 7>& needs,
+                                         const RecurrentSaved& saved);
 
 // The explicit instantiations of the map templates, one per functor of a list (../functors.h,
 // ../softmax.h): the .cu files that define the templates and ../no_cuda.cpp's stubs expand the
