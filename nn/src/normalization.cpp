@@ -58,6 +58,13 @@ BatchNormBase::BatchNormBase(ModuleBase& self, std::string layer, std::int64_t n
   }
 }
 
+std::string BatchNormBase::cumulative_refusal(bool training) const {
+  if (!training || !options_.track_running_stats || options_.momentum) return {};
+  return layer_ + " with momentum = nullopt (a cumulative average) weighs each batch by 1 / num_batches_tracked, a "
+                  "number read from a buffer at each call, which a replay would freeze (give a momentum, or compile "
+                  "in evaluation mode)";
+}
+
 NodeRef BatchNormBase::forward(ModuleBase& self, const NodeRef& x, std::int64_t min_rank, std::int64_t max_rank,
                                const char* expected) {
   // Errors raised in a call are prefixed with the module's path, so they need not name the layer.

@@ -463,3 +463,24 @@ TEST_CASE("compile: an error during a replay names the node and the module") {
   CHECK_THROWS_WITH(c(Tensor::randn({2, 8}, gen, DType::Float32), labels({0, 9})),
                     Catch::Contains("replay of node") && Catch::Contains("cross_entropy"));
 }
+
+TEST_CASE("compile footgun: BatchNorm in training mode: running statistics follow, the batch counter does not") {
+  Generator gen(18);
+  nn::BatchNorm1d compiled_bn(3);
+  nn::BatchNorm1d dynamic_bn(3);
+  CompiledModule c = compile(compiled_bn);
+  for (int k = 0; k < 3; ++k) {
+    const Tensor x = Tensor::randn({4, 3}, gen, DType::Float32);
+    REQUIRE(same_bits(c(x).value(), dynamic_bn(x).value()));
+  }
+  CHECK(same_bits(compiled_bn.buffer("running_mean"), dynamic_bn.buffer("running_mean")));
+  CHECK(same_bits(compiled_bn.buffer("running_var"), dynamic_bn.buffer("running_var")));
+  CHECK(dynamic_bn.buffer("num_batches_tracked").item() == 3);
+  CHECK(compiled_bn.buffer("num_batches_tracked").item() == 1);  // advanced by the capture only
+
+  nn::BatchNorm1d cumulative(3, {.momentum = std::nullopt});
+  CompiledModule cc = compile(cumulative);
+  CHECK_THROWS_WITH(cc(Tensor::randn({4, 3}, gen, DType::Float32)), Catch::Contains("cumulative average"));
+  cumulative.eval();
+  CHECK_NOTHROW(cc(Tensor::randn({4, 3}, gen, DType::Float32)));
+}

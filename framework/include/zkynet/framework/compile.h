@@ -45,9 +45,9 @@
 //      is a constant of the schedule, frozen (check mode reports it as a constant that differs).
 //   5. State outside the graph: a stateful recurrent layer (its carried state is a constant of
 //      each call) and dropout in training mode (a fresh mask each call) are refused at capture
-//      with a UsageError; BatchNorm in training mode updates its running statistics at every
-//      replay (the operator does it) but does not advance num_batches_tracked, so use a fixed
-//      momentum (the default), not the cumulative average.
+//      with a UsageError, and so is BatchNorm's cumulative average (momentum = nullopt) in
+//      training mode; with a fixed momentum (the default) replays update the running
+//      statistics exactly as calls do, but num_batches_tracked stays where the capture left it.
 //   6. Operators applied to a replayed result outside the module (a loss computed at top level)
 //      would join the schedule's tape and grow it at every step: the next call refuses with a
 //      UsageError. Compile a module that computes the loss too.

@@ -67,6 +67,12 @@ class BatchNormBase {
   NodeRef forward(ModuleBase& self, const NodeRef& x, std::int64_t min_rank, std::int64_t max_rank,
                   const char* expected);
 
+  // compile() (framework/compile.h): the cumulative average (momentum = nullopt) in training
+  // mode reads its factor 1 / num_batches_tracked from a buffer at each call, which a replay
+  // would freeze. NOTE: with a fixed momentum replays update the running statistics as calls
+  // do, but num_batches_tracked stays where the capture left it.
+  std::string cumulative_refusal(bool training) const;
+
   std::string layer_;  // "BatchNorm1d(3)", for messages
   std::int64_t num_features_;
   BatchNormOptions options_;
@@ -79,6 +85,7 @@ class BatchNorm1d : public Module<BatchNorm1d>, detail::BatchNormBase {
  public:
   explicit BatchNorm1d(std::int64_t num_features, BatchNormOptions options = {});
   NodeRef call(const NodeRef& x);
+  std::string capture_refusal() const override { return cumulative_refusal(is_training()); }
 
   std::int64_t num_features() const { return num_features_; }
   const BatchNormOptions& options() const { return options_; }
@@ -89,6 +96,7 @@ class BatchNorm2d : public Module<BatchNorm2d>, detail::BatchNormBase {
  public:
   explicit BatchNorm2d(std::int64_t num_features, BatchNormOptions options = {});
   NodeRef call(const NodeRef& x);
+  std::string capture_refusal() const override { return cumulative_refusal(is_training()); }
 
   std::int64_t num_features() const { return num_features_; }
   const BatchNormOptions& options() const { return options_; }
