@@ -182,3 +182,16 @@ def test_calls_under_no_grad_run_dynamically():
     with cg.no_grad():
         assert float(fast(3.0).value) == 36
     assert fast.stats["dynamic"] == 1 and fast.last is None
+
+
+def test_the_compiled_object_exposes_its_module_options_and_schedules():
+    m = SimpleModel(2.0)
+    fast = cg.compile(m, check=True, cache_size=3)
+    assert fast.module is m or fast.module.functional_name == "SimpleModel"
+    assert fast.check is True and fast.cache_size == 3
+    assert float(fast.param("w").value) == 2.0
+    fast(1.0)
+    fast(np.array([1.0, 2.0]))
+    shapes = [s.signature.split(";")[0] for s in fast.schedules]
+    assert shapes == ["#0: (2,) float64 cpu", "#0: () float64 cpu"]   # most recently used first
+    assert fast.last.size == 5
