@@ -6,7 +6,8 @@
 //          on a batch of 16, forward + back() (no optimizer: compile does not capture it yet)
 // For each: dynamic (a new graph per call) and replay (compile(module), the same signature
 // every step), forward + back() and the call alone (_fwd: graph teardown excluded),
-// median/min/max over --samples after --warmup, and their ratios. Before timing,
+// median/min/max over --samples after --warmup, and their ratios; `meta` adds heap
+// allocations and tensor buffers per operator (chain) or step (mlp) of each. Before timing,
 // a replay's value and gradients are checked equal, bit for bit, to a dynamic call's.
 //
 // usage: bench_compile [--samples 200] [--warmup 20]
@@ -18,7 +19,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
+
+namespace zkynet::bench::train {  // alloc_counter.cpp: the counting global operator new
+extern bool g_count_news;
+extern std::size_t g_news;
+}  // namespace zkynet::bench::train
 
 namespace {
 
@@ -66,7 +74,22 @@ bool same_bits(const Tensor& a, const Tensor& b) {
 // Checks a replay against a dynamic call (value and the gradients of `of`), then times both.
 struct Timings {
   zb::Stats dynamic, replay, dynamic_fwd, replay_fwd;  // fwd: the call alone, back() excluded
+  double dynamic_news = 0, replay_news = 0;            // heap allocations per forward + back()
+  double dynamic_buffers = 0, replay_buffers = 0;      // tensor buffers per forward + back()
 };
+
+// Heap allocations (operator new) and tensor buffers of one run of `body`.
+template <class Body>
+std::pair<double, double> count_allocations(Body body) {
+  namespace t = zkynet::bench::train;
+  const auto s0 = cpu_allocator_stats();
+  t::g_news = 0;
+  t::g_count_news = true;
+  body();
+  t::g_count_news = false;
+  const auto s1 = cpu_allocator_stats();
+  return {static_cast<double>(t::g_news), static_cast<double>((s1.hits + s1.misses) - (s0.hits + s0.misses))};
+}
 
 template <class Of>
 Timings measure(ModuleBase& m, const std::vector<NodeRef>& args, Of of, int warmup,
@@ -105,7 +128,21 @@ Timings measure(ModuleBase& m, const std::vector<NodeRef>& args, Of of, int warm
     }
   }
   if (c.stats().captures != 1) fail(m.functional_name() + ": captured more than once");
-  return {zb::stats(dynamic), zb::stats(replay), zb::stats(dynamic_fwd), zb::stats(replay_fwd)};
+  Timings t{zb::stats(dynamic), zb::stats(replay), zb::stats(dynamic_fwd), zb::stats(replay_fwd)};
+  std::tie(t.dynamic_news, t.dynamic_buffers) = count_allocations([&] {
+    ModuleGraph g = m.invoke(args);
+    g.back();
+  });
+  std::tie(t.replay_news, t.replay_buffers) = count_allocations([&] {
+    ModuleGraph g = c.call(args);
+    g.back();
+  });
+  const double to_per = 1.0 / per;
+  t.dynamic_news *= to_per;
+  t.replay_news *= to_per;
+  t.dynamic_buffers *= to_per;
+  t.replay_buffers *= to_per;
+  return t;
 }
 
 }  // namespace
@@ -141,6 +178,14 @@ int main(int argc, char** argv) {
       .add_number("chain_fwd_speedup_at_median", ch.dynamic_fwd.median / ch.replay_fwd.median)
       .add_number("mlp_speedup_at_median", ml.dynamic.median / ml.replay.median)
       .add_number("mlp_fwd_speedup_at_median", ml.dynamic_fwd.median / ml.replay_fwd.median)
+      .add_number("chain_dynamic_heap_allocs_per_op", ch.dynamic_news)
+      .add_number("chain_replay_heap_allocs_per_op", ch.replay_news)
+      .add_number("chain_dynamic_tensor_buffers_per_op", ch.dynamic_buffers)
+      .add_number("chain_replay_tensor_buffers_per_op", ch.replay_buffers)
+      .add_number("mlp_dynamic_heap_allocs_per_step", ml.dynamic_news)
+      .add_number("mlp_replay_heap_allocs_per_step", ml.replay_news)
+      .add_number("mlp_dynamic_tensor_buffers_per_step", ml.dynamic_buffers)
+      .add_number("mlp_replay_tensor_buffers_per_step", ml.replay_buffers)
       .add_number("ops", kOps)
       .add_number("samples", samples)
       .add_number("warmup", warmup)
