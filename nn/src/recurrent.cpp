@@ -170,6 +170,12 @@ NodeRef RecurrentBase::call_nodes(std::span<const NodeRef> inputs) {
       if (!init[i].in_graph()) init[i] = named(init[i], i == 0 ? "h0" : "c0");
     }
   } else if (stateful_ && carried_.h.defined()) {
+    // A layer moved or converted (Module::to) since its last call takes its carried state along.
+    const Tensor& like = params_by_layer_[0][1]->value();
+    if (carried_.h.device() != like.device() || carried_.h.dtype() != like.dtype()) {
+      const auto adopt = [&](const Tensor& t) { return t.defined() ? t.to(like.dtype()).to(like.device()) : t; };
+      carried_ = {adopt(carried_.h), adopt(carried_.c)};
+    }
     if (carried_.h.shape() != state_shape) {
       throw ShapeError(describe() + ": the carried state " + shape_str(carried_.h.shape()) + " does not fit input " +
                        shape_str(xs) + " (state " + shape_str(state_shape) +

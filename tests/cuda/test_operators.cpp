@@ -1012,6 +1012,27 @@ TEST_CASE("RNN, GRU and LSTM layers on CUDA: stateful calls, batch_first, explic
   }
 }
 
+TEST_CASE("a stateful LSTM moved to CUDA between calls carries its state along", "[cuda][layers]") {
+  // Module::to moves the parameters; the carried state follows at the next call.
+  Generator gen(43);
+  const Tensor x1 = Tensor::randn({3, 2, 4}, gen, DType::Float32);
+  const Tensor x2 = Tensor::randn({5, 2, 4}, gen, DType::Float32);
+  auto build = [] {
+    Generator g(47);
+    return std::make_shared<nn::LSTM>(4, 6, nn::RecurrentOptions{.num_layers = 2, .stateful = true, .generator = &g});
+  };
+  const auto cpu_layer = build();
+  const auto gpu_layer = build();
+  (*cpu_layer)(x1);
+  (*gpu_layer)(x1);
+  gpu_layer->to(Device::cuda());
+  const Tensor want = (*cpu_layer)(x2).value();
+  const Tensor got = (*gpu_layer)(x2.cuda()).value();
+  REQUIRE(got.device() == Device::cuda());
+  CHECK(gpu_layer->carried_state().c.device() == Device::cuda());
+  CHECK(allclose(got.cpu(), want, 1e-5, 1e-5));
+}
+
 TEST_CASE("the recurrent kernels refuse operands on two devices, naming the operator", "[cuda][layers]") {
   Generator gen(41);
   const Tensor x = Tensor::randn({3, 2, 4}, gen, DType::Float32);
