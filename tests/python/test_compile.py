@@ -195,3 +195,30 @@ def test_the_compiled_object_exposes_its_module_options_and_schedules():
     shapes = [s.signature.split(";")[0] for s in fast.schedules]
     assert shapes == ["#0: (2,) float64 cpu", "#0: () float64 cpu"]   # most recently used first
     assert fast.last.size == 5
+
+
+def test_python_operators_and_custom_rules_are_replayed_by_running_their_forward_again():
+    @cg.custom_vjp
+    def square(x):
+        return x * x
+
+    square.defvjp(lambda x: (x * x, np.asarray(x.value)), lambda saved, g: (2 * saved * g,))
+
+    class Cube(cg.Operator):
+        elementwise = True
+
+        def __init__(self):
+            super().__init__(inputs=(cg.Variable("x"),))
+
+        def _op_impl(self, x):
+            return x ** 3
+
+    cube = Cube()
+    fast = cg.compile(lambda x: op.sum(square(x) + cube(x)))
+    for v in ([1.0, 2.0], [3.0, -1.0], [0.5, 4.0]):
+        x = np.array(v)
+        g = fast(x)
+        g.back()
+        np.testing.assert_allclose(float(g.value), np.sum(x ** 2 + x ** 3))
+        np.testing.assert_allclose(g.grad(fast.input("x")), 2 * x + 3 * x ** 2, rtol=1e-12)
+    assert fast.stats["captures"] == 1 and fast.stats["replays"] == 2

@@ -384,8 +384,9 @@ def compile(target, check=False, cache_size=8):  # noqa: A001 (the issue's name,
         fast = cg.compile(lambda a, b: op.sum(a * op.exp(b)))
         g = fast(a, b); g.back(); g.grad(fast.input("a"))
 
-    A replay runs no Python: the captured operators are recomputed from the new inputs and the
-    parameters' current values, bit for bit as a dynamic call would compute them. The signature
+    A replay runs no Python (but for the forwards of Python-defined operators and custom_vjp
+    rules in the graph, which it runs again): the captured operators are recomputed from the
+    new inputs and the parameters' current values, bit for bit as a dynamic call computes them. The signature
     (input shapes, dtypes, devices, requires_grad; training mode; the module tree's structure)
     picks one of `cache_size` schedules (LRU). check=True re-traces every call and raises
     RuntimeError at the first node where the graph differs (value-dependent control flow) or
