@@ -11,6 +11,7 @@
 // a replay's value and gradients are checked equal, bit for bit, to a dynamic call's.
 //
 // usage: bench_compile [--samples 200] [--warmup 20]
+//        [--loop N [--variant replay|dynamic]]   (profiling: N chains, no JSON)
 #include "bench_common.h"
 
 #include <zkynet/zkynet.h>
@@ -150,6 +151,21 @@ Timings measure(ModuleBase& m, const std::vector<NodeRef>& args, Of of, int warm
 int main(int argc, char** argv) {
   const int samples = static_cast<int>(zb::arg_long(argc, argv, "--samples", 200));
   const int warmup = static_cast<int>(zb::arg_long(argc, argv, "--warmup", 20));
+  const long loop = zb::arg_long(argc, argv, "--loop", 0);
+  if (loop > 0) {  // profiling: N chains forward + back(), replayed (--variant replay) or dynamic
+    const bool replay = zb::arg_str(argc, argv, "--variant", "replay") == std::string("replay");
+    Chain chain;
+    CompiledModule c = compile(chain);
+    const std::vector<NodeRef> args{Tensor::ones({1}, DType::Float32)};
+    const double t0 = zb::now_us();
+    for (long i = 0; i < loop; ++i) {
+      ModuleGraph g = replay ? c.call(args) : chain.invoke(args);
+      g.back();
+    }
+    std::fprintf(stderr, "%ld chains (%s), %.3f us per op fwd+bwd\n", loop, replay ? "replay" : "dynamic",
+                 (zb::now_us() - t0) / static_cast<double>(loop) / kOps);
+    return 0;
+  }
 
   Chain chain;
   const std::vector<NodeRef> chain_args{Tensor::ones({1}, DType::Float32)};
