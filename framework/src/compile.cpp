@@ -167,11 +167,13 @@ ModuleGraph Schedule::run(std::span<const NodeRef> args) {
                      std::to_string(tape.nodes().size() - size_) +
                      " node(s) recorded outside the compiled module (an operator applied to its result, e.g. a "
                      "loss); a replay reuses that graph and cannot keep them. Compile a module that computes the "
-                     "loss too, or call this module uncompiled");
+                     "loss too, or call this module uncompiled (clear() drops the schedule)");
   }
   for (std::size_t i = 0; i < inputs_.size(); ++i) tape.set_value(*inputs_[i], args[i].value());
   for (const auto& [node, data] : parameters_) tape.set_value(*node, data->value);
-  for (Node* node : frozen_) tape.set_value(*node, Tensor(node->value()));  // its version as of now
+  for (Node* node : frozen_) {  // unchanged, but written in place since: its version as of now
+    if (node->value().version() != node->recorded_version()) tape.set_value(*node, Tensor(node->value()));
+  }
   tape.replay();
   return ModuleGraph(NodeRef(tape_, root_));
 }

@@ -208,6 +208,14 @@ TEST_CASE("compile: a new signature captures again; a stale schedule is never re
     c(3.0);
     CHECK(c.stats().captures == 2);
   }
+  SECTION("a parameter frozen (requires_grad false)") {
+    m.param("w").requires_grad(false);
+    ModuleGraph g = c(3.0);
+    CHECK(c.stats().captures == 2);
+    CHECK(c.stats().evictions == 1);
+    g.back();
+    CHECK(g.grad(m.input("x")).item() == 33);
+  }
   SECTION("a parameter's shape changed (set_value)") {
     m.param("w").set_value(Tensor{1.0, 1.0});
     CHECK(c(3.0).value().to_doubles() == std::vector<double>{36, 36});
@@ -483,4 +491,16 @@ TEST_CASE("compile footgun: BatchNorm in training mode: running statistics follo
   CHECK_THROWS_WITH(cc(Tensor::randn({4, 3}, gen, DType::Float32)), Catch::Contains("cumulative average"));
   cumulative.eval();
   CHECK_NOTHROW(cc(Tensor::randn({4, 3}, gen, DType::Float32)));
+}
+
+TEST_CASE("compile: a constant tensor written in place after capture is read by the replay, and back() accepts it") {
+  Tensor scale = Tensor{2.0, 3.0};
+  Lambda m({"x"}, [&](std::span<const NodeRef> x) { return op::sum(op::mult(x[0], scale)); });
+  CompiledModule c = compile(m);
+  CHECK(c(Tensor{1.0, 1.0}).value().item() == 5);
+  scale.fill_(1.0);  // the same storage: the captured constant shares it
+  ModuleGraph g = c(Tensor{1.0, 1.0});
+  CHECK(g.value().item() == 2);
+  g.back();
+  CHECK(g.grad(m.input("x")).to_doubles() == std::vector<double>{1, 1});
 }

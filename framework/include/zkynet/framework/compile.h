@@ -52,7 +52,7 @@
 //      would join the schedule's tape and grow it at every step: the next call refuses with a
 //      UsageError. Compile a module that computes the loss too.
 // check = true runs the module twice per call (once traced, once replayed): side effects in it
-// (BatchNorm's running statistics) happen twice.
+// (BatchNorm's running statistics) happen twice. A CompiledModule serves one thread at a time.
 //
 // Not in this version: fusion, common subexpressions, dead-node elimination, a memory plan
 // (each replayed operator still allocates its result), the optimizer step inside the schedule,
