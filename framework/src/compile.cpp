@@ -246,7 +246,11 @@ ModuleGraph CompiledModule::capture(std::span<const NodeRef> args) {
   const Tape& tape = *g.root().tape();
   for (const auto& n : tape.nodes()) {
     if (n->kind() != NodeKind::Operator) continue;
-    const std::string_view why = static_cast<const OperatorNode&>(*n).capture_refusal();
+    const auto& op = static_cast<const OperatorNode&>(*n);
+    std::string_view why = op.capture_refusal();
+    if (why.empty() && op.visit_without_gradient()) {
+      why = "communication operators (MPI collectives, messages) are not replayed in this version";
+    }
     if (why.empty()) continue;
     throw UsageError("compile(" + module_->functional_name() + "): cannot capture a call: node " + node_line(*n) +
                      where(tape, *n) + ": " + std::string(why) +

@@ -504,3 +504,20 @@ TEST_CASE("compile: a constant tensor written in place after capture is read by 
   g.back();
   CHECK(g.grad(m.input("x")).to_doubles() == std::vector<double>{1, 1});
 }
+
+namespace {
+// Stands for a communication operator (distributed/'s collectives declare the same flag).
+struct FakeCollectiveDef {
+  static constexpr std::string_view name = "fake_allreduce";
+  static constexpr std::array<std::string_view, 1> inputs{"x"};
+  static constexpr bool visit_without_gradient = true;
+  Tensor forward(const Tensor& x) const { return x.clone(); }
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {c.grad}; }
+};
+}  // namespace
+
+TEST_CASE("compile: communication operators are refused at capture") {
+  Lambda m({"x"}, [](std::span<const NodeRef> x) { return apply(FakeCollectiveDef{}, x[0]); });
+  CompiledModule c = compile(m);
+  CHECK_THROWS_WITH(c(Tensor{1.0}), Catch::Contains("fake_allreduce") && Catch::Contains("communication operators"));
+}

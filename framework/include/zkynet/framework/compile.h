@@ -45,7 +45,8 @@
 //      is a constant of the schedule, frozen (check mode reports it as a constant that differs).
 //   5. State outside the graph: a stateful recurrent layer (its carried state is a constant of
 //      each call) and dropout in training mode (a fresh mask each call) are refused at capture
-//      with a UsageError, and so is BatchNorm's cumulative average (momentum = nullopt) in
+//      with a UsageError, and so are communication operators (distributed/: not replayed in
+//      this version) and BatchNorm's cumulative average (momentum = nullopt) in
 //      training mode; with a fixed momentum (the default) replays update the running
 //      statistics exactly as calls do, but num_batches_tracked stays where the capture left it.
 //   6. Operators applied to a replayed result outside the module (a loss computed at top level)
