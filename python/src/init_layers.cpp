@@ -386,11 +386,15 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def(py::init([](double p) { return std::make_shared<nn::Dropout>(p); }), py::arg("p") = 0.5)
       .def_property_readonly("p", &nn::Dropout::p);
   layer<nn::Embedding>(nn, "Embedding", "a lookup table: int64 indices -> rows of weight (num_embeddings, embedding_dim)")
-      .def(py::init([](std::int64_t n, std::int64_t d, const std::string& dtype, py::handle device) {
-             return on_device(std::make_shared<nn::Embedding>(n, d, nn::EmbeddingOptions{dtype_of(dtype), nullptr}), device);
+      .def(py::init([](std::int64_t n, std::int64_t d, std::optional<std::int64_t> padding_idx, const std::string& dtype,
+                       py::handle device) {
+             return on_device(
+                 std::make_shared<nn::Embedding>(n, d, nn::EmbeddingOptions{dtype_of(dtype), nullptr, padding_idx}),
+                 device);
            }),
-           py::arg("num_embeddings"), py::arg("embedding_dim"), py::arg("dtype") = "float32",
-           py::arg("device") = py::none())
+           py::arg("num_embeddings"), py::arg("embedding_dim"), py::arg("padding_idx") = py::none(),
+           py::arg("dtype") = "float32", py::arg("device") = py::none())
+      .def_property_readonly("padding_idx", &nn::Embedding::padding_idx)
       .def_property_readonly("num_embeddings", &nn::Embedding::num_embeddings)
       .def_property_readonly("embedding_dim", &nn::Embedding::embedding_dim)
       .def_property_readonly("weight", [](nn::Embedding& e) { return e.param("weight"); });

@@ -18,6 +18,7 @@ void init_linalg(py::module_& m);
 void init_visual(py::module_& m);
 void init_nn(py::module_& nn, py::module_& optim, py::module_& ops);
 void init_layers(py::module_& nn, py::module_& ops, py::module_& data);
+void init_transformer(py::module_& nn, py::module_& ops);
 }  // namespace zkynet::python
 
 PYBIND11_MODULE(_zkynet, m) {
@@ -39,6 +40,7 @@ PYBIND11_MODULE(_zkynet, m) {
   zkynet::python::init_nn(nn, optim, ops);
   auto data = m.def_submodule("data", "datasets and loaders");
   zkynet::python::init_layers(nn, ops, data);
+  zkynet::python::init_transformer(nn, ops);
   auto cuda = m.def_submodule("cuda", "CUDA devices: availability, synchronization, memory statistics");
   zkynet::python::init_cuda(cuda);
   m.def("set_num_threads", &zkynet::set_num_threads,

@@ -41,9 +41,17 @@ parameters_to_vector = _nn.parameters_to_vector
 vector_to_parameters = _nn.vector_to_parameters
 gradients_to_vector = _nn.gradients_to_vector
 weights = _nn.weights
+GELU = _nn.GELU
+MultiheadAttention = _nn.MultiheadAttention
+TransformerEncoderLayer = _nn.TransformerEncoderLayer
+TransformerEncoder = _nn.TransformerEncoder
+SinusoidalPositionalEncoding = _nn.SinusoidalPositionalEncoding
+LearnedPositionalEncoding = _nn.LearnedPositionalEncoding
 
 __all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Sequential", "LeakyReLU", "Conv2d", "MaxPool2d", "AvgPool2d",
            "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "Embedding", "RNN", "LSTM", "GRU",
            "Estimator", "summary", "save_checkpoint", "load_checkpoint", "manual_seed", "state_dict", "load_state_dict",
            "states", "load_states",
-           "parameters_to_vector", "vector_to_parameters", "gradients_to_vector", "weights"]
+           "parameters_to_vector", "vector_to_parameters", "gradients_to_vector", "weights",
+           "GELU", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder",
+           "SinusoidalPositionalEncoding", "LearnedPositionalEncoding"]

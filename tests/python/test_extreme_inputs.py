@@ -221,6 +221,15 @@ TABLE = {
                 lambda a, b: a.detach() * b)],
     "bmm": [("bmm[input]", lambda v, dt: [mat(v, dt)[None], mat_other(dt, (1, 3, 2))], op.bmm, torch.bmm),
             ("bmm[mat2]", lambda v, dt: [mat_other(dt, (1, 3, 2)), mat(v, dt)[None]], op.bmm, torch.bmm)],
+    "gelu": [("gelu", lambda v, dt: [vec(v, dt)], op.gelu, F.gelu),
+             ("gelu[tanh]", lambda v, dt: [vec(v, dt)], lambda x: op.gelu(x, approximate="tanh"),
+              lambda x: F.gelu(x, approximate="tanh"))],
+    # The extreme in the query (then the key), against the math path softmax(q k^T / sqrt(E)) v.
+    "scaled_dot_product_attention": [
+        ("sdpa[query]", lambda v, dt: [mat(v, dt), mat_other(dt, (4, 3)), mat_other(dt, (4, 2))],
+         op.scaled_dot_product_attention, lambda q, k, v: torch.softmax(q @ k.T / math.sqrt(3), -1) @ v),
+        ("sdpa[key]", lambda v, dt: [mat_other(dt), mat(v, dt), mat_other(dt, (2, 2))],
+         op.scaled_dot_product_attention, lambda q, k, v: torch.softmax(q @ k.T / math.sqrt(3), -1) @ v)],
 }
 
 CASES = [case for name in TABLE for case in TABLE[name]]

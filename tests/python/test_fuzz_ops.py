@@ -442,6 +442,38 @@ def dropout_args(draw):
             draw(st.booleans())), {}
 
 
+@st.composite
+def sdpa_args(draw):
+    batch = draw(shapes(max_dims=2, max_side=3))
+    L, S, E, Ev = draw(st.integers(0, 5)), draw(st.integers(0, 5)), draw(st.integers(1, 4)), draw(st.integers(0, 3))
+    dtype = draw(st.sampled_from(FLOATS))
+    k_batch = batch if draw(st.integers(0, 3)) else draw(shapes(max_dims=2, max_side=3))
+    q = draw(float_tensors(shape=batch + (L, E)))
+    k = draw(tensors(shape=k_batch + (S, E if draw(st.integers(0, 5)) else E + 1), dtypes=[dtype]))
+    v = draw(tensors(shape=batch + (S, Ev), dtypes=[dtype]))
+    kind = draw(st.sampled_from(["none", "none", "bool", "float", "causal"]))
+    kwargs = {}
+    if kind == "bool":
+        kwargs["attn_mask"] = draw(hnp.arrays(np.bool_, (L, S)))
+    elif kind == "float":
+        kwargs["attn_mask"] = draw(tensors(shape=(L, S), dtypes=[dtype]))
+    elif kind == "causal":
+        kwargs["is_causal"] = True
+    return (q, k, v), kwargs
+
+
+def ref_sdpa(q, k, v, attn_mask=None, is_causal=False):
+    """The math path torch documents for scaled_dot_product_attention (torch 1.13 has no public one)."""
+    L, S = q.size(-2), k.size(-2)
+    bias = torch.zeros(L, S, dtype=q.dtype)
+    if is_causal:
+        bias.masked_fill_(torch.ones(L, S, dtype=torch.bool).tril().logical_not(), float("-inf"))
+    if attn_mask is not None:
+        m = torch.from_numpy(np.array(zk_view(attn_mask)))
+        bias = bias.masked_fill(m == 0, float("-inf")) if attn_mask.dtype == np.bool_ else bias + m
+    return torch.softmax(q @ k.transpose(-2, -1) / np.sqrt(q.size(-1)) + bias, dim=-1) @ v
+
+
 def ref_sum_like(fn):
     def ref(x, axis=None, keepdim=False):
         if axis is None:
@@ -611,6 +643,8 @@ SPECS = {
     "layer_norm": (layer_norm_args(), ref_layer_norm),
     "batch_norm": (batch_norm_args(), ref_batch_norm),
     "dropout": (dropout_args(), None),  # random: its properties are checked in check_dropout
+    "scaled_dot_product_attention": (sdpa_args(), ref_sdpa),
+    "gelu": (unary_args(), F.gelu),
 }
 
 

@@ -24,6 +24,7 @@
 #include <zkynet/framework/shape.h>
 #include <zkynet/framework/tensor.h>
 
+#include <zkynet/ops/attention.h>
 #include <zkynet/ops/bmm.h>
 #include <zkynet/ops/compare.h>
 #include <zkynet/ops/conv.h>
@@ -55,6 +56,7 @@
 #include <zkynet/nn/sequential.h>
 #include <zkynet/nn/state.h>
 #include <zkynet/nn/summary.h>
+#include <zkynet/nn/transformer.h>
 
 #include <zkynet/optim/adam.h>
 #include <zkynet/optim/clip.h>

@@ -302,6 +302,11 @@ AttentionForward attention_forward(const Tensor& q, const Tensor& k, const Tenso
   const std::int64_t batch = q.shape()[0], L = q.shape()[1], Ev = v.shape()[2];
   r.out = Tensor::empty({batch, L, Ev}, q.dtype());
   r.lse = Tensor::empty({batch, L}, q.dtype());
+  if (k.shape()[1] == 0) {  // no keys at all: softmax over nothing times nothing is 0, as torch's math path
+    r.out = Tensor::zeros({batch, L, Ev}, q.dtype());
+    r.lse.fill_(-std::numeric_limits<double>::infinity());
+    return r;
+  }
   dispatch_floating(q.dtype(), [&](auto zero) {
     using T = decltype(zero);
     const Problem<T> pb(q, k, v, args);

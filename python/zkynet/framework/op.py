@@ -70,6 +70,8 @@ less = _ops.less
 less_equal = _ops.less_equal
 equal = _ops.equal
 not_equal = _ops.not_equal
+scaled_dot_product_attention = _ops.scaled_dot_product_attention
+gelu = _ops.gelu
 
 __all__ = [
     "add",
@@ -130,4 +132,6 @@ __all__ = [
     "less_equal",
     "equal",
     "not_equal",
+    "scaled_dot_product_attention",
+    "gelu",
 ]
