@@ -88,8 +88,8 @@ std::string capture_refusal_in(const ModuleBase& module, const std::string& path
   return {};
 }
 
-InputSignature input_signature(const Tensor& value, bool requires_grad) {
-  return {value.shape(), value.dtype(), value.device(), requires_grad};
+InputSignature input_signature(std::string name, const Tensor& value, bool requires_grad) {
+  return {std::move(name), value.shape(), value.dtype(), value.device(), requires_grad};
 }
 
 }  // namespace
@@ -100,7 +100,7 @@ std::string Signature::str() const {
   std::string s;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const InputSignature& in = inputs[i];
-    s += (i ? ", " : "") + std::string("#") + std::to_string(i) + ": " + shape_str(in.shape) + " " +
+    s += (i ? ", " : "") + (in.name.empty() ? "#" + std::to_string(i) : in.name) + ": " + shape_str(in.shape) + " " +
          std::string(dtype_name(in.dtype)) + " " + in.device.str() + (in.requires_grad ? "" : " no-grad");
   }
   return s + "; " + (training ? "training" : "eval") + "; structure " + std::to_string(structure);
@@ -111,7 +111,7 @@ Signature signature_of(const ModuleBase& module, std::span<const NodeRef> args) 
   const auto& declared = module.inputs();
   for (std::size_t i = 0; i < args.size(); ++i) {
     const bool grad = i < declared.size() ? declared[i].data()->requires_grad : true;
-    s.inputs.push_back(input_signature(args[i].value(), grad));
+    s.inputs.push_back(input_signature(i < declared.size() ? declared[i].name() : "", args[i].value(), grad));
   }
   s.training = module.is_training();
   s.structure = module.structure_version();

@@ -149,6 +149,7 @@ TEST_CASE("compile: SimpleModel replays with new inputs: values and gradients as
   CHECK(c.last()->tape().nodes().size() == nodes);
   CHECK(c.stats().captures == 1);
   CHECK(c.stats().replays == 1);
+  CHECK(contains(c.last()->signature().str(), "x: () float64 cpu; training; structure "));
   // Parameters accumulate over back() as after dynamic calls: 9 + 16.
   CHECK(m.param("w").grad().item() == 25);
 }

@@ -193,7 +193,7 @@ def test_the_compiled_object_exposes_its_module_options_and_schedules():
     fast(1.0)
     fast(np.array([1.0, 2.0]))
     shapes = [s.signature.split(";")[0] for s in fast.schedules]
-    assert shapes == ["#0: (2,) float64 cpu", "#0: () float64 cpu"]   # most recently used first
+    assert shapes == ["x: (2,) float64 cpu", "x: () float64 cpu"]   # most recently used first
     assert fast.last.size == 5
 
 

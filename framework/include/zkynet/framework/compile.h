@@ -85,6 +85,7 @@ struct CompileOptions {
 
 // What a schedule was captured for; equal signatures replay the same schedule.
 struct InputSignature {
+  std::string name;  // the declared input's
   Shape shape;
   DType dtype = DType::Float64;
   Device device;
@@ -97,7 +98,7 @@ struct Signature {
   bool training = true;
   std::uint64_t structure = 0;  // the module's structure_version()
   friend bool operator==(const Signature&, const Signature&) = default;
-  // "x: (4,3) float32 cpu, y: (4) int64 cpu no-grad; training; structure 17"
+  // "x: (4,3) float32 cpu, y: (4,) int64 cpu no-grad; training; structure 17"
   std::string str() const;
 };
 
