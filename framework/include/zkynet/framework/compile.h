@@ -38,9 +38,11 @@
 //   2. Constants are frozen at capture: a C++/Python number or tensor a call reads (a member,
 //      a global, a Python attribute) keeps its value at capture. Change it: call clear(), or
 //      make it a Parameter or an input.
-//   3. Outputs are overwritten by the next replay: every ModuleGraph, NodeRef and value a
-//      replay returns lives on the schedule's tape, which the next call with that signature
-//      recomputes. Copy what you keep (value().clone()) before calling again.
+//   3. Outputs are overwritten by the next replay: every ModuleGraph and NodeRef a replay
+//      returns reads the schedule's nodes, which the next call with that signature recomputes
+//      (g.value(), g.back(), g.grad() then answer for the new call). Keep what you need before
+//      calling again: a Tensor taken from value() keeps its tensor (a replay stores new ones);
+//      value().clone() for a copy of your own.
 //   4. item() during capture: a number read from a value (x.value().item(), Python's float(n))
 //      is a constant of the schedule, frozen (check mode reports it as a constant that differs).
 //   5. State outside the graph: a stateful recurrent layer (its carried state is a constant of
