@@ -52,7 +52,8 @@ struct SlogdetResult {
   NodeRef sign;       // -1, 0 or 1 (no gradient)
   NodeRef logabsdet;  // log |det A|; -inf when singular
 };
-// (sign, log|det A|); g_logabsdet gives gA = g A^{-T}.
+// (sign, log|det A|); g_logabsdet gives gA = g A^{-T} (LinAlgError at a singular A, where
+// log|det| is -inf; a gradient of the sign alone is zero).
 SlogdetResult slogdet(const NodeRef& A);
 
 // The Cholesky factor of a symmetric positive-definite A (its lower triangle is read): L lower
