@@ -124,7 +124,18 @@ Schedule::Schedule(const ModuleBase& module, Signature signature, const ModuleGr
     : module_name_(module.functional_name()), signature_(std::move(signature)), tape_(captured.root().tape()),
       root_(captured.root().node()) {
   size_ = tape_->nodes().size();
-  for (const Variable& v : module.inputs()) inputs_.push_back(tape_->bound(*v.data()));
+  // The call grounded its arguments first, in order: nodes 0..n-1. (Not tape->bound(input): a
+  // module that calls itself rebinds its inputs to the inner call's arguments.)
+  const auto nodes = tape_->nodes();
+  for (std::size_t i = 0; i < module.inputs().size(); ++i) {
+    Node* n = i < nodes.size() ? nodes[i].get() : nullptr;
+    if (n == nullptr || n->kind() != NodeKind::Variable ||
+        static_cast<const InputNode&>(*n).input()->uid != module.inputs()[i].uid()) {
+      throw UsageError("compile(" + module_name_ + "): node %" + std::to_string(i) + " of the captured call is not "
+                       "its input '" + module.inputs()[i].name() + "' (internal error)");
+    }
+    inputs_.push_back(n);
+  }
   for (const auto& n : tape_->nodes()) {
     if (n->kind() == NodeKind::Parameter) {
       parameters_.emplace_back(n.get(), static_cast<const InputNode&>(*n).input());

@@ -522,3 +522,28 @@ TEST_CASE("compile: communication operators are refused at capture") {
   CompiledModule c = compile(m);
   CHECK_THROWS_WITH(c(Tensor{1.0}), Catch::Contains("fake_allreduce") && Catch::Contains("communication operators"));
 }
+
+namespace {
+// Calls itself on 2x, `depth` levels deep: f_d(x) = f_{d-1}(2x) + x, f_0(x) = x.
+class Recursive : public Module<Recursive> {
+ public:
+  Recursive() : Module({Variable("x")}) {}
+  NodeRef call(const NodeRef& x) {
+    if (depth == 0) return x;
+    --depth;
+    NodeRef inner = (*this)(op::mult(x, 2.0));
+    ++depth;
+    return op::add(inner, x);
+  }
+  int depth = 2;
+};
+}  // namespace
+
+TEST_CASE("compile: a module that calls itself replays from its outermost inputs") {
+  Recursive m;  // f(x) = 4x + 2x + x = 7x
+  CompiledModule c = compile(m);
+  CHECK(c(1.0).value().item() == 7);
+  CHECK(c(3.0).value().item() == 21);
+  CHECK(c(-2.0).value().item() == -14);
+  CHECK(c.stats().replays == 2);
+}
