@@ -819,8 +819,12 @@ TEST_CASE("batch_norm's running statistics on CUDA follow the CPU's over several
     const double rtol = dtype == DType::Float64 ? 1e-12 : 1e-6;
     CHECK(allclose(mean_gpu.cpu(), mean_cpu, rtol, rtol));
     CHECK(allclose(var_gpu.cpu(), var_cpu, rtol, rtol));
-    // Statistics on another device than the input are refused, naming the operator.
-    CHECK_THROWS_AS(op::batch_norm(x.cuda(), mean_cpu, var_cpu, NodeRef(), NodeRef(), true), DeviceError);
+    // Statistics on another device than the input are refused, naming the operator and the
+    // devices (a TypeError: not reported as a missing CUDA implementation).
+    CHECK_THROWS_AS(op::batch_norm(x.cuda(), mean_cpu, var_cpu, NodeRef(), NodeRef(), true), TypeError);
+    CHECK_THROWS_WITH(op::batch_norm(x.cuda(), mean_cpu, var_cpu, NodeRef(), NodeRef(), true),
+                      Catch::Contains("batch_norm") && Catch::Contains("operands on different devices") &&
+                          !Catch::Contains("no CUDA implementation"));
   }
 }
 

@@ -123,6 +123,17 @@ struct HostOnlyDef {
 
 }  // namespace
 
+TEST_CASE("a kernel given operands on two devices names them, not a missing CUDA implementation") {
+  // batch_norm's running statistics are not operands of the node: its kernel checks them,
+  // before touching memory (eval mode: the statistics are read, not computed).
+  const std::string message = error_message<TypeError>([] {
+    op::batch_norm(fake_cuda({2, 3}), Tensor::zeros({3}, DType::Float32), Tensor::ones({3}, DType::Float32), NodeRef(),
+                   NodeRef(), false);
+  });
+  CHECK_THAT(message, Contains("batch_norm: operands on different devices (cuda:0 and cpu)"));
+  CHECK_THAT(message, !Contains("no CUDA implementation"));
+}
+
 TEST_CASE("an operator without a CUDA kernel says so, naming itself") {
   const std::string message = error_message<DeviceError>([] { apply(HostOnlyDef{}, NodeRef(fake_cuda({2, 3}))); });
   CHECK_THAT(message, Contains("host_only has no CUDA implementation yet"));

@@ -12,7 +12,9 @@
 
 namespace zkynet::kernels::detail {
 
-// Throws unless every defined operand lies on `device`.
+// Throws unless every defined operand lies on `device`. A TypeError, not a DeviceError: apply()
+// reports a DeviceError from a kernel as "<op> has no CUDA implementation yet", which would
+// misname a misplaced operand.
 template <class... Tensors>
 void require_same_device(std::string_view op, Device device, const Tensors&... operands) {
   std::string other;
@@ -20,7 +22,7 @@ void require_same_device(std::string_view op, Device device, const Tensors&... o
                                                                           : void()),
    ...);
   if (!other.empty()) {
-    throw DeviceError(std::string(op) + ": operands on different devices (" + device.str() + " and " + other +
+    throw TypeError(std::string(op) + ": operands on different devices (" + device.str() + " and " + other +
                       "); move them to one with .to(device)");
   }
 }
