@@ -1,5 +1,5 @@
-// GELU, MultiheadAttention, TransformerEncoderLayer, TransformerEncoder and the positional
-// encodings (transformer.h), each written over the operator API as torch.nn's modules are over
+// GELU, MultiheadAttention, TransformerEncoderLayer, TransformerEncoder, TransformerDecoderLayer,
+// TransformerDecoder and the positional encodings (transformer.h), each written over the operator API as torch.nn's modules are over
 // torch.nn.functional (torch/nn/functional.py, multi_head_attention_forward, and
 // torch/nn/modules/transformer.py, read for torch 1.13).
 #include <zkynet/framework/error.h>
@@ -309,6 +309,122 @@ ModuleGraph TransformerEncoder::forward(const NodeRef& src, const Tensor& mask, 
 NodeRef TransformerEncoder::call(const NodeRef& src) {
   NodeRef x = src;
   for (auto& layer : layers_) x = layer->forward(x, mask_, key_padding_mask_, is_causal_);
+  return norm_ ? NodeRef((*norm_)(x)) : x;
+}
+
+// ---- TransformerDecoderLayer -------------------------------------------------------------------
+
+TransformerDecoderLayer::TransformerDecoderLayer(std::int64_t d_model, std::int64_t nhead,
+                                                 TransformerEncoderLayerOptions options)
+    : Module({Variable("tgt"), Variable("memory")}),
+      options_([&] {
+        options.d_model = d_model;
+        options.nhead = nhead;
+        return options;
+      }()),
+      self_attn_(d_model, nhead, attention_options(options_)),
+      multihead_attn_(d_model, nhead, attention_options(options_)),
+      linear1_(d_model, options_.dim_feedforward, linear_options(options_)),
+      linear2_(options_.dim_feedforward, d_model, linear_options(options_)),
+      dropout_(options_.dropout, options_.generator),
+      dropout1_(options_.dropout, options_.generator),
+      dropout2_(options_.dropout, options_.generator),
+      dropout3_(options_.dropout, options_.generator),
+      norm1_(d_model, norm_options(options_)),
+      norm2_(d_model, norm_options(options_)),
+      norm3_(d_model, norm_options(options_)) {
+  if (options_.activation != "relu" && options_.activation != "gelu") {
+    throw UsageError("TransformerDecoderLayer: activation must be 'relu' or 'gelu', got '" + options_.activation + "'");
+  }
+  register_module("self_attn", self_attn_);
+  register_module("multihead_attn", multihead_attn_);
+  register_module("linear1", linear1_);
+  register_module("dropout", dropout_);
+  register_module("linear2", linear2_);
+  register_module("norm1", norm1_);
+  register_module("norm2", norm2_);
+  register_module("norm3", norm3_);
+  register_module("dropout1", dropout1_);
+  register_module("dropout2", dropout2_);
+  register_module("dropout3", dropout3_);
+}
+
+ModuleGraph TransformerDecoderLayer::forward(const NodeRef& tgt, const NodeRef& memory, const DecoderMasks& masks) {
+  masks_ = masks;
+  struct Clear {
+    DecoderMasks& m;
+    ~Clear() { m = {}; }
+  } clear{masks_};
+  const std::array<NodeRef, 2> args{tgt, memory};
+  return invoke(args);
+}
+
+NodeRef TransformerDecoderLayer::attend(MultiheadAttention& attn, Dropout& drop, const NodeRef& x, const NodeRef& mem,
+                                        const Tensor& mask, const Tensor& padding, bool causal) {
+  MhaCall c;
+  c.need_weights = false;
+  c.attn_mask = mask;
+  c.key_padding_mask = padding;
+  c.is_causal = causal && !mask.defined();
+  return drop(attn.forward(x, mem, mem, c).output);
+}
+
+NodeRef TransformerDecoderLayer::call(const NodeRef& tgt, const NodeRef& memory) {
+  const DecoderMasks& m = masks_;
+  auto sa = [&](const NodeRef& x) {
+    return attend(self_attn_, dropout1_, x, x, m.tgt_mask, m.tgt_key_padding_mask, m.tgt_is_causal);
+  };
+  auto mha = [&](const NodeRef& x) {
+    return attend(multihead_attn_, dropout2_, x, memory, m.memory_mask, m.memory_key_padding_mask,
+                  m.memory_is_causal);
+  };
+  auto ff = [&](const NodeRef& x) {
+    const NodeRef h = linear1_(x);
+    const NodeRef a = options_.activation == "gelu" ? op::gelu(h) : op::relu(h);
+    return NodeRef(dropout3_(linear2_(dropout_(a))));
+  };
+  NodeRef x = tgt;
+  if (options_.norm_first) {
+    x = op::add(x, sa(norm1_(x)));
+    x = op::add(x, mha(norm2_(x)));
+    x = op::add(x, ff(norm3_(x)));
+  } else {
+    x = norm1_(op::add(x, sa(x)));
+    x = norm2_(op::add(x, mha(x)));
+    x = norm3_(op::add(x, ff(x)));
+  }
+  return x;
+}
+
+// ---- TransformerDecoder ------------------------------------------------------------------------
+
+TransformerDecoder::TransformerDecoder(const TransformerEncoderLayerOptions& layer, std::int64_t num_layers,
+                                       bool final_norm)
+    : Module({Variable("tgt"), Variable("memory")}) {
+  if (num_layers < 0) throw ShapeError("TransformerDecoder: num_layers must not be negative");
+  for (std::int64_t i = 0; i < num_layers; ++i) {
+    layers_.push_back(std::make_unique<TransformerDecoderLayer>(layer));
+    register_module("layers." + std::to_string(i), *layers_.back());
+  }
+  if (final_norm) {
+    norm_ = std::make_unique<LayerNorm>(layer.d_model, norm_options(layer));
+    register_module("norm", *norm_);
+  }
+}
+
+ModuleGraph TransformerDecoder::forward(const NodeRef& tgt, const NodeRef& memory, const DecoderMasks& masks) {
+  masks_ = masks;
+  struct Clear {
+    DecoderMasks& m;
+    ~Clear() { m = {}; }
+  } clear{masks_};
+  const std::array<NodeRef, 2> args{tgt, memory};
+  return invoke(args);
+}
+
+NodeRef TransformerDecoder::call(const NodeRef& tgt, const NodeRef& memory) {
+  NodeRef x = tgt;
+  for (auto& layer : layers_) x = layer->forward(x, memory, masks_);
   return norm_ ? NodeRef((*norm_)(x)) : x;
 }
 

@@ -1,6 +1,7 @@
 // The Transformer's operators and layers from Python, with torch's names and keywords:
 // op.scaled_dot_product_attention, op.gelu; nn.GELU, nn.MultiheadAttention,
-// nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.SinusoidalPositionalEncoding,
+// nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.TransformerDecoderLayer, nn.TransformerDecoder,
+// nn.SinusoidalPositionalEncoding,
 // nn.LearnedPositionalEncoding. Masks arrive as arrays (numpy bool arrays become int64, which
 // the C++ side reads as boolean).
 #include "convert.h"
@@ -158,6 +159,75 @@ void init_transformer(py::module_& nn_module, py::module_& ops) {
            py::arg("src"), py::arg("mask") = py::none(), py::arg("src_key_padding_mask") = py::none(),
            py::arg("is_causal") = false, "every layer on src in turn, then the final norm")
       .def_property_readonly("num_layers", &nn::TransformerEncoder::num_layers);
+
+  auto decoder_masks = [](py::handle tgt_mask, py::handle memory_mask, py::handle tgt_key_padding_mask,
+                          py::handle memory_key_padding_mask, bool tgt_is_causal, bool memory_is_causal) {
+    nn::DecoderMasks m;
+    m.tgt_mask = mask_of(tgt_mask);
+    m.memory_mask = mask_of(memory_mask);
+    m.tgt_key_padding_mask = mask_of(tgt_key_padding_mask);
+    m.memory_key_padding_mask = mask_of(memory_key_padding_mask);
+    m.tgt_is_causal = tgt_is_causal;
+    m.memory_is_causal = memory_is_causal;
+    return m;
+  };
+  layer<nn::TransformerDecoderLayer>(
+      nn_module, "TransformerDecoderLayer",
+      "torch.nn.TransformerDecoderLayer: self_attn, multihead_attn, linear1, dropout, linear2, norm1, norm2, norm3, "
+      "dropout1, dropout2, dropout3 (torch's parameter names); post-norm, or pre-norm with norm_first=True")
+      .def(py::init([](std::int64_t d_model, std::int64_t nhead, std::int64_t dim_feedforward, double dropout,
+                       const std::string& activation, double layer_norm_eps, bool batch_first, bool norm_first,
+                       bool bias, const std::string& dtype, py::handle device) {
+             nn::TransformerEncoderLayerOptions o;
+             o.dim_feedforward = dim_feedforward;
+             o.dropout = dropout;
+             o.activation = activation;
+             o.layer_norm_eps = layer_norm_eps;
+             o.batch_first = batch_first;
+             o.norm_first = norm_first;
+             o.bias = bias;
+             o.dtype = dtype_named(dtype);
+             return on_device(std::make_shared<nn::TransformerDecoderLayer>(d_model, nhead, o), device);
+           }),
+           py::arg("d_model"), py::arg("nhead"), py::arg("dim_feedforward") = 2048, py::arg("dropout") = 0.1,
+           py::arg("activation") = "relu", py::arg("layer_norm_eps") = 1e-5, py::arg("batch_first") = false,
+           py::arg("norm_first") = false, py::arg("bias") = true, py::arg("dtype") = "float32",
+           py::arg("device") = py::none())
+      .def("__call__",
+           [decoder_masks](nn::TransformerDecoderLayer& l, py::handle tgt, py::handle memory, py::handle tgt_mask,
+                           py::handle memory_mask, py::handle tgt_key_padding_mask, py::handle memory_key_padding_mask,
+                           bool tgt_is_causal, bool memory_is_causal) {
+             return l.forward(noderef_from_python(tgt), noderef_from_python(memory),
+                              decoder_masks(tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
+                                            tgt_is_causal, memory_is_causal));
+           },
+           py::arg("tgt"), py::arg("memory"), py::arg("tgt_mask") = py::none(), py::arg("memory_mask") = py::none(),
+           py::arg("tgt_key_padding_mask") = py::none(), py::arg("memory_key_padding_mask") = py::none(),
+           py::arg("tgt_is_causal") = false, py::arg("memory_is_causal") = false,
+           "the layer on tgt attending to memory (masks as MultiheadAttention's)");
+
+  layer<nn::TransformerDecoder>(
+      nn_module, "TransformerDecoder",
+      "torch.nn.TransformerDecoder(decoder_layer, num_layers, norm): num_layers layers configured as decoder_layer "
+      "(layers.0, ...; each freshly initialized) and, when norm is given (a LayerNorm or True), a final LayerNorm")
+      .def(py::init([](const nn::TransformerDecoderLayer& decoder_layer, std::int64_t num_layers, py::handle norm) {
+             const bool final_norm = !norm.is_none() && !(py::isinstance<py::bool_>(norm) && !norm.cast<bool>());
+             return std::make_shared<nn::TransformerDecoder>(decoder_layer.options(), num_layers, final_norm);
+           }),
+           py::arg("decoder_layer"), py::arg("num_layers"), py::arg("norm") = py::none())
+      .def("__call__",
+           [decoder_masks](nn::TransformerDecoder& d, py::handle tgt, py::handle memory, py::handle tgt_mask,
+                           py::handle memory_mask, py::handle tgt_key_padding_mask, py::handle memory_key_padding_mask,
+                           bool tgt_is_causal, bool memory_is_causal) {
+             return d.forward(noderef_from_python(tgt), noderef_from_python(memory),
+                              decoder_masks(tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
+                                            tgt_is_causal, memory_is_causal));
+           },
+           py::arg("tgt"), py::arg("memory"), py::arg("tgt_mask") = py::none(), py::arg("memory_mask") = py::none(),
+           py::arg("tgt_key_padding_mask") = py::none(), py::arg("memory_key_padding_mask") = py::none(),
+           py::arg("tgt_is_causal") = false, py::arg("memory_is_causal") = false,
+           "every layer on tgt (attending to memory) in turn, then the final norm")
+      .def_property_readonly("num_layers", &nn::TransformerDecoder::num_layers);
 
   layer<nn::SinusoidalPositionalEncoding>(
       nn_module, "SinusoidalPositionalEncoding",

@@ -45,6 +45,8 @@ GELU = _nn.GELU
 MultiheadAttention = _nn.MultiheadAttention
 TransformerEncoderLayer = _nn.TransformerEncoderLayer
 TransformerEncoder = _nn.TransformerEncoder
+TransformerDecoderLayer = _nn.TransformerDecoderLayer
+TransformerDecoder = _nn.TransformerDecoder
 SinusoidalPositionalEncoding = _nn.SinusoidalPositionalEncoding
 LearnedPositionalEncoding = _nn.LearnedPositionalEncoding
 
@@ -54,4 +56,5 @@ __all__ = ["Linear", "ReLU", "Tanh", "Sigmoid", "Sequential", "LeakyReLU", "Conv
            "states", "load_states",
            "parameters_to_vector", "vector_to_parameters", "gradients_to_vector", "weights",
            "GELU", "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder",
+           "TransformerDecoderLayer", "TransformerDecoder",
            "SinusoidalPositionalEncoding", "LearnedPositionalEncoding"]

@@ -111,3 +111,23 @@ TEST_CASE("Positional encodings", "[transformer]") {
   REQUIRE(learned(Tensor::zeros({3, 2, 4})).value().shape() == Shape{3, 2, 4});
   REQUIRE_THROWS_AS(pe(Tensor::zeros({1, 11, 4})), ShapeError);
 }
+
+TEST_CASE("TransformerDecoderLayer and TransformerDecoder: torch's names, masks", "[transformer]") {
+  nn::TransformerDecoderLayer layer(8, 2, {.dim_feedforward = 12, .dropout = 0.0, .batch_first = true,
+                                           .dtype = DType::Float64});
+  const auto names = names_of(layer);
+  REQUIRE(names.size() == 18);
+  REQUIRE(names[4] == "multihead_attn.in_proj_weight");
+  REQUIRE(names.back() == "norm3.bias");
+  const Tensor tgt = randn({2, 4, 8}, 1), memory = randn({2, 6, 8}, 2);
+  std::vector<std::int64_t> causal(16, 0);
+  for (int i = 0; i < 4; ++i) {
+    for (int j = i + 1; j < 4; ++j) causal[static_cast<std::size_t>(i * 4 + j)] = 1;
+  }
+  const Tensor a = layer.forward(tgt, memory, {.tgt_is_causal = true}).value();
+  const Tensor b = layer.forward(tgt, memory, {.tgt_mask = Tensor::from_vector(causal, {4, 4})}).value();
+  REQUIRE(allclose(a, b, 1e-12, 1e-12));
+  nn::TransformerDecoder dec(layer.options(), 2, true);
+  REQUIRE(names_of(dec).size() == 2 * 18 + 2);
+  REQUIRE(dec.forward(tgt, memory).value().shape() == Shape{2, 4, 8});
+}

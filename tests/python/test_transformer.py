@@ -358,3 +358,42 @@ def test_transformer_encoder_layer_dropout_and_eval():
     assert not np.allclose(a, b)  # training mode: fresh masks
     layer.eval()
     np.testing.assert_array_equal(np.array(layer(x).value), np.array(layer(x).value))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_decoder_layer_and_decoder_match_torch(dt, norm_first):
+    d, H, ff, N, T, S = 16, 4, 24, 2, 5, 7
+    tdt = torch.float32 if dt == np.float32 else torch.float64
+    t_layer = torch.nn.TransformerDecoderLayer(d, H, ff, dropout=0.0, activation="gelu", batch_first=True,
+                                               norm_first=norm_first, dtype=tdt)
+    theirs = torch.nn.TransformerDecoder(t_layer, 2, norm=torch.nn.LayerNorm(d, dtype=tdt))
+    for p in theirs.parameters():  # torch deep-copies one layer: make the layers differ
+        torch.nn.init.normal_(p, std=0.3)
+    layer = nn.TransformerDecoderLayer(d, H, ff, dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=norm_first, dtype=np.dtype(dt).name)
+    ours = nn.TransformerDecoder(layer, 2, norm=True)
+    load_from_torch(ours, theirs)
+    tgt, memory = rand(N, T, d, seed=1, dt=dt), rand(N, S, d, seed=2, dt=dt)
+    mpad = np.zeros((N, S), bool)
+    mpad[1, -3:] = True
+    g = ours(tgt, memory, tgt_is_causal=True, memory_key_padding_mask=mpad)
+    seed = rand(N, T, d, seed=3, dt=dt)
+    g.back(seed)
+    tt, tm = torch.tensor(tgt, requires_grad=True), torch.tensor(memory, requires_grad=True)
+    t_out = theirs(tt, tm, tgt_mask=torch.triu(torch.full((T, T), float("-inf"), dtype=tdt), 1),
+                   memory_key_padding_mask=torch.from_numpy(mpad))
+    t_out.backward(torch.from_numpy(seed))
+    close(np.array(g.value), t_out.detach().numpy(), dt)
+    close(np.array(g.grad(ours.input("tgt"))), tt.grad.numpy(), dt)
+    close(np.array(g.grad(ours.input("memory"))), tm.grad.numpy(), dt)
+    compare_parameters(ours, g, theirs, dt)
+    # One layer alone, with a boolean tgt_mask.
+    single = nn.TransformerDecoderLayer(d, H, ff, dropout=0.0, activation="gelu", batch_first=True,
+                                        norm_first=norm_first, dtype=np.dtype(dt).name)
+    nn.load_state_dict(single, {k[len("layers.0."):]: v.detach().numpy() for k, v in theirs.state_dict().items()
+                                if k.startswith("layers.0.")})
+    causal = np.triu(np.ones((T, T), bool), 1)
+    with torch.no_grad():
+        expected = theirs.layers[0](torch.from_numpy(tgt), torch.from_numpy(memory), tgt_mask=torch.from_numpy(causal))
+    close(np.array(single(tgt, memory, tgt_mask=causal).value), expected.numpy(), dt)

@@ -1,6 +1,7 @@
 // Transformer layers with torch.nn's names, arguments, parameter names and results, so that a
 // PyTorch state_dict loads through nn::load_state_dict: GELU, MultiheadAttention,
-// TransformerEncoderLayer, TransformerEncoder, and the positional encodings.
+// TransformerEncoderLayer, TransformerEncoder, TransformerDecoderLayer, TransformerDecoder, and the
+// positional encodings.
 //
 //   nn::MultiheadAttention mha(64, 4, {.batch_first = true});
 //   nn::MhaOutput r = mha.forward(x, x, x, {.need_weights = false, .is_causal = true});  // r.output (N, L, 64)
@@ -148,6 +149,57 @@ class TransformerEncoder : public Module<TransformerEncoder> {
   std::unique_ptr<LayerNorm> norm_;
   Tensor mask_, key_padding_mask_;
   bool is_causal_ = false;
+};
+
+// torch.nn.TransformerDecoderLayer: self_attn, multihead_attn (over the encoder's memory),
+// linear1, dropout, linear2, norm1, norm2, norm3, dropout1, dropout2, dropout3; post-norm
+// (x = norm1(x + sa(x)); x = norm2(x + mha(x, memory)); x = norm3(x + ff(x))) or, with
+// norm_first, pre-norm (x = x + sa(norm1(x)); x = x + mha(norm2(x), memory); x = x + ff(norm3(x))).
+// Options as TransformerEncoderLayer's.
+struct DecoderMasks {
+  Tensor tgt_mask = Tensor();
+  Tensor memory_mask = Tensor();
+  Tensor tgt_key_padding_mask = Tensor();
+  Tensor memory_key_padding_mask = Tensor();
+  bool tgt_is_causal = false;
+  bool memory_is_causal = false;
+};
+
+class TransformerDecoderLayer : public Module<TransformerDecoderLayer> {
+ public:
+  TransformerDecoderLayer(std::int64_t d_model, std::int64_t nhead, TransformerEncoderLayerOptions options = {});
+  explicit TransformerDecoderLayer(const TransformerEncoderLayerOptions& options)
+      : TransformerDecoderLayer(options.d_model, options.nhead, options) {}
+  ModuleGraph forward(const NodeRef& tgt, const NodeRef& memory, const DecoderMasks& masks = {});
+  NodeRef call(const NodeRef& tgt, const NodeRef& memory);
+
+  const TransformerEncoderLayerOptions& options() const { return options_; }
+
+ private:
+  NodeRef attend(MultiheadAttention& attn, Dropout& drop, const NodeRef& x, const NodeRef& mem, const Tensor& mask,
+                 const Tensor& padding, bool causal);
+
+  TransformerEncoderLayerOptions options_;
+  MultiheadAttention self_attn_, multihead_attn_;
+  Linear linear1_, linear2_;
+  Dropout dropout_, dropout1_, dropout2_, dropout3_;
+  LayerNorm norm1_, norm2_, norm3_;
+  DecoderMasks masks_;
+};
+
+// torch.nn.TransformerDecoder: num_layers decoder layers (layers.N) and an optional final norm.
+class TransformerDecoder : public Module<TransformerDecoder> {
+ public:
+  TransformerDecoder(const TransformerEncoderLayerOptions& layer, std::int64_t num_layers, bool final_norm = false);
+  ModuleGraph forward(const NodeRef& tgt, const NodeRef& memory, const DecoderMasks& masks = {});
+  NodeRef call(const NodeRef& tgt, const NodeRef& memory);
+
+  std::int64_t num_layers() const { return static_cast<std::int64_t>(layers_.size()); }
+
+ private:
+  std::vector<std::unique_ptr<TransformerDecoderLayer>> layers_;
+  std::unique_ptr<LayerNorm> norm_;
+  DecoderMasks masks_;
 };
 
 // The sinusoidal positional encoding of "Attention Is All You Need" (and PyTorch's tutorial):
