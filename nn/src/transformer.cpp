@@ -279,10 +279,8 @@ TransformerEncoder::TransformerEncoder(const TransformerEncoderLayerOptions& lay
                                        bool final_norm)
     : Module({Variable("src")}) {
   if (num_layers < 0) throw ShapeError("TransformerEncoder: num_layers must not be negative");
-  for (std::int64_t i = 0; i < num_layers; ++i) {
-    layers_.push_back(std::make_unique<TransformerEncoderLayer>(layer));
-    register_module("layers." + std::to_string(i), *layers_.back());
-  }
+  for (std::int64_t i = 0; i < num_layers; ++i) layer_list_.push_back(&layers_.add<TransformerEncoderLayer>(layer));
+  register_module("layers", layers_);
   if (final_norm) {
     norm_ = std::make_unique<LayerNorm>(layer.d_model, norm_options(layer));
     register_module("norm", *norm_);
@@ -308,7 +306,7 @@ ModuleGraph TransformerEncoder::forward(const NodeRef& src, const Tensor& mask, 
 
 NodeRef TransformerEncoder::call(const NodeRef& src) {
   NodeRef x = src;
-  for (auto& layer : layers_) x = layer->forward(x, mask_, key_padding_mask_, is_causal_);
+  for (auto* layer : layer_list_) x = layer->forward(x, mask_, key_padding_mask_, is_causal_);
   return norm_ ? NodeRef((*norm_)(x)) : x;
 }
 
@@ -402,10 +400,8 @@ TransformerDecoder::TransformerDecoder(const TransformerEncoderLayerOptions& lay
                                        bool final_norm)
     : Module({Variable("tgt"), Variable("memory")}) {
   if (num_layers < 0) throw ShapeError("TransformerDecoder: num_layers must not be negative");
-  for (std::int64_t i = 0; i < num_layers; ++i) {
-    layers_.push_back(std::make_unique<TransformerDecoderLayer>(layer));
-    register_module("layers." + std::to_string(i), *layers_.back());
-  }
+  for (std::int64_t i = 0; i < num_layers; ++i) layer_list_.push_back(&layers_.add<TransformerDecoderLayer>(layer));
+  register_module("layers", layers_);
   if (final_norm) {
     norm_ = std::make_unique<LayerNorm>(layer.d_model, norm_options(layer));
     register_module("norm", *norm_);
@@ -424,7 +420,7 @@ ModuleGraph TransformerDecoder::forward(const NodeRef& tgt, const NodeRef& memor
 
 NodeRef TransformerDecoder::call(const NodeRef& tgt, const NodeRef& memory) {
   NodeRef x = tgt;
-  for (auto& layer : layers_) x = layer->forward(x, memory, masks_);
+  for (auto* layer : layer_list_) x = layer->forward(x, memory, masks_);
   return norm_ ? NodeRef((*norm_)(x)) : x;
 }
 

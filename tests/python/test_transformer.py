@@ -331,6 +331,8 @@ def test_transformer_encoder_matches_torch_both_ways(dt):
     ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, H, ff, dropout=0.0, batch_first=True,
                                                             dtype=np.dtype(dt).name), 2, norm=True)
     load_from_torch(ours, theirs)
+    np.testing.assert_array_equal(np.array(ours.param("layers.1.linear1.weight").value),  # dotted paths, as torch
+                                  theirs.layers[1].linear1.weight.detach().numpy())
     x = rand(N, T, d, seed=3, dt=dt)
     g = ours(x, is_causal=True)
     seed = rand(N, T, d, seed=4, dt=dt)

@@ -27,6 +27,7 @@
 #include <zkynet/nn/dropout.h>
 #include <zkynet/nn/linear.h>
 #include <zkynet/nn/normalization.h>
+#include <zkynet/nn/sequential.h>
 
 #include <cstdint>
 #include <memory>
@@ -141,11 +142,12 @@ class TransformerEncoder : public Module<TransformerEncoder> {
                       bool is_causal = false);
   NodeRef call(const NodeRef& src);
 
-  std::int64_t num_layers() const { return static_cast<std::int64_t>(layers_.size()); }
-  TransformerEncoderLayer& layer(std::int64_t i) { return *layers_.at(static_cast<std::size_t>(i)); }
+  std::int64_t num_layers() const { return static_cast<std::int64_t>(layer_list_.size()); }
+  TransformerEncoderLayer& layer(std::int64_t i) { return *layer_list_.at(static_cast<std::size_t>(i)); }
 
  private:
-  std::vector<std::unique_ptr<TransformerEncoderLayer>> layers_;
+  Sequential layers_;  // the container torch calls layers (a ModuleList): names layers.0, layers.1, ...
+  std::vector<TransformerEncoderLayer*> layer_list_;
   std::unique_ptr<LayerNorm> norm_;
   Tensor mask_, key_padding_mask_;
   bool is_causal_ = false;
@@ -194,10 +196,11 @@ class TransformerDecoder : public Module<TransformerDecoder> {
   ModuleGraph forward(const NodeRef& tgt, const NodeRef& memory, const DecoderMasks& masks = {});
   NodeRef call(const NodeRef& tgt, const NodeRef& memory);
 
-  std::int64_t num_layers() const { return static_cast<std::int64_t>(layers_.size()); }
+  std::int64_t num_layers() const { return static_cast<std::int64_t>(layer_list_.size()); }
 
  private:
-  std::vector<std::unique_ptr<TransformerDecoderLayer>> layers_;
+  Sequential layers_;  // as TransformerEncoder's
+  std::vector<TransformerDecoderLayer*> layer_list_;
   std::unique_ptr<LayerNorm> norm_;
   DecoderMasks masks_;
 };
