@@ -30,6 +30,12 @@ Tensor zip(const Tensor& a, const Tensor& b, F f) {
 // The gradient of this rank's x, given the reduction `out` (as every rank sees it) and
 // `summed`, the gradient of the objective with respect to `out`.
 Tensor route(MPI_Comm back, ReduceOp op, const Tensor& x, const Tensor& out, const Tensor& summed) {
+  const bool elementwise = op == ReduceOp::Max || op == ReduceOp::Min || op == ReduceOp::Prod;
+  if (elementwise && !x.device().is_cpu()) {
+    // zip is a host loop, and the tensors below go through MPI's host staging anyway.
+    const Tensor g = route(back, op, detail::to_host(x), detail::to_host(out), detail::to_host(summed));
+    return detail::to_device(g, x.device());
+  }
   switch (op) {
     case ReduceOp::Sum: return summed;
     case ReduceOp::Avg: {
@@ -134,7 +140,7 @@ struct GatherDef : CommDef {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
     const BackwardCall call(*this, c.grad, axis);
     const auto counts = detail::allgather_int(comm->backward, c.in(0).size(axis));
-    const Tensor g = comm->rank == root ? c.grad : Tensor::zeros(c.in(0).shape(), c.grad.dtype());
+    const Tensor g = comm->rank == root ? c.grad : Tensor::zeros(c.in(0).shape(), c.grad.dtype(), c.in(0).device());
     return {detail::scatterv(comm->backward, g, axis, counts, root, c.in(0).shape())};
   }
 };
@@ -165,7 +171,7 @@ struct ScatterDef : CommDef {
     const BackwardCall call(*this, c.grad, axis);
     Tensor g = detail::gatherv(comm->backward, c.grad, axis, root);
     // The root: the gathered gradient; the others: zeros of their own x's shape (an anchor).
-    return {comm->rank == root ? g : Tensor::zeros(c.in(0).shape(), c.in(0).dtype())};
+    return {comm->rank == root ? g : Tensor::zeros(c.in(0).shape(), c.in(0).dtype(), c.in(0).device())};
   }
 };
 
@@ -384,17 +390,21 @@ void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
   if (!t.is_contiguous()) throw UsageError("dist::allreduce_: needs a contiguous tensor, got " + shape_str(t.shape()));
   const MPI_Op mop = detail::mpi_op(op, t.dtype());
   const EagerCall call(comm, with_op("allreduce_", op), t);
-  ZKYNET_MPI(Allreduce, Iallreduce, MPI_IN_PLACE, t.raw_data(), detail::count_of(t.numel(), "allreduce_"),
+  Tensor staged = detail::to_host(t);  // t itself on the CPU
+  ZKYNET_MPI(Allreduce, Iallreduce, MPI_IN_PLACE, staged.raw_data(), detail::count_of(t.numel(), "allreduce_"),
              detail::mpi_type(t.dtype()), mop, comm.impl().forward);
-  if (op == ReduceOp::Avg) t.copy_(kernels::scale(t, 1.0 / comm.size()));
+  if (op == ReduceOp::Avg) staged.copy_(kernels::scale(staged, 1.0 / comm.size()));
+  detail::write_back(t, staged);
 }
 
 void bcast_(Tensor& t, int root, const Communicator& comm) {
   if (!t.is_contiguous()) throw UsageError("dist::bcast_: needs a contiguous tensor, got " + shape_str(t.shape()));
   check_root(comm, root, "bcast_");
   const EagerCall call(comm, "bcast_ from " + std::to_string(root), t);
-  ZKYNET_MPI(Bcast, Ibcast, t.raw_data(), detail::count_of(t.numel(), "bcast_"), detail::mpi_type(t.dtype()), root,
+  Tensor staged = detail::to_host(t);  // t itself on the CPU
+  ZKYNET_MPI(Bcast, Ibcast, staged.raw_data(), detail::count_of(t.numel(), "bcast_"), detail::mpi_type(t.dtype()), root,
              comm.impl().forward);
+  detail::write_back(t, staged);
 }
 
 }  // namespace zkynet::dist

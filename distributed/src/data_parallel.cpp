@@ -87,7 +87,7 @@ void unpack(const Tensor& flat, std::vector<Parameter>& params) {
       Tensor(p.grad()).copy_(mean);
     } else {
       p.zero_grad();
-      p.accumulate_grad(mean);
+      p.accumulate_grad(mean.to(p.value().device()));
     }
     at += n;
   }
@@ -111,6 +111,8 @@ void DataParallel::average_gradients(std::int64_t local_rows) {
     }
   }
   for (Bucket& bucket : buckets_) {
+    // The bucket lives on the host whatever the parameters' device: pack's copies are the
+    // staging MPI needs (mpi_internal.h), one per gradient, and unpack's copy them back.
     Tensor flat = Tensor::empty({bucket.numel}, bucket.dtype);
     pack(bucket.params, flat);
     if (weight != 1.0) scale_in_place(flat, weight);

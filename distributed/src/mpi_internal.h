@@ -133,6 +133,15 @@ void call(std::string_view what, Blocking&& blocking, NonBlocking&& nonblocking)
 // started MPI; farewell() is the finishing rank's part, at exit, before MPI_Finalize.
 void start_watch();
 void farewell();
+// Staging: MPI reads and writes host memory only (Debian's MPICH is not CUDA-aware), so every
+// tensor a kernel hands to MPI goes through to_host() and every result goes back with
+// to_device(). On the CPU both are free (to_host is contiguous(); to_device returns t). The
+// host side is plain pageable memory: zkynet's allocator has no pinned pool yet, so the driver
+// copies through its own pinned bounce buffer (one extra host copy per transfer).
+Tensor to_host(const Tensor& x);                 // contiguous, on the CPU
+Tensor to_device(const Tensor& t, Device device);  // t itself when it is there already
+// An in-place eager call: MPI writes `staged` (to_host(t)); a device tensor gets it back.
+void write_back(Tensor& t, const Tensor& staged);
 MPI_Datatype mpi_type(DType dtype);
 // MPI's operation for `op` (AVG: a sum, finished by finish_avg); AVG of int64 is a TypeError.
 MPI_Op mpi_op(ReduceOp op, DType dtype);

@@ -36,10 +36,11 @@ Tensor header_of(const Tensor& t) {
 
 Tensor empty_header() { return Tensor::zeros({kHeader}, DType::Int64); }
 
-// An uninitialized tensor of the shape and dtype a header describes (a buffer to receive into).
-Tensor empty_like_header(const Tensor& header) {
+// An uninitialized tensor of the shape and dtype a header describes (a buffer to receive into;
+// recv returns the message on the buffer's device).
+Tensor empty_like_header(const Tensor& header, Device device = {}) {
   const std::int64_t* h = header.data<std::int64_t>();
-  return Tensor::empty(Shape(h + 1, h + 1 + h[0]), static_cast<DType>(h[kHeader - 1]));
+  return Tensor::empty(Shape(h + 1, h + 1 + h[0]), static_cast<DType>(h[kHeader - 1]), device);
 }
 
 // Plain-tensor messages, outside any graph.
@@ -108,9 +109,12 @@ void Pipeline::send_shape(const Tensor& activation, int micro_batch) {
   send_tensor(header_of(activation), stage() + 1, shape_tag(micro_batch), comm_);
 }
 
+// Activations arrive on the device of the stage's first parameter (the CPU without one).
 NodeRef Pipeline::receive_activation(int micro_batch) {
   const Tensor header = recv_tensor(empty_header(), stage() - 1, shape_tag(micro_batch), comm_);
-  return recv(empty_like_header(header), stage() - 1, activation_tag(micro_batch), comm_);
+  const std::vector<Parameter> params = parameters();
+  const Device device = params.empty() ? Device::cpu() : params.front().value().device();
+  return recv(empty_like_header(header, device), stage() - 1, activation_tag(micro_batch), comm_);
 }
 
 double Pipeline::train_step(const Tensor& x, const Tensor& y, const Loss& loss) {

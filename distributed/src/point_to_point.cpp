@@ -17,7 +17,8 @@ struct WaitHandle::State {
   std::shared_ptr<Communicator::Impl> comm;
   int peer = 0;
   int tag = 0;
-  Tensor buffer;  // isend: what is being sent; irecv: where it arrives
+  Tensor buffer;  // isend: what is being sent; irecv: where it arrives (both on the host: staged)
+  Device device;  // x's: wait's output goes there (on a device: a copy of the host buffer)
   MPI_Request request = MPI_REQUEST_NULL;
   bool waited = false;
   // Backward: the gradient message, posted by wait's backward and completed by the
@@ -67,7 +68,7 @@ void check_arrival(const MPI_Status& status, const Tensor& buffer, std::string_v
 // comes is reported (finished, or the timeout), not waited for forever. The current activity
 // (the caller's) says what the wait is for.
 void blocking_send(MPI_Comm comm, const Tensor& t, int peer, int tag, std::string_view what) {
-  const Tensor c = t.contiguous();
+  const Tensor c = detail::to_host(t);
   MPI_Request request = MPI_REQUEST_NULL;
   detail::check(MPI_Isend(c.raw_data(), detail::count_of(c.numel(), what), detail::mpi_type(c.dtype()), peer, tag, comm,
                           &request),
@@ -75,7 +76,9 @@ void blocking_send(MPI_Comm comm, const Tensor& t, int peer, int tag, std::strin
   detail::complete(request, what);
 }
 
-Tensor blocking_recv(MPI_Comm comm, const Shape& shape, DType dtype, int peer, int tag, std::string_view what) {
+// The message arrives in host memory and is returned on `device`.
+Tensor blocking_recv(MPI_Comm comm, const Shape& shape, DType dtype, Device device, int peer, int tag,
+                     std::string_view what) {
   Tensor out = Tensor::empty(shape, dtype);
   MPI_Request request = MPI_REQUEST_NULL;
   detail::check(MPI_Irecv(out.raw_data(), detail::count_of(out.numel(), what), detail::mpi_type(dtype), peer, tag, comm,
@@ -84,7 +87,7 @@ Tensor blocking_recv(MPI_Comm comm, const Shape& shape, DType dtype, int peer, i
   MPI_Status status;
   detail::complete(request, what, &status);
   check_arrival(status, out, what);
-  return out;
+  return detail::to_device(out, device);
 }
 
 struct P2PDef {
@@ -109,7 +112,8 @@ struct SendDef : P2PDef {
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     const std::string what = peer_text("send's backward: gradient from", peer, tag, *comm);
     const detail::Activity activity(*comm, what, peer, &site);
-    const Tensor back = blocking_recv(comm->backward, c.in(0).shape(), c.in(0).dtype(), peer, tag, what);
+    const Tensor back =
+        blocking_recv(comm->backward, c.in(0).shape(), c.in(0).dtype(), c.in(0).device(), peer, tag, what);
     return {kernels::add(c.grad, back)};
   }
 };
@@ -120,7 +124,7 @@ struct RecvDef : P2PDef {
   Tensor forward(const Tensor& x) const {
     const std::string what = peer_text("recv from", peer, tag, *comm);
     const detail::Activity activity(*comm, what, peer);
-    return blocking_recv(comm->forward, x.shape(), x.dtype(), peer, tag, what);
+    return blocking_recv(comm->forward, x.shape(), x.dtype(), x.device(), peer, tag, what);
   }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     const std::string what = peer_text("recv's backward: gradient to", peer, tag, *comm);
@@ -135,7 +139,8 @@ struct ISendDef : P2PDef {
   static constexpr std::array<std::string_view, 1> inputs{"x"};
   std::shared_ptr<WaitHandle::State> state;
   Tensor forward(const Tensor& x) const {
-    state->buffer = x.contiguous();
+    state->buffer = detail::to_host(x);
+    state->device = x.device();
     detail::check(MPI_Isend(state->buffer.raw_data(), detail::count_of(x.numel(), "isend"), detail::mpi_type(x.dtype()),
                             peer, tag, comm->forward, &state->request),
                   peer_text("isend to", peer, tag, *comm));
@@ -146,12 +151,12 @@ struct ISendDef : P2PDef {
     const detail::Activity activity(*comm, what, peer, &site);
     Tensor received;
     if (state->grad_request == MPI_REQUEST_NULL) {  // never waited: receive the gradient now
-      received = blocking_recv(comm->backward, c.in(0).shape(), c.in(0).dtype(), peer, tag, what);
+      received = blocking_recv(comm->backward, c.in(0).shape(), c.in(0).dtype(), c.in(0).device(), peer, tag, what);
     } else {
       MPI_Status status;
       detail::complete(state->grad_request, "isend's backward: MPI_Wait", &status);
       check_arrival(status, state->grad_buffer, what);
-      received = state->grad_buffer;
+      received = detail::to_device(state->grad_buffer, c.in(0).device());
     }
     return {kernels::add(c.grad, received)};
   }
@@ -163,10 +168,12 @@ struct IRecvDef : P2PDef {
   std::shared_ptr<WaitHandle::State> state;
   Tensor forward(const Tensor& x) const {
     state->buffer = Tensor::empty(x.shape(), x.dtype());
+    state->device = x.device();
     detail::check(MPI_Irecv(state->buffer.raw_data(), detail::count_of(x.numel(), "irecv"),
                             detail::mpi_type(x.dtype()), peer, tag, comm->forward, &state->request),
                   peer_text("irecv from", peer, tag, *comm));
-    return state->buffer;
+    // NOTE: on a device, the data is in wait's output only (it is copied there on arrival).
+    return x.device().is_cpu() ? state->buffer : Tensor::empty(x.shape(), x.dtype(), x.device());
   }
   std::array<Tensor, 1> vjp(const VjpContext<1>&) const {
     const std::string what = peer_text("irecv's backward: gradient to", peer, tag, *comm);
@@ -195,7 +202,7 @@ struct WaitDef {
     detail::complete(state->request, text, &status);
     state->waited = true;
     if (state->kind == WaitHandle::State::Kind::Recv) check_arrival(status, state->buffer, text);
-    return state->buffer;
+    return detail::to_device(state->buffer, state->device);
   }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     const auto& comm = *state->comm;
@@ -209,7 +216,7 @@ struct WaitDef {
       return {c.grad};
     }
     // Received data: send its gradient back to the source.
-    state->grad_buffer = c.grad.contiguous().clone();
+    state->grad_buffer = detail::to_host(c.grad).clone();
     detail::check(MPI_Isend(state->grad_buffer.raw_data(), detail::count_of(state->grad_buffer.numel(), text),
                             detail::mpi_type(state->grad_buffer.dtype()), state->peer, state->tag, comm.backward,
                             &state->grad_request),

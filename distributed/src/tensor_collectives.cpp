@@ -14,7 +14,8 @@
 namespace zkynet::dist::detail {
 namespace {
 
-Tensor axis_major(const Tensor& x, std::int64_t axis) { return x.transpose(0, axis).contiguous(); }
+// Staged: the buffer MPI reads is on the host whatever x's device.
+Tensor axis_major(const Tensor& x, std::int64_t axis) { return to_host(x).transpose(0, axis).contiguous(); }
 // Inverse of axis_major (transposing twice is the identity).
 Tensor from_axis_major(const Tensor& t, std::int64_t axis) { return t.transpose(0, axis).contiguous(); }
 
@@ -66,6 +67,14 @@ int comm_size(MPI_Comm comm) {
 }
 
 }  // namespace
+
+Tensor to_host(const Tensor& x) { return x.device().is_cpu() ? x.contiguous() : x.cpu().contiguous(); }
+
+Tensor to_device(const Tensor& t, Device device) { return t.device() == device ? t : t.to(device); }
+
+void write_back(Tensor& t, const Tensor& staged) {
+  if (!t.device().is_cpu()) t.copy_(staged);
+}
 
 MPI_Op mpi_op(ReduceOp op, DType dtype) {
   switch (op) {
@@ -191,30 +200,30 @@ void start_collective(Activity& activity, const Tensor* x, std::int64_t free_axi
 }
 
 Tensor allreduce(MPI_Comm comm, const Tensor& x, ReduceOp op) {
-  const Tensor in = x.contiguous();
+  const Tensor in = to_host(x);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   const MPI_Op mop = mpi_op(op, x.dtype());
   ZKYNET_MPI(Allreduce, Iallreduce, in.raw_data(), out.raw_data(), count_of(x.numel(), "allreduce"), mpi_type(x.dtype()), mop,
                       comm);
   finish_avg(out, op, comm);
-  return out;
+  return to_device(out, x.device());
 }
 
 Tensor reduce(MPI_Comm comm, const Tensor& x, ReduceOp op, int root) {
-  const Tensor in = x.contiguous();
+  const Tensor in = to_host(x);
   const bool is_root = comm_rank(comm) == root;
   Tensor out = is_root ? Tensor::empty(x.shape(), x.dtype()) : Tensor::zeros(x.shape(), x.dtype());
   const MPI_Op mop = mpi_op(op, x.dtype());
   ZKYNET_MPI(Reduce, Ireduce, in.raw_data(), is_root ? out.raw_data() : nullptr, count_of(x.numel(), "reduce"),
                    mpi_type(x.dtype()), mop, root, comm);
   if (is_root) finish_avg(out, op, comm);
-  return out;
+  return to_device(out, x.device());
 }
 
 Tensor bcast(MPI_Comm comm, const Tensor& x, int root) {
-  Tensor out = comm_rank(comm) == root ? x.clone() : Tensor::empty(x.shape(), x.dtype());
+  Tensor out = comm_rank(comm) == root ? to_host(x).clone() : Tensor::empty(x.shape(), x.dtype());
   ZKYNET_MPI(Bcast, Ibcast, out.raw_data(), count_of(x.numel(), "bcast"), mpi_type(x.dtype()), root, comm);
-  return out;
+  return to_device(out, x.device());
 }
 
 Tensor gatherv(MPI_Comm comm, const Tensor& x, std::int64_t axis, int root) {
@@ -228,8 +237,8 @@ Tensor gatherv(MPI_Comm comm, const Tensor& x, std::int64_t axis, int root) {
   ZKYNET_MPI(Gatherv, Igatherv, in.raw_data(), count_of(in.numel(), "gather"), mpi_type(x.dtype()),
                     is_root ? buffer.raw_data() : nullptr, l.counts.data(), l.displs.data(), mpi_type(x.dtype()),
                     root, comm);
-  if (!is_root) return Tensor::zeros(with_axis(x.shape(), axis, 0), x.dtype());
-  return from_axis_major(buffer, axis);
+  if (!is_root) return Tensor::zeros(with_axis(x.shape(), axis, 0), x.dtype(), x.device());
+  return to_device(from_axis_major(buffer, axis), x.device());
 }
 
 Tensor allgatherv(MPI_Comm comm, const Tensor& x, std::int64_t axis) {
@@ -240,7 +249,7 @@ Tensor allgatherv(MPI_Comm comm, const Tensor& x, std::int64_t axis) {
   Tensor buffer = Tensor::empty(with_axis(in.shape(), 0, total), x.dtype());
   ZKYNET_MPI(Allgatherv, Iallgatherv, in.raw_data(), count_of(in.numel(), "allgather"), mpi_type(x.dtype()), buffer.raw_data(),
                        l.counts.data(), l.displs.data(), mpi_type(x.dtype()), comm);
-  return from_axis_major(buffer, axis);
+  return to_device(from_axis_major(buffer, axis), x.device());
 }
 
 Tensor scatterv(MPI_Comm comm, const Tensor& x, std::int64_t axis, const std::vector<std::int64_t>& counts,
@@ -253,7 +262,7 @@ Tensor scatterv(MPI_Comm comm, const Tensor& x, std::int64_t axis, const std::ve
   Tensor buffer = Tensor::empty(axis_major_shape(mine, axis), x.dtype());
   ZKYNET_MPI(Scatterv, Iscatterv, is_root ? in.raw_data() : nullptr, l.counts.data(), l.displs.data(), mpi_type(x.dtype()),
                      buffer.raw_data(), l.counts[static_cast<std::size_t>(rank)], mpi_type(x.dtype()), root, comm);
-  return from_axis_major(buffer, axis);
+  return to_device(from_axis_major(buffer, axis), x.device());
 }
 
 Tensor reduce_scatterv(MPI_Comm comm, const Tensor& x, std::int64_t axis, const std::vector<std::int64_t>& counts) {
@@ -262,7 +271,7 @@ Tensor reduce_scatterv(MPI_Comm comm, const Tensor& x, std::int64_t axis, const 
   const Layout l = layout(counts, inner(x.shape(), axis), "reduce_scatter");
   Tensor buffer = Tensor::empty(with_axis(in.shape(), 0, counts[static_cast<std::size_t>(rank)]), x.dtype());
   ZKYNET_MPI(Reduce_scatter, Ireduce_scatter, in.raw_data(), buffer.raw_data(), l.counts.data(), mpi_type(x.dtype()), MPI_SUM, comm);
-  return from_axis_major(buffer, axis);
+  return to_device(from_axis_major(buffer, axis), x.device());
 }
 
 Tensor alltoallv(MPI_Comm comm, const Tensor& x, std::int64_t gather_axis, std::int64_t scatter_axis,
@@ -294,7 +303,7 @@ Tensor alltoallv(MPI_Comm comm, const Tensor& x, std::int64_t gather_axis, std::
     offset += recv_numel[i];
     at += pieces[i];
   }
-  return out;
+  return to_device(out, x.device());
 }
 
 }  // namespace zkynet::dist::detail
