@@ -141,6 +141,21 @@ TEST_CASE("scaled_dot_product_attention: values and gradients of the unfused mat
     require_matches_reference(q.to(DType::Float32), k.to(DType::Float32), v.to(DType::Float32), Tensor(), false, 2e-5);
     require_matches_reference(qs, k.to(DType::Float32), v.to(DType::Float32), Tensor(), true, 2e-5);
   }
+  SECTION("one batch element, several blocks each way") {
+    const Tensor q1 = randn({150, 16}, 31), k1 = randn({130, 16}, 32), v1 = randn({130, 8}, 33);
+    require_matches_reference(q1, k1, v1, Tensor(), false, 1e-12);
+    require_matches_reference(q1, k1, v1, bool_mask({150, 130}, 34), false, 1e-12);
+    const Tensor qs = randn({130, 16}, 35);
+    require_matches_reference(qs, k1, v1, Tensor(), true, 1e-12);
+    require_matches_reference(qs.to(DType::Float32), k1.to(DType::Float32), v1.to(DType::Float32), Tensor(), true,
+                              2e-5);
+    require_gradcheck(
+        [](std::span<const NodeRef> x) {
+          Generator gen(12);
+          return op::scaled_dot_product_attention(x[0], x[1], x[2], Tensor(), 0.3, true, std::nullopt, &gen);
+        },
+        {randn({70, 3}, 36), randn({70, 3}, 37), randn({70, 2}, 38)});
+  }
   SECTION("large head size: smaller blocks") {
     const Tensor qb = randn({1, 40, 200}, 27), kb = randn({1, 70, 200}, 28), vb = randn({1, 70, 300}, 29);
     require_matches_reference(qb, kb, vb, bool_mask({40, 70}, 30), false, 1e-12);
