@@ -11,6 +11,7 @@
 #include <zkynet/ops/indexing.h>
 #include <zkynet/ops/jacobian.h>
 #include <zkynet/ops/kernels.h>
+#include <zkynet/ops/attention.h>
 #include <zkynet/ops/linalg.h>
 #include <zkynet/ops/loss.h>
 #include <zkynet/ops/normalization.h>
@@ -362,6 +363,12 @@ const std::vector<Case>& table() {
       {"linalg.svd", [](auto x) { return op::linalg::svd(x[0]).S; }, {{2, 4, 3}}},
       {"linalg.matrix_exp", [](auto x) { return op::linalg::matrix_exp(x[0]); }, {{2, 3, 3}}},
       {"linalg.vector_norm", [](auto x) { return op::linalg::vector_norm(x[0], 2, {-1}); }, {{2, 3, 4}}},
+      // Attention and GELU (issue 15 §1): CPU-only (kCpuOnly).
+      {"scaled_dot_product_attention", [](auto x) { return op::scaled_dot_product_attention(x[0], x[1], x[2]); },
+       {{2, 5, 4}, {2, 6, 4}, {2, 6, 3}}},
+      {"gelu", [](auto x) { return op::gelu(x[0]); }, {{3, 4}}},
+      // stop_gradient has no kernel (its value is its operand's): the same on every device.
+      {"stop_gradient", [](auto x) { return op::mult(op::stop_gradient(x[0]), x[1]); }, {{3, 4}, {3, 4}}},
   };
   return cases;
 }
@@ -382,6 +389,8 @@ const std::map<std::string, std::string> kCpuOnly = {
     {"linalg.svd", "LAPACK on the CPU only (issue 15 §2)"},
     {"linalg.matrix_exp", "LAPACK on the CPU only (issue 15 §2)"},
     {"linalg.vector_norm", "LAPACK on the CPU only (issue 15 §2)"},
+    {"scaled_dot_product_attention", "fused CPU kernel only; a CUDA kernel is GPU work after issue 15"},
+    {"gelu", "CPU kernel only; a CUDA kernel is GPU work after issue 15"},
 };
 
 Tensor input(const Shape& shape, bool positive, std::uint64_t seed, DType dtype) {
