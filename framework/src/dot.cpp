@@ -67,6 +67,13 @@ std::string constant_text(const Tensor& t) {
   return "const " + shape_dtype;
 }
 
+// A node's shape, and its device when that is not the CPU: "(64,10)", "(64,10) cuda:0" (CPU
+// graphs read as they always did).
+std::string shape_on(const Tensor& t) {
+  const std::string shape = shape_str(t.shape());
+  return t.device().is_cpu() ? shape : shape + " " + t.device().str();
+}
+
 // Invocation chain from the top level down to `inv`.
 std::vector<int> ancestry(const std::vector<Invocation>& invs, int inv) {
   std::vector<int> chain;
@@ -145,32 +152,33 @@ std::string node_attributes(const Node& n, const std::vector<const Node*>& chain
       const auto& data = *static_cast<const InputNode&>(n).input();
       label = escape(name.empty() ? data.name : name) + "\\n" +
               escape(data.owner.empty() ? data.name : data.owner + "." + data.name) + "\\n" +
-              shape_str(n.value().shape());
+              shape_on(n.value());
       style = "shape=ellipse, style=filled, fillcolor=\"#cfe2f3\"";
       break;
     }
     case NodeKind::Parameter: {
       const auto& data = *static_cast<const InputNode&>(n).input();
       label = escape(!name.empty() ? name : data.path.empty() ? data.name : data.path) + "\\n" +
-              shape_str(n.value().shape());
+              shape_on(n.value());
       tooltip = data.owner.empty() ? data.name : data.owner + "." + data.name;
       style = "shape=box, style=\"filled,rounded\", fillcolor=\"#f9cb9c\"";
       break;
     }
     case NodeKind::Constant:
       label = (name.empty() ? "" : escape(name) + "\\n") + escape(constant_text(n.value()));
+      if (!n.value().device().is_cpu()) label += " " + n.value().device().str();
       style = name.empty() ? "shape=plaintext, fontcolor=\"#555555\""
                            : "shape=box, style=\"filled,dashed\", fillcolor=\"#fff2cc\"";
       break;
     case NodeKind::Operator:
       if (name.empty()) {
-        label = escape(n.label()) + "\\n" + shape_str(n.value().shape());
+        label = escape(n.label()) + "\\n" + shape_on(n.value());
         style = "shape=box, style=filled, fillcolor=white";
       } else {
         // A named state: its name, the value a constant head starts from, the final shape.
         label = escape(name) + "\\n";
         if (head.kind() == NodeKind::Constant) label += escape(constant_text(head.value())) + "\\n";
-        label += shape_str(n.value().shape());
+        label += shape_on(n.value());
         for (const Node* c : chain) {
           if (c->kind() != NodeKind::Operator) continue;
           tooltip += (tooltip.empty() ? "" : " -> ") + c->label();

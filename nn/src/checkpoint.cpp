@@ -139,9 +139,6 @@ void check_keys(const std::vector<std::pair<std::string, Tensor>>& tensors, cons
       if (undefined_allowed) continue;
       throw UsageError(where + ": '" + key + "' is an undefined tensor");
     }
-    if (value.device() != Device::cpu()) {
-      throw TypeError(where + ": '" + key + "' is on " + value.device().str() + "; only CPU tensors can be saved");
-    }
   }
 }
 
@@ -150,7 +147,8 @@ void write_dataset(hid_t file, const std::string& key, const Tensor& value, std:
   const auto fail = [&](const std::string& what) {
     throw UsageError(where + ": cannot " + what + " '" + key + "' in '" + path + "': " + h5::last_error());
   };
-  const Tensor data = value.contiguous();
+  // Tensors on any device are saved: a device tensor is read back through the host (cpu()).
+  const Tensor data = value.cpu().contiguous();
   std::vector<hsize_t> dims(data.shape().begin(), data.shape().end());
   h5::Handle space(data.dim() == 0 ? H5Screate(H5S_SCALAR)
                                    : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
@@ -453,6 +451,8 @@ LoadStateResult load_checkpoint(ModuleBase& module, const std::string& path, boo
     states_load.emplace(module, *carried, strict, where + ": " + kStatesGroup + ": ");
   }
   // load_state_dict checks keys and shapes before copying anything; its errors get the file.
+  // It copies into the module's own tensors (copy_), so each value lands on its parameter's or
+  // buffer's device: a CUDA model loads a checkpoint saved from the CPU, and the reverse.
   LoadStateResult result;
   try {
     result = load_state_dict(module, state, strict);

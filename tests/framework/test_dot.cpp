@@ -301,3 +301,15 @@ TEST_CASE("repeated calls of one module are drawn top to bottom in call order") 
     CHECK(heights.at("m (Affine) #" + std::to_string(k)) > heights.at("m (Affine) #" + std::to_string(k + 1)));
   }
 }
+
+TEST_CASE("a CPU graph's labels name no device (a device is shown only when it is not the CPU)") {
+  SimpleModel m;
+  ModuleGraph g = m(Tensor{3.0, 4.0});
+  const std::string dot = to_dot(g);
+  for (const std::string& label : labels(dot)) {
+    INFO(label);
+    CHECK(label.find("cpu") == std::string::npos);
+    CHECK(label.find("cuda") == std::string::npos);
+  }
+  CHECK(has_label(dot, "mult\\n(2,)"));
+}

@@ -739,3 +739,24 @@ TEST_CASE("a save removes the temporaries that killed saves of this host left be
   for (const auto& name : kept) CHECK(fs::exists(dir.file(name)));
   CHECK(nn::load_state(path).size() == 1);
 }
+
+// ---- devices: load copies into the module's own tensors (tests/cuda/test_training_tools.cpp
+// checks a CUDA model) ----------------------------------------------------------------------
+
+TEST_CASE("load_checkpoint writes into the module's own tensors, so each keeps its device and storage",
+          "[checkpoint]") {
+  TempDir dir;
+  Net trained(1), fresh(2);
+  nn::save_checkpoint(trained, dir.file("trained.h5"));
+  std::vector<Tensor> before;
+  for (const auto& [name, p] : fresh.named_parameters()) before.push_back(p.value());
+  nn::load_checkpoint(fresh, dir.file("trained.h5"));
+  std::size_t i = 0;
+  for (const auto& [name, p] : fresh.named_parameters()) {
+    INFO(name);
+    CHECK(p.value().shares_storage_with(before[i]));
+    CHECK(p.value().device() == before[i].device());
+    ++i;
+  }
+  CHECK(same_state(nn::state_dict(fresh), nn::state_dict(trained)));
+}
