@@ -4,10 +4,17 @@
 // that of the naive forecast "next year = this year", which it must beat (exit 1 otherwise).
 // Writes one training window's graph.
 //
-//   sunspots_lstm [output-dir]     (default: zkynet-graphs)
+//   sunspots_lstm [output-dir] [--device cpu|cuda|cuda:N]     (default: zkynet-graphs, cpu)
+//
+// On a GPU (--device cuda) the model lives on the device. The Estimator hands it host windows,
+// so the model moves each window to the device and its forecast back (moved() below: an
+// operator whose gradient moves the other way); the loss is computed on the host.
 #include "data.h"
 
+#include <zkynet/framework/cuda.h>
 #include <zkynet/framework/dot.h>
+#include <zkynet/framework/error.h>
+#include <zkynet/framework/operator.h>
 #include <zkynet/nn/estimator.h>
 #include <zkynet/nn/init.h>
 #include <zkynet/nn/linear.h>
@@ -15,33 +22,83 @@
 #include <zkynet/ops/loss.h>
 #include <zkynet/optim/adam.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <span>
 #include <vector>
 
 using namespace zkynet;
 
+// x copied to `device` inside the graph; the gradient is copied back to x's device.
+std::shared_ptr<const DynamicOperator> move_to(Device device) {
+  auto op = std::make_shared<DynamicOperator>();
+  op->name = "to " + device.str();
+  op->arity = 1;
+  op->forward = [device](std::span<const Tensor> in) { return in[0].to(device); };
+  op->vjp = [](const Tensor& grad, const Tensor&, std::span<const Tensor> in, std::span<const bool> needs) {
+    return std::vector<Tensor>{needs[0] ? grad.to(in[0].device()) : Tensor()};
+  };
+  return op;
+}
+
+NodeRef moved(const std::shared_ptr<const DynamicOperator>& op, const NodeRef& x) {
+  const std::array<NodeRef, 1> operands{x};
+  return apply_dynamic(op, operands);
+}
+
 // (seq, batch, 1) -> (seq, batch, 1): a stateful LSTM (its state carried from one window to
-// the next, gradients cut at window boundaries) and a linear read-out at every step.
+// the next, gradients cut at window boundaries) and a linear read-out at every step. On a
+// device, host windows go in and host forecasts come out.
 class Forecaster : public Module<Forecaster> {
  public:
-  explicit Forecaster(std::int64_t hidden) : Module({Variable("x")}), lstm_(1, hidden, {.stateful = true}), head_(hidden, 1) {
+  Forecaster(std::int64_t hidden, Device device)
+      : Module({Variable("x")}), lstm_(1, hidden, {.stateful = true}), head_(hidden, 1), device_(device),
+        to_device_(move_to(device)), to_host_(move_to(Device::cpu())) {
     register_module("lstm", lstm_);
     register_module("head", head_);
+    to(device);
   }
-  NodeRef call(const NodeRef& x) { return head_(lstm_(x)); }
+  NodeRef call(const NodeRef& x) {
+    if (device_.is_cpu()) return head_(lstm_(x));
+    return moved(to_host_, head_(lstm_(moved(to_device_, x))));
+  }
   void reset_state() { lstm_.reset_state(); }
 
  private:
   nn::LSTM lstm_;
   nn::Linear head_;
+  Device device_;
+  std::shared_ptr<const DynamicOperator> to_device_, to_host_;
 };
 
 int main(int argc, char** argv) {
-  const std::filesystem::path out_dir = argc > 1 ? argv[1] : "zkynet-graphs";
+  std::filesystem::path out_dir = "zkynet-graphs";
+  Device device = Device::cpu();
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--device") != 0) {
+      out_dir = argv[i];
+      continue;
+    }
+    try {
+      if (i + 1 >= argc) throw UsageError("needs a value (cpu, cuda or cuda:N)");
+      device = Device::parse(argv[++i]);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "sunspots_lstm: --device: %s\nusage: sunspots_lstm [output-dir] [--device cpu|cuda|cuda:N]\n",
+                   e.what());
+      return 2;
+    }
+  }
+  if (device.is_cuda() && !cuda::is_available()) {
+    std::fprintf(stderr, "sunspots_lstm: --device %s, but no CUDA device answers on this machine\n",
+                 device.str().c_str());
+    return 1;
+  }
   std::filesystem::create_directories(out_dir);
   const auto start = std::chrono::steady_clock::now();
 
@@ -67,7 +124,7 @@ int main(int argc, char** argv) {
   const Tensor y = Tensor::from_vector(std::vector<float>(z.begin() + 1, z.end()), {1, 1, steps});
 
   nn::manual_seed(0);
-  Forecaster model(32);
+  Forecaster model(32, device);
   optim::Adam adam(model.parameters(), {.lr = 5e-3});
   nn::Estimator est(model, [](const NodeRef& p, const NodeRef& t) { return op::mse_loss(p, t); }, adam,
                     {.epochs = 150, .batchsize = 1, .seqsize = 20, .verbose = false});
@@ -89,8 +146,8 @@ int main(int argc, char** argv) {
   }
   const double n_test = static_cast<double>(steps - train_steps);
   const double rmse_model = std::sqrt(se_model / n_test), rmse_naive = std::sqrt(se_naive / n_test);
-  std::printf("test RMSE (%lld years): LSTM %.2f, naive last-value forecast %.2f\n",
-              static_cast<long long>(steps - train_steps), rmse_model, rmse_naive);
+  std::printf("test RMSE (%lld years): LSTM %.2f, naive last-value forecast %.2f (%s)\n",
+              static_cast<long long>(steps - train_steps), rmse_model, rmse_naive, device.str().c_str());
 
   // The graph of one training step: the loss of the first window of 20 years.
   model.reset_state();
