@@ -1,15 +1,34 @@
 #!/usr/bin/env bash
-# One command on a GPU machine (<= 8 minutes): the CUDA suite (every operator of the table,
-# conv2d in cuDNN, pooling and normalization included) and the GPU benchmarks beside
-# PyTorch CUDA (../shared/peers/gpu.py, packed in the bundle), logs and JSON under $OUT, a short
-# table last. Needs gpu-bundle.tar.xz from tools/gpu_bundle.sh (the GPU machine has no Debian
-# xtensor/OpenBLAS/HDF5 to build with) and pip's CUDA libraries (cuBLAS, cuDNN) next to PyTorch.
+# One command on a GPU machine (<= 8 minutes, GPU_CHECK_BUDGET seconds, default 450): the CUDA
+# suite (every operator of the table, training tools), communication on CUDA tensors staged
+# through host memory (1 rank, then 2 ranks with the bundled mpiexec), the examples on the CPU
+# and on CUDA side by side (digits MLP and CNN accuracy, sunspots LSTM RMSE), and the GPU
+# benchmarks beside PyTorch CUDA (../shared/peers/gpu.py, packed in the bundle) with the ratios
+# (tools/bench/gpu_ratios.py). Each step's timeout is its cap or the time left, whichever is
+# less, so the whole check ends in time. $OUT gets at most 8 files (what comes back from a GPU
+# machine): summary.txt, gpu_ratios.json, bench_gpu.json, peer_gpu.json, test_cuda.log and
+# logs.tar.gz (every other log; written on exit, whatever failed).
+# Needs gpu-bundle.tar.xz from tools/gpu_bundle.sh (the GPU machine has no Debian
+# xtensor/OpenBLAS/HDF5/MPICH to build with) and pip's CUDA libraries (cuBLAS, cuDNN) next to PyTorch.
+#   GPU_BENCH_SAMPLES (default 10) timed calls per workload, after 3 warm-up calls, on both sides.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd)
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
+start=$(date +%s)
+budget=${GPU_CHECK_BUDGET:-450}
+samples=${GPU_BENCH_SAMPLES:-10}
+# left CAP: the seconds a step may take: CAP, or what is left of the budget (at least 1).
+left() {
+  local rest=$((budget - ($(date +%s) - start)))
+  [ "$rest" -lt "$1" ] && echo $((rest > 1 ? rest : 1)) || echo "$1"
+}
 [ -f gpu-bundle.tar.xz ] || { echo "gpu_check: gpu-bundle.tar.xz missing: run tools/gpu_bundle.sh where zkynet builds"; exit 2; }
 work=$(mktemp -d)
+L=$work/logs
+mkdir -p "$L"
+trap 'tar -C "$work" -czf "$OUT/logs.tar.gz" logs' EXIT
 tar -C "$work" -xJf gpu-bundle.tar.xz
 bundle=$work/gpu-bundle
 PY=$(command -v python3)
@@ -24,48 +43,53 @@ print(":".join(sorted(dirs)))
 PYEOF
 )
 export LD_LIBRARY_PATH="$bundle/lib:${nvidia_libs}:${LD_LIBRARY_PATH:-}"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia_smi.txt" 2>&1
+export PATH="$bundle/bin:$PATH"  # mpiexec.hydra finds hydra_pmi_proxy here
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$L/nvidia_smi.txt" 2>&1
 # Which cuDNN the suite will load (conv2d runs in it; built against 9.19, a 9.x runtime serves
 # the legacy convolution API it calls).
-ls -d ${nvidia_libs//:/ } >> "$OUT/nvidia_smi.txt" 2>&1
+ls -d ${nvidia_libs//:/ } >> "$L/nvidia_smi.txt" 2>&1
 "$PY" -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())" \
-  >> "$OUT/nvidia_smi.txt" 2>&1
+  >> "$L/nvidia_smi.txt" 2>&1
 
 echo "== CUDA suite"
-timeout 300 "$bundle/bin/test_cuda" -r console > "$OUT/test_cuda.log" 2>&1
+timeout "$(left 200)" "$bundle/bin/test_cuda" -r console > "$OUT/test_cuda.log" 2>&1
 suite=$?
 tail -n 5 "$OUT/test_cuda.log"
 
-echo "== zkynet GPU benchmarks"
-timeout 180 "$bundle/bin/bench_gpu" > "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.err"
-echo "== PyTorch peer (same workloads)"
-timeout 180 "$PY" "$bundle/peers/gpu.py" --only elementwise,chain,mlp > "$OUT/peer_gpu.json" 2> "$OUT/peer_gpu.err"
+echo "== communication on CUDA tensors (staged through host memory): 1 rank, then 2"
+timeout "$(left 30)" "$bundle/bin/test_cuda_staging" > "$L/staging_np1.log" 2>&1
+staging1=$?
+timeout "$(left 40)" "$bundle/bin/mpiexec.hydra" -launcher fork -n 2 "$bundle/bin/test_cuda_staging" \
+  > "$L/staging_np2.log" 2>&1
+staging2=$?
+tail -n 2 "$L/staging_np1.log" "$L/staging_np2.log"
 
-echo "== examples/digits_mlp on the CPU and on CUDA (the same seeded run)"
-export ZKYNET_DIGITS="$bundle/data/digits.csv.gz"
-timeout 120 "$bundle/bin/digits_mlp" "$work/graphs-cpu" --device cpu > "$OUT/digits_cpu.log" 2>&1
-timeout 120 "$bundle/bin/digits_mlp" "$work/graphs-cuda" --device cuda > "$OUT/digits_cuda.log" 2>&1
-digits=$?
-grep -h "test accuracy" "$OUT/digits_cpu.log" "$OUT/digits_cuda.log"
+echo "== examples on the CPU and on CUDA (the same seeded runs)"
+export ZKYNET_DIGITS="$bundle/data/digits.csv.gz" ZKYNET_SUNSPOTS="$bundle/data/sunspots.csv"
+examples_status=""
+for example in digits_mlp digits_cnn sunspots_lstm; do
+  for device in cpu cuda; do
+    timeout "$(left 60)" "$bundle/bin/$example" "$work/graphs-$device" --device "$device" \
+      > "$L/${example}_$device.log" 2>&1
+    examples_status+="$example --device $device: $? "
+  done
+done
+grep -h "test accuracy\|test RMSE" "$L"/digits_mlp_*.log "$L"/digits_cnn_*.log "$L"/sunspots_lstm_*.log \
+  | tee "$L/examples.txt"
 
-"$PY" - "$OUT/bench_gpu.json" "$OUT/peer_gpu.json" <<'PYEOF' | tee "$OUT/summary.txt"
-import json, sys
-def load(path):
-    try:
-        return json.loads(open(path).read().strip().splitlines()[-1])
-    except Exception as e:
-        return {"results": {}, "error": str(e)}
-ours, peer = load(sys.argv[1]), load(sys.argv[2])
-higher = {"copy_gbps", "elementwise_expr_gbps"}
-print(f"{'workload':28s} {'zkynet':>10s} {'pytorch':>10s} {'zkynet speed-up':>16s}")
-for key in ["copy_gbps", "elementwise_expr_gbps", "chain_fwdbwd_us_per_op", "mlp_gemm_floor_ms", "mlp_train_step_ms"]:
-    z = ours.get("results", {}).get(key, {}).get("median")
-    p = peer.get("results", {}).get(key, {}).get("median")
-    ratio = (z / p if key in higher else p / z) if z and p else None
-    fmt = lambda v: f"{v:10.4g}" if v is not None else f"{'-':>10s}"
-    print(f"{key:28s} {fmt(z)} {fmt(p)} {fmt(ratio)}")
-if ours.get("meta", {}).get("unavailable"):
-    print("zkynet workloads not available:", ours["meta"]["unavailable"])
-PYEOF
-echo "CUDA suite exit status: $suite (0 passed, 77 skipped: no device answered); digits_mlp --device cuda: $digits"
+echo "== zkynet GPU benchmarks, then the PyTorch peer (same workloads, --samples $samples)"
+timeout "$(left 90)" "$bundle/bin/bench_gpu" --samples "$samples" --warmup 3 \
+  > "$OUT/bench_gpu.json" 2> "$L/bench_gpu.err"
+timeout "$(left 90)" "$PY" "$bundle/peers/gpu.py" --samples "$samples" --warmup 3 \
+  > "$OUT/peer_gpu.json" 2> "$L/peer_gpu.err"
+
+"$PY" "$repo/tools/bench/gpu_ratios.py" "$OUT/bench_gpu.json" "$OUT/peer_gpu.json" --out "$OUT/gpu_ratios.json" \
+  | tee "$OUT/summary.txt"
+{
+  echo "CUDA suite exit status: $suite (0 passed, 77 skipped: no device answered)"
+  echo "staging test: 1 rank $staging1, 2 ranks $staging2 (0 passed)"
+  echo "examples (exit statuses): $examples_status"
+  cat "$L/examples.txt"
+  echo "check took $(( $(date +%s) - start )) s of $budget"
+} | tee -a "$OUT/summary.txt"
 exit $suite
