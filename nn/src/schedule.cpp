@@ -10,6 +10,11 @@ namespace zkynet::optim {
 LRScheduler::LRScheduler(Optimizer& optimizer)
     : optimizer_(optimizer), base_lr_(optimizer.lr()), last_lr_(optimizer.lr()) {}
 
+void LRScheduler::set_initial_lr(double lr) {
+  optimizer_.set_lr(lr);
+  last_lr_ = lr;
+}
+
 void LRScheduler::step() {
   ++last_epoch_;
   const double lr = compute_lr(optimizer_.lr());
@@ -46,5 +51,28 @@ double CosineAnnealingLR::compute_lr(double current_lr) const {
   const auto e = static_cast<double>(epoch);
   return (1 + std::cos(pi * e / t_max)) / (1 + std::cos(pi * (e - 1) / t_max)) * (current_lr - eta_min_) + eta_min_;
 }
+
+WarmupCosineLR::WarmupCosineLR(Optimizer& optimizer, std::int64_t warmup_steps, std::int64_t total_steps,
+                               double min_lr)
+    : LRScheduler(optimizer), warmup_(warmup_steps), total_(total_steps), min_lr_(min_lr) {
+  if (total_steps <= 0) {
+    throw UsageError("WarmupCosineLR: total_steps must be positive, got " + std::to_string(total_steps));
+  }
+  if (warmup_steps < 0 || warmup_steps > total_steps) {
+    throw UsageError("WarmupCosineLR: warmup_steps must be in [0, total_steps = " + std::to_string(total_steps) +
+                     "], got " + std::to_string(warmup_steps));
+  }
+  if (!(min_lr >= 0)) throw UsageError("WarmupCosineLR: min_lr must be non-negative, got " + std::to_string(min_lr));
+  set_initial_lr(lr_at(0));
+}
+
+double WarmupCosineLR::lr_at(std::int64_t t) const {
+  if (t < warmup_) return base_lr() * static_cast<double>(t + 1) / static_cast<double>(warmup_);
+  if (t >= total_) return min_lr_;  // also the end of the cosine when warmup_ == total_ (no decay phase)
+  const double progress = static_cast<double>(t - warmup_) / static_cast<double>(total_ - warmup_);
+  return min_lr_ + (base_lr() - min_lr_) * (1 + std::cos(std::numbers::pi * progress)) / 2;
+}
+
+double WarmupCosineLR::compute_lr(double /*current_lr*/) const { return lr_at(last_epoch()); }
 
 }  // namespace zkynet::optim

@@ -175,13 +175,18 @@ void init_nn(py::module_& nn, py::module_& optim, py::module_& ops) {
            py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0, py::arg("centered") = false);
   py::class_<optim::LRScheduler>(optim, "LRScheduler", "changes an optimizer's learning rate at each step()")
       .def("step", &optim::LRScheduler::step)
-      .def("get_last_lr", &optim::LRScheduler::get_last_lr);
+      .def("get_last_lr", &optim::LRScheduler::get_last_lr)
+      .def_property_readonly("last_epoch", &optim::LRScheduler::last_epoch, "steps taken so far (0 at construction)");
   py::class_<optim::StepLR, optim::LRScheduler>(optim, "StepLR", "multiplies the learning rate by gamma every step_size steps")
       .def(py::init<optim::Optimizer&, std::int64_t, double>(), py::arg("optimizer"), py::arg("step_size"),
            py::arg("gamma") = 0.1, py::keep_alive<1, 2>());
   py::class_<optim::CosineAnnealingLR, optim::LRScheduler>(optim, "CosineAnnealingLR", "anneals the learning rate along a cosine from its initial value to eta_min over T_max steps")
       .def(py::init<optim::Optimizer&, std::int64_t, double>(), py::arg("optimizer"), py::arg("T_max"),
            py::arg("eta_min") = 0.0, py::keep_alive<1, 2>());
+  py::class_<optim::WarmupCosineLR, optim::LRScheduler>(optim, "WarmupCosineLR", "raises the learning rate linearly over warmup_steps steps, then lowers it along a cosine to min_lr at total_steps (step it once per optimizer step)")
+      .def(py::init<optim::Optimizer&, std::int64_t, std::int64_t, double>(), py::arg("optimizer"),
+           py::arg("warmup_steps"), py::arg("total_steps"), py::arg("min_lr") = 0.0, py::keep_alive<1, 2>())
+      .def("lr_at", &optim::WarmupCosineLR::lr_at, py::arg("step"), "the rate after `step` steps");
   optim.def("clip_grad_norm", &optim::clip_grad_norm, py::arg("parameters"), py::arg("max_norm"),
             py::arg("norm_type") = 2.0, py::arg("error_if_nonfinite") = false,
         "torch.nn.utils.clip_grad_norm_: scales gradients so their total norm is at most max_norm; returns the norm");

@@ -135,3 +135,51 @@ TEST_CASE("schedules refuse a non-positive period") {
   CHECK_THROWS_AS(optim::CosineAnnealingLR(opt, 0), UsageError);
   CHECK_THROWS_AS(optim::CosineAnnealingLR(opt, -3), UsageError);
 }
+
+TEST_CASE("WarmupCosineLR warms up linearly, decays along a cosine to min_lr, then stays there") {
+  Parameter w = scalar_parameter();
+  optim::AdamW opt({w}, {.lr = 0.1});
+  optim::WarmupCosineLR schedule(opt, /*warmup_steps=*/3, /*total_steps=*/8, /*min_lr=*/0.01);
+  // By hand: 0.1 (t + 1) / 3 for t < 3; 0.01 + 0.09 (1 + cos(pi (t - 3) / 5)) / 2 for 3 <= t <= 8; 0.01 after.
+  // torch 1.13's LambdaLR(AdamW(lr=0.1), lambda t: that / 0.1) gives the same to the last bit but
+  // one (0.10000000000000003 at t = 2: it multiplies 0.1 by the factor).
+  check_rates(rates(schedule, 10), {0.03333333333333333, 0.06666666666666667, 0.1, 0.1, 0.09140576474687263,
+                                    0.06890576474687264, 0.04109423525312737, 0.01859423525312737, 0.01, 0.01,
+                                    0.01});
+  CHECK(opt.lr() == 0.01);
+  CHECK(schedule.last_epoch() == 10);
+  CHECK(schedule.base_lr() == 0.1);
+}
+
+TEST_CASE("WarmupCosineLR sets the warmup's first rate at construction and overrides rates set by hand") {
+  Parameter w = scalar_parameter();
+  optim::SGD opt({w}, {.lr = 1.0});
+  optim::WarmupCosineLR schedule(opt, 4, 10);
+  CHECK(opt.lr() == 0.25);
+  CHECK(schedule.get_last_lr() == 0.25);
+  opt.set_lr(123.0);
+  schedule.step();
+  CHECK(opt.lr() == 0.5);  // a closed form of the step count, as torch's LambdaLR
+}
+
+TEST_CASE("WarmupCosineLR without warmup starts the cosine at the base rate and ends at 0") {
+  Parameter w = scalar_parameter();
+  optim::SGD opt({w}, {.lr = 1.0});
+  optim::WarmupCosineLR schedule(opt, 0, 4);
+  // cos(pi t / 4): 1, 0.853..., 0.5, 0.146..., 0, then 0
+  check_rates(rates(schedule, 5), {1.0, 0.8535533905932737, 0.5, 0.1464466094067262, 0.0, 0.0});
+  optim::SGD opt2({w}, {.lr = 1.0});
+  optim::WarmupCosineLR all_warmup(opt2, 4, 4, 0.5);  // no decay phase: min_lr from total_steps on
+  CHECK(all_warmup.lr_at(3) == 1.0);
+  CHECK(all_warmup.lr_at(4) == 0.5);
+}
+
+TEST_CASE("WarmupCosineLR refuses impossible step counts and a negative floor") {
+  Parameter w = scalar_parameter();
+  optim::SGD opt({w}, {.lr = 1.0});
+  CHECK_THROWS_AS(optim::WarmupCosineLR(opt, 1, 0), UsageError);
+  CHECK_THROWS_AS(optim::WarmupCosineLR(opt, -1, 10), UsageError);
+  CHECK_THROWS_AS(optim::WarmupCosineLR(opt, 11, 10), UsageError);
+  CHECK_THROWS_AS(optim::WarmupCosineLR(opt, 1, 10, -1e-3), UsageError);
+  CHECK(opt.lr() == 1.0);  // a refused schedule leaves the rate alone
+}
