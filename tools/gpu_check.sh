@@ -10,7 +10,8 @@
 # logs.tar.gz (every other log; written on exit, whatever failed).
 # Needs gpu-bundle.tar.xz from tools/gpu_bundle.sh (the GPU machine has no Debian
 # xtensor/OpenBLAS/HDF5/MPICH to build with) and pip's CUDA libraries (cuBLAS, cuDNN) next to PyTorch.
-#   GPU_BENCH_SAMPLES (default 10) timed calls per workload, after 3 warm-up calls, on both sides.
+#   GPU_BENCH_SAMPLES (default 10) timed calls per workload, after 3 warm-up calls, on both sides
+#   (bench_gpu takes fewer where a workload would outlast 15 s: its JSON says n).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -78,7 +79,7 @@ grep -h "test accuracy\|test RMSE" "$L"/digits_mlp_*.log "$L"/digits_cnn_*.log "
   | tee "$L/examples.txt"
 
 echo "== zkynet GPU benchmarks, then the PyTorch peer (same workloads, --samples $samples)"
-timeout "$(left 90)" "$bundle/bin/bench_gpu" --samples "$samples" --warmup 3 \
+timeout "$(left 120)" "$bundle/bin/bench_gpu" --samples "$samples" --warmup 3 --budget-s 15 \
   > "$OUT/bench_gpu.json" 2> "$L/bench_gpu.err"
 timeout "$(left 90)" "$PY" "$bundle/peers/gpu.py" --samples "$samples" --warmup 3 \
   > "$OUT/peer_gpu.json" 2> "$L/peer_gpu.err"

@@ -15,7 +15,7 @@
 // torch.cuda.max_memory_allocated(). A workload whose kernels are missing reports its error in
 // "unavailable" instead of a figure.
 //
-// usage: bench_gpu [--device cuda|cpu] [--samples 30] [--warmup 5] [--small] [--only NAME,...]
+// usage: bench_gpu [--device cuda|cpu] [--samples 30] [--warmup 5] [--budget-s 20] [--small] [--only NAME,...]
 //        --small: the peer's tiny sizes; with --device cpu it checks the program without a GPU
 //        --only: elementwise (copy and c = a*b + a), chain, mlp, cnn, lstm (gpu.py's names)
 #include "bench_common.h"
@@ -37,6 +37,7 @@
 #include <zkynet/ops/ops.h>
 #include <zkynet/optim/sgd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <set>
@@ -49,13 +50,28 @@ namespace {
 using namespace zkynet;
 namespace zb = zkynet::bench;
 
-Device g_device;  // the workloads' device (--device)
+Device g_device;         // the workloads' device (--device)
+double g_budget_s = 20;  // --budget-s: the most one workload may take; fewer samples when slow
 
 void sync() {
   if (g_device.is_cuda()) cuda::synchronize(g_device.index);
 }
 
+// The first call (cuDNN's algorithm search, the allocator's first segments) is timed alone: when
+// warm-up and samples would outlast --budget-s at its pace, fewer are taken (at least 1 sample),
+// so that a slow workload cannot use up the GPU check's time.
 zb::Stats timed_ms(const std::function<void()>& fn, int warmup, int samples) {
+  const double first0 = zb::now_us();
+  fn();
+  sync();
+  const double first_s = (zb::now_us() - first0) * 1e-6;
+  if (first_s * (warmup + samples) > g_budget_s) {
+    const int fit = static_cast<int>(g_budget_s / std::max(first_s, 1e-9));
+    samples = std::max(1, std::min(samples, fit - 1));
+    warmup = std::max(0, std::min(warmup - 1, fit - 1 - samples));
+  } else {
+    --warmup;
+  }
   for (int i = 0; i < warmup; ++i) fn();
   sync();
   std::vector<double> out;
@@ -106,6 +122,7 @@ int main(int argc, char** argv) {
     return 77;
   }
   const int samples = static_cast<int>(zb::arg_long(argc, argv, "--samples", 30));
+  g_budget_s = static_cast<double>(zb::arg_long(argc, argv, "--budget-s", 20));
   const int warmup = static_cast<int>(zb::arg_long(argc, argv, "--warmup", 5));
   const bool small = zb::arg_flag(argc, argv, "--small");
   std::set<std::string> only;
