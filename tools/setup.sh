@@ -13,6 +13,7 @@ packages=(
   libhdf5-dev python3-h5py
   zlib1g-dev python3-statsmodels
   mpich libmpich-dev
+  fortunes
 )
 
 missing=()
