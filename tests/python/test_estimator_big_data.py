@@ -85,8 +85,11 @@ TRAIN_FROM_H5 = """
     print(rows, h5py_loss, zkynet_loss)
 """ % FEATURES
 
+# The control imports what the baseline and the training run import (with CUDA built in, zkynet
+# maps the CUDA libraries: hundreds of MiB of address space), so that only the data differs.
 LOAD_WHOLE = """
     import h5py
+    from zkynet import data, nn, optim
     with h5py.File(sys.argv[1], "r") as f:
         try:
             x = f["x"][:]
