@@ -31,9 +31,9 @@ from zkynet.framework import cg, op
 from zkynet.visual import plot_cg
 
 FORTUNES = "/usr/share/games/fortunes"
-# The vocabulary: newline, the 95 printable ASCII characters, and one token for anything else
-# (accented letters, the backspaces of overstruck text).
-VOCAB = ["\n"] + [chr(c) for c in range(32, 127)] + ["\ufffd"]
+# The vocabulary: tab (attributions are indented with it), newline, the 95 printable ASCII
+# characters, and one token for anything else (accented letters, the backspaces of overstruck text).
+VOCAB = ["\t", "\n"] + [chr(c) for c in range(32, 127)] + ["\ufffd"]
 UNKNOWN = len(VOCAB) - 1
 _INDEX = {ch: i for i, ch in enumerate(VOCAB)}
 
