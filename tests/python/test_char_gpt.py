@@ -12,7 +12,7 @@ import char_gpt  # noqa: E402
 pytestmark = pytest.mark.skipif(not char_gpt.fortune_files(),
                                 reason="the fortunes package is not installed (tools/setup.sh installs it)")
 
-# Measured on the 2-core VM (seeds 0-3): held-out 2.29-2.34 against the bigram's 2.64, 9-13 s
+# Measured on the 2-core VM (seeds 0-3): held-out 2.31-2.33 against the bigram's 2.64, 10-18 s
 # (30 s under a load average of 5). At 150 steps the model is still above the bigram (2.69).
 TINY = dict(steps=600, batch=16, context=32, d_model=48, nhead=2, num_layers=2, lr=1e-2, eval_tokens=8192)
 
