@@ -7,10 +7,10 @@
 // On a GPU (--device cuda) the model and each batch move to the device (.to(device)); the data
 // stay on the host and only the accuracy's logits come back. The same seed gives the CPU's
 // accuracy to within a few images (float32 sums in another order).
+#include "args.h"
 #include "data.h"
 
 #include <zkynet/data/dataloader.h>
-#include <zkynet/framework/cuda.h>
 #include <zkynet/framework/dot.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/session.h>
@@ -27,7 +27,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -48,26 +47,10 @@ class ClassifierLoss : public Module<ClassifierLoss> {
 };
 
 int main(int argc, char** argv) {
-  std::filesystem::path out_dir = "zkynet-graphs";
-  Device device = Device::cpu();
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--device") != 0) {
-      out_dir = argv[i];
-      continue;
-    }
-    try {
-      if (i + 1 >= argc) throw UsageError("needs a value (cpu, cuda or cuda:N)");
-      device = Device::parse(argv[++i]);
-    } catch (const Error& e) {
-      std::fprintf(stderr, "digits_cnn: --device: %s\nusage: digits_cnn [output-dir] [--device cpu|cuda|cuda:N]\n",
-                   e.what());
-      return 2;
-    }
-  }
-  if (device.is_cuda() && !cuda::is_available()) {
-    std::fprintf(stderr, "digits_cnn: --device %s, but no CUDA device answers on this machine\n", device.str().c_str());
-    return 1;
-  }
+  examples::Args args;
+  if (const int status = examples::parse_args("digits_cnn", argc, argv, args)) return status;
+  const std::filesystem::path& out_dir = args.out_dir;
+  const Device device = args.device;
   std::filesystem::create_directories(out_dir);
   const auto start = std::chrono::steady_clock::now();
 

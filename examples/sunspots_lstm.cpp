@@ -9,9 +9,9 @@
 // On a GPU (--device cuda) the model lives on the device. The Estimator hands it host windows,
 // so the model moves each window to the device and its forecast back (moved() below: an
 // operator whose gradient moves the other way); the loss is computed on the host.
+#include "args.h"
 #include "data.h"
 
-#include <zkynet/framework/cuda.h>
 #include <zkynet/framework/dot.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/operator.h>
@@ -26,7 +26,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -78,27 +77,10 @@ class Forecaster : public Module<Forecaster> {
 };
 
 int main(int argc, char** argv) {
-  std::filesystem::path out_dir = "zkynet-graphs";
-  Device device = Device::cpu();
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--device") != 0) {
-      out_dir = argv[i];
-      continue;
-    }
-    try {
-      if (i + 1 >= argc) throw UsageError("needs a value (cpu, cuda or cuda:N)");
-      device = Device::parse(argv[++i]);
-    } catch (const Error& e) {
-      std::fprintf(stderr, "sunspots_lstm: --device: %s\nusage: sunspots_lstm [output-dir] [--device cpu|cuda|cuda:N]\n",
-                   e.what());
-      return 2;
-    }
-  }
-  if (device.is_cuda() && !cuda::is_available()) {
-    std::fprintf(stderr, "sunspots_lstm: --device %s, but no CUDA device answers on this machine\n",
-                 device.str().c_str());
-    return 1;
-  }
+  examples::Args args;
+  if (const int status = examples::parse_args("sunspots_lstm", argc, argv, args)) return status;
+  const std::filesystem::path& out_dir = args.out_dir;
+  const Device device = args.device;
   std::filesystem::create_directories(out_dir);
   const auto start = std::chrono::steady_clock::now();
 

@@ -5,11 +5,11 @@
 // NOTE: the backward gives each task a whole batch element, so that dQ, dK and dV each have one
 // writer; a single (batch * heads) element therefore runs on one thread.
 #include "attention.h"
+#include "blas.h"
 
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/parallel.h>
 
-#include <cblas.h>
 
 #include "random.h"
 
@@ -24,27 +24,7 @@ namespace zkynet::kernels {
 
 namespace {
 
-// C = alpha op(A) op(B) + beta C, row-major.
-template <class T>
-void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t lda,
-          const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    for (std::int64_t i = 0; i < m; ++i) {
-      for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
-    }
-    return;
-  }
-  const auto tra = ta ? CblasTrans : CblasNoTrans;
-  const auto trb = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-  } else {
-    cblas_dgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-  }
-}
+using detail::gemm;
 
 // exp(x) for x <= ~0 (the shifted scores), over n values in place. float: Cephes' expf
 // (range reduction by ln 2 in two parts, a degree-6 polynomial, 2^n through the exponent bits),

@@ -23,7 +23,7 @@
 #include <zkynet/framework/parallel.h>
 #include <zkynet/ops/conv.h>
 
-#include <cblas.h>
+#include "blas.h"
 
 #include "accumulate.h"
 #include "cuda/api.h"
@@ -189,27 +189,7 @@ ConvGeometry conv_geometry(const Tensor& input, const Tensor& weight, const Tens
 
 // ---- BLAS --------------------------------------------------------------------------------------
 
-// C = A op B + beta C, row-major, with op(A) m x k and op(B) k x n.
-template <class T>
-void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda, const T* b,
-          std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {  // (no output channels to sum over)
-    for (std::int64_t i = 0; i < m; ++i) {
-      for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
-    }
-    return;
-  }
-  const auto tra = ta ? CblasTrans : CblasNoTrans;
-  const auto trb = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-  } else {
-    cblas_dgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-  }
-}
+using detail::gemm;
 
 // The largest m * n * k that OpenBLAS computes on the calling thread (see the NOTE above).
 constexpr std::int64_t kSerialGemm = std::int64_t{65536} * 4;
@@ -246,7 +226,8 @@ void serial_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t 
 // image, or a batch of one).
 template <class T>
 auto gemm_for(std::int64_t tasks) {
-  return tasks > 1 ? &serial_gemm<T> : &gemm<T>;
+  using Gemm = decltype(&serial_gemm<T>);  // picks gemm()'s overload without alpha
+  return tasks > 1 ? &serial_gemm<T> : static_cast<Gemm>(&gemm<T>);
 }
 
 // c ? a : b without a branch (bit masks), for selections the branch predictor cannot learn.

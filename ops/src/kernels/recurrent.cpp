@@ -13,7 +13,7 @@
 
 #include <zkynet/framework/parallel.h>
 
-#include <cblas.h>
+#include "blas.h"
 
 #include "cuda/api.h"
 #include "same_device.h"
@@ -96,21 +96,7 @@ void tanh_inplace(S* __restrict p, std::int64_t n) {
 
 // ---- BLAS ---------------------------------------------------------------------------------
 
-// Row-major C = op(A) op(B) + beta C.
-template <class S>
-void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const S* a, std::int64_t lda, const S* b,
-          std::int64_t ldb, S beta, S* c, std::int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  const auto tra = ta ? CblasTrans : CblasNoTrans;
-  const auto trb = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<S, float>) {
-    cblas_sgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-  } else {
-    cblas_dgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-  }
-}
+using detail::gemm;
 
 // out[j] = sum over rows of m[r, j]  (m: rows x cols, contiguous).
 template <class S>
