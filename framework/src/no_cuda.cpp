@@ -22,6 +22,15 @@ void cuda_fill(const Tensor&, double) { throw_no_cuda("fill_"); }
 void cuda_copy(const Tensor&, const Tensor&) { throw_no_cuda("copy_"); }
 void cuda_add_inplace(const Tensor&, const Tensor&) { throw_no_cuda("add_"); }
 void* cuda_stream(Device device) { throw_no_cuda("a stream on " + device.str()); }
+void* pinned_allocate(std::size_t) {
+  throw UsageError("pin_memory needs a CUDA device: this build has no CUDA (ZKYNET_CUDA=OFF or no toolkit found)");
+}
+void pinned_release(void*) {}
+bool is_pinned(const void*) { return false; }
+void* copy_async(void*, Device dst, const void*, Device src, std::size_t) {
+  throw_no_cuda("copying " + src.str() + " -> " + dst.str());
+}
+void await_copy(void*, Device) {}
 
 }  // namespace detail
 

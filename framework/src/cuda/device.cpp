@@ -3,6 +3,8 @@
 //
 // "No device" is found at run time: cudaGetDeviceCount fails without a driver (error 35) or a
 // GPU, and every such failure reads as zero devices. Nothing here runs in a static initializer.
+#include "pinned.h"
+
 #include <zkynet/framework/cuda.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/internal/caching_allocator.h>
@@ -145,6 +147,8 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     return;
   }
   check(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream), "copy " + src_device.str() + " -> " + dst_device.str());
+  // From pinned memory the copy is still queued here: keep the block until it has run.
+  if (src_device.is_cpu()) record_pinned_use(src, stream);
   // The host reads what it asked for: wait only here.
   if (dst_device.is_cpu()) check(cudaStreamSynchronize(stream), "synchronize " + on.str());
 }

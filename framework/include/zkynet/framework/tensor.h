@@ -91,6 +91,8 @@ class Tensor {
   Tensor(std::initializer_list<NestedList> values);  // float64, shape from the nesting
 
   static Tensor empty(const Shape& shape, DType dtype = DType::Float64, Device device = {});
+  // Uninitialised pinned host memory (torch.empty(..., pin_memory=True)); see pin_memory().
+  static Tensor empty_pinned(const Shape& shape, DType dtype = DType::Float64);
   static Tensor zeros(const Shape& shape, DType dtype = DType::Float64, Device device = {});
   static Tensor ones(const Shape& shape, DType dtype = DType::Float64, Device device = {});
   static Tensor full(const Shape& shape, double value, DType dtype = DType::Float64, Device device = {});
@@ -153,8 +155,19 @@ class Tensor {
   // A copy on `device` (this tensor itself when it is there already). Copies between devices
   // happen only here and in copy_: no operator moves data silently.
   Tensor to(Device device) const;
+  // non_blocking (PyTorch's name): the host does not wait for a copy between the host and a
+  // CUDA device. It runs on the device's copy stream, and kernels queued afterwards on the
+  // device wait for it; a copy to the host lands in pinned memory, readable on the host only
+  // after cuda::synchronize(). From pageable host memory the driver copies before returning.
+  Tensor to(Device device, bool non_blocking) const;
   Tensor cuda(int index = 0) const { return to(Device::cuda(index)); }
   Tensor cpu() const { return to(Device::cpu()); }
+  // A copy in pinned (page-locked) host memory, from a pool that reuses buffers once their
+  // copies have completed: copies from it to a GPU run asynchronously (to(device, true)).
+  // This tensor itself when pinned already. CPU tensors only; UsageError "pin_memory needs a
+  // CUDA device" without one (a build without CUDA, or no GPU), as in PyTorch.
+  Tensor pin_memory() const;
+  bool is_pinned() const;  // false in builds without CUDA
 
   // The storage's count of in-place writes (views share it, as in PyTorch). Every in-place
   // write calls bump_version(): the methods below do, and so must code writing through data().

@@ -29,6 +29,22 @@ void cuda_add_inplace(const Tensor& dst, const Tensor& src);
 // calling thread's current device, so that the launch that follows goes to it.
 void* cuda_stream(Device device);
 
+// Pinned (page-locked) host memory from the pinned pool (host_pool.h, src/cuda/pinned.cpp).
+// pinned_allocate throws UsageError "pin_memory needs a CUDA device: ..." in builds without
+// CUDA and on machines where no device answers; is_pinned is then always false.
+void* pinned_allocate(std::size_t nbytes);
+void pinned_release(void* ptr);
+bool is_pinned(const void* ptr);
+
+// Queues a copy between the host and a CUDA device on that device's copy stream, after the
+// work queued so far on its compute stream (so a reused device block is free and a source
+// written by kernels is complete), and returns without waiting. A pinned host side is kept
+// from reuse until the copy completes. Returns the copy's event: await_copy(event, device)
+// makes the compute stream wait for it (without blocking the host) and frees it; every event
+// must be awaited, also when the copied tensor is dropped unused, before its memory is freed.
+void* copy_async(void* dst, Device dst_device, const void* src, Device src_device, std::size_t nbytes);
+void await_copy(void* event, Device device);
+
 [[noreturn]] void throw_no_cuda(std::string_view what);
 
 }  // namespace zkynet::detail

@@ -17,6 +17,14 @@
 //
 // The loader holds a reference to the dataset, which must outlive it. Batches are built on
 // the calling thread when an iterator is dereferenced; each is a new tensor per field.
+//
+// Feeding a GPU (PyTorch's pin_memory, plus zkynet's own `device`):
+//   data::DataLoader loader(ds, {.batch_size = 256, .pin_memory = true, .device = Device::cuda()});
+// pin_memory collates each batch into pinned host memory (ignored, with a one-time warning on
+// stderr, when no CUDA device answers, as in PyTorch). device delivers the batches on that
+// device: batch i+1's host->device copy is issued on the device's copy stream when batch i is
+// handed out, so it runs while batch i is computed on; kernels wait for a batch's copy only
+// when it is handed out. device = cpu (the default) delivers host batches, the same as before.
 #pragma once
 
 #include <zkynet/data/dataset.h>
@@ -35,6 +43,10 @@ struct DataLoaderOptions {
   // Leave out the last batch when it is smaller than batch_size (else it is kept, smaller).
   bool drop_last = false;
   std::uint64_t seed = 0;
+  // Batches in pinned host memory (copied there after collation, as PyTorch's pin thread does).
+  bool pin_memory = false;
+  // Where batches are delivered (a zkynet extension); a CUDA device must answer (UsageError).
+  Device device = Device::cpu();
 };
 
 class DataLoader {
@@ -60,6 +72,8 @@ class DataLoader {
 
   const Dataset& dataset() const { return dataset_; }
   const DataLoaderOptions& options() const { return options_; }
+  // Whether batches are pinned: options.pin_memory and a CUDA device answers.
+  bool pins() const { return pin_; }
 
   // An input iterator: the batch is read from the dataset on first dereference.
   class Iterator {
@@ -88,12 +102,17 @@ class DataLoader {
     std::int64_t index_ = 0;
     std::int64_t batches_ = 0;
     mutable std::optional<Batch> current_;
+    // The next batch, already copying to options.device (null: none issued).
+    struct Prefetch;
+    mutable std::shared_ptr<Prefetch> next_;
+    Batch read(std::int64_t index) const;  // collated (and pinned) on the host
   };
 
  private:
   const Dataset& dataset_;
   DataLoaderOptions options_;
   std::int64_t epoch_ = 0;
+  bool pin_ = false;
 };
 
 }  // namespace zkynet::data
