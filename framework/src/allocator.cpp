@@ -1,6 +1,8 @@
 #include <zkynet/framework/allocator.h>
 #include <zkynet/framework/error.h>
 
+#include "replay_arena.h"
+
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -106,8 +108,16 @@ CachingAllocator& allocator() {
 
 }  // namespace
 
-void* cpu_allocate(std::size_t nbytes) { return allocator().allocate(nbytes); }
-void cpu_release(void* ptr, std::size_t nbytes) { allocator().release(ptr, nbytes); }
+// A compiled call's replay serves its planned buffers from its arena (replay_arena.h).
+void* cpu_allocate(std::size_t nbytes) {
+  if (detail::ReplayArena* arena = detail::open_arena()) return arena->allocate(nbytes);
+  return allocator().allocate(nbytes);
+}
+void cpu_release(void* ptr, std::size_t nbytes) {
+  if (!detail::arena_release(ptr)) allocator().release(ptr, nbytes);
+}
+void* detail::cached_allocate(std::size_t nbytes) { return allocator().allocate(nbytes); }
+void detail::cached_release(void* ptr, std::size_t nbytes) { allocator().release(ptr, nbytes); }
 AllocatorStats cpu_allocator_stats() { return allocator().stats(); }
 void empty_cpu_cache() { allocator().empty(); }
 void set_cpu_cache_limit(std::size_t bytes) { allocator().set_limit(bytes); }

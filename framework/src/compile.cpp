@@ -1,6 +1,10 @@
 #include <zkynet/framework/compile.h>
+#include <zkynet/framework/effects.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/session.h>
+
+#include "replay_arena.h"
+#include "step_capture.h"
 
 #include <algorithm>
 #include <cmath>
@@ -92,7 +96,83 @@ InputSignature input_signature(std::string name, const Tensor& value, bool requi
   return {std::move(name), value.shape(), value.dtype(), value.device(), requires_grad};
 }
 
+// The effects of the capture in progress on this thread (effects.h).
+struct Recorder {
+  std::vector<ScheduleEffect> effects;
+  std::vector<const Tape*> tapes;  // the tape each effect was recorded on
+};
+thread_local Recorder* t_recorder = nullptr;
+
+class RecordingScope {
+ public:
+  explicit RecordingScope(Recorder& r) : previous_(t_recorder) { t_recorder = &r; }
+  ~RecordingScope() { t_recorder = previous_; }
+  RecordingScope(const RecordingScope&) = delete;
+  RecordingScope& operator=(const RecordingScope&) = delete;
+
+ private:
+  Recorder* previous_;
+};
+
+const Tape& recording_tape(const std::string& what) {
+  const auto& tape = CallSessionManager::current().active_tape();
+  if (!tape) {
+    throw UsageError("compile: " + what + " ran during a capture but outside the compiled call's graph (under "
+                     "no_grad?); a replay could not place it. Call it outside the compiled function");
+  }
+  return *tape;
+}
+
+// Effects at the same positions with the same names: the step did the same things.
+bool same_effects(const std::vector<ScheduleEffect>& a, const std::vector<ScheduleEffect>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].position != b[i].position || a[i].name != b[i].name) return false;
+  }
+  return true;
+}
+
+std::string effect_list(const std::vector<ScheduleEffect>& effects) {
+  std::string s;
+  for (const auto& e : effects) s += (s.empty() ? "" : ", ") + e.name + " before %" + std::to_string(e.position);
+  return s.empty() ? "none" : s;
+}
+
 }  // namespace
+
+// ---- effects (effects.h) ------------------------------------------------------------------
+
+bool capturing_effects() { return t_recorder != nullptr; }
+
+void record_effect(std::string name, std::function<void()> effect) {
+  if (t_recorder == nullptr) return;
+  const Tape& tape = recording_tape(name);
+  t_recorder->effects.push_back({tape.nodes().size(), std::move(name), nullptr, Tensor(), std::move(effect)});
+  t_recorder->tapes.push_back(&tape);
+}
+
+namespace detail {
+
+void record_backward(const NodeRef& root, const Tensor& seed) {
+  if (t_recorder == nullptr) return;
+  const Tape& tape = recording_tape("back()");
+  if (!root.in_graph() || root.tape().get() != &tape) {
+    throw UsageError("compile: back() during a capture on a graph that is not the compiled call's (a result "
+                     "computed before or outside it); a replay would not recompute it. Compute it inside the "
+                     "compiled function");
+  }
+  const Tensor& v = root.value();
+  t_recorder->effects.push_back({tape.nodes().size(), "back(%" + std::to_string(root.node()->index()) + ")",
+                                 root.node(), seed.to(v.device()).to(v.dtype()).clone(), {}});
+  t_recorder->tapes.push_back(&tape);
+}
+
+void refuse_jacobians_in_capture() {
+  throw UsageError("compile: back() without a seed on a non-scalar root during a capture (full Jacobians) is not "
+                   "replayed; reduce to a scalar loss, or pass a seed: back(seed)");
+}
+
+}  // namespace detail
 
 // ---- signatures ---------------------------------------------------------------------------
 
@@ -120,9 +200,11 @@ Signature signature_of(const ModuleBase& module, std::span<const NodeRef> args) 
 
 // ---- schedules ----------------------------------------------------------------------------
 
-Schedule::Schedule(const ModuleBase& module, Signature signature, const ModuleGraph& captured)
+Schedule::Schedule(const ModuleBase& module, Signature signature, const ModuleGraph& captured,
+                   std::vector<ScheduleEffect> effects, bool memory_plan)
     : module_name_(module.functional_name()), signature_(std::move(signature)), tape_(captured.root().tape()),
-      root_(captured.root().node()) {
+      root_(captured.root().node()), effects_(std::move(effects)),
+      arena_(memory_plan ? std::make_unique<detail::ReplayArena>() : nullptr) {
   size_ = tape_->nodes().size();
   // The call grounded its arguments first, in order: nodes 0..n-1. (Not tape->bound(input): a
   // module that calls itself rebinds its inputs to the inner call's arguments.)
@@ -144,6 +226,12 @@ Schedule::Schedule(const ModuleBase& module, Signature signature, const ModuleGr
       frozen_.push_back(n.get());
     }
   }
+  std::size_t next = 0;
+  for (const auto& n : tape_->nodes()) {
+    for (; next < effects_.size() && effects_[next].position <= n->index(); ++next) program_.push_back({nullptr, next});
+    if (n->kind() == NodeKind::Operator) program_.push_back({static_cast<OperatorNode*>(n.get()), 0});
+  }
+  for (; next < effects_.size(); ++next) program_.push_back({nullptr, next});
 }
 
 bool Schedule::matches(std::span<const NodeRef> args, bool training, std::uint64_t structure) const {
@@ -185,8 +273,47 @@ ModuleGraph Schedule::run(std::span<const NodeRef> args) {
   for (Node* node : frozen_) {  // unchanged, but written in place since: its version as of now
     if (node->value().version() != node->recorded_version()) tape.set_value(*node, Tensor(node->value()));
   }
-  tape.replay();
+  if (arena_) {
+    detail::ReplayArena::Scope planned(*arena_);
+    launch();
+    planned.complete();
+  } else {
+    launch();
+  }
   return ModuleGraph(NodeRef(tape_, root_));
+}
+
+Schedule::~Schedule() = default;
+
+MemoryPlanStats Schedule::memory_plan() const {
+  if (!arena_) return {};
+  const auto& s = arena_->stats();
+  return {s.planned_replays, s.served, s.planned_buffers, s.escaping, s.block_bytes, s.planned_bytes, s.dropped};
+}
+
+// The whole replay in one loop over a flat program: no user code runs between its entries.
+void Schedule::launch() {
+  Tape& tape = *tape_;
+  for (const Instruction& in : program_) {
+    if (in.op == nullptr) {
+      const ScheduleEffect& e = effects_[in.effect];
+      if (e.root != nullptr) {
+        ModuleGraph(NodeRef(tape_, e.root)).back(e.seed);
+      } else {
+        e.run();
+      }
+      continue;
+    }
+    OperatorNode& op = *in.op;
+    try {
+      tape.set_value(op, op.recompute());
+    } catch (const Error& err) {
+      if (err.has_location()) throw;
+      const std::string path = invocation_path(tape, op.invocation());
+      err.rethrow_at((path.empty() ? std::string() : path + ": ") + "replay of node %" + std::to_string(op.index()) +
+                     " (" + std::string(op.op_name()) + ")");
+    }
+  }
 }
 
 ModuleGraph Schedule::graph() const { return ModuleGraph(NodeRef(tape_, root_)); }
@@ -194,7 +321,12 @@ ModuleGraph Schedule::graph() const { return ModuleGraph(NodeRef(tape_, root_));
 std::string Schedule::str() const {
   std::string s = "schedule of " + module_name_ + " (" + signature_.str() + "), " + std::to_string(size_) +
                   " nodes, root %" + std::to_string(root_->index()) + "\n";
-  for (std::size_t i = 0; i < size_; ++i) s += node_line(*tape_->nodes()[i]) + "\n";
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < size_; ++i) {
+    for (; next < effects_.size() && effects_[next].position <= i; ++next) s += "   " + effects_[next].name + "\n";
+    s += node_line(*tape_->nodes()[i]) + "\n";
+  }
+  for (; next < effects_.size(); ++next) s += "   " + effects_[next].name + "\n";
   return s;
 }
 
@@ -249,12 +381,26 @@ ModuleGraph CompiledModule::capture(std::span<const NodeRef> args) {
     throw UsageError("compile(" + module_->functional_name() + "): cannot capture a call: " + refusal +
                      ". Call the module uncompiled");
   }
-  ModuleGraph g = module_->invoke(args);
+  Recorder recorder;
+  ModuleGraph g = [&] {
+    const RecordingScope recording(recorder);
+    return module_->invoke(args);
+  }();
   if (!g.root().in_graph()) {  // a constant result: nothing to replay
+    if (!recorder.effects.empty()) {
+      throw UsageError("compile(" + module_->functional_name() + "): the captured call returned a constant, so its "
+                       "effects (" + effect_list(recorder.effects) + ") cannot be replayed; return a node (the loss)");
+    }
     ++stats_.dynamic;
     return g;
   }
   const Tape& tape = *g.root().tape();
+  for (const Tape* t : recorder.tapes) {
+    if (t != &tape) {
+      throw UsageError("compile(" + module_->functional_name() + "): an effect ran in another graph than the one the "
+                       "call returned; a replay could not place it. Call the module uncompiled");
+    }
+  }
   for (const auto& n : tape.nodes()) {
     if (n->kind() != NodeKind::Operator) continue;
     const auto& op = static_cast<const OperatorNode&>(*n);
@@ -267,7 +413,8 @@ ModuleGraph CompiledModule::capture(std::span<const NodeRef> args) {
                      where(tape, *n) + ": " + std::string(why) +
                      ". Call the module uncompiled, or compile it in evaluation mode");
   }
-  cache_.push_front(std::make_unique<Schedule>(*module_, signature_of(*module_, args), g));
+  cache_.push_front(std::make_unique<Schedule>(*module_, signature_of(*module_, args), g, std::move(recorder.effects),
+                                               options_.memory_plan));
   ++stats_.captures;
   while (cache_.size() > std::max<std::size_t>(options_.cache_size, 1)) {
     cache_.pop_back();
@@ -281,7 +428,11 @@ ModuleGraph CompiledModule::capture(std::span<const NodeRef> args) {
 // replay, and compare every value with the trace's, bit for bit.
 ModuleGraph CompiledModule::check(Schedule& schedule, std::span<const NodeRef> args) {
   const std::string head = "compile(" + module_->functional_name() + ", check=true): ";
-  ModuleGraph traced = module_->invoke(args);
+  Recorder recorder;  // a step's effects run once, in this trace; the replay below is skipped for them
+  ModuleGraph traced = [&] {
+    const RecordingScope recording(recorder);
+    return module_->invoke(args);
+  }();
   if (!traced.root().in_graph()) {
     throw UsageError(head + "this call returned a constant, the captured one node %" +
                      std::to_string(schedule.root_->index()) + " of a graph");
@@ -331,6 +482,14 @@ ModuleGraph CompiledModule::check(Schedule& schedule, std::span<const NodeRef> a
     differ(traced.root().node()->index(), node_line(*schedule.root_), node_line(*traced.root().node()),
            "The call returned another node than the captured one");
   }
+  if (!same_effects(schedule.effects_, recorder.effects)) {
+    throw UsageError(head + "the call's effects differ from the captured schedule's: captured " +
+                     effect_list(schedule.effects_) + "; this call " + effect_list(recorder.effects) +
+                     ". The step's control flow depends on values; call it uncompiled");
+  }
+  // A step with effects (an optimizer update) ran them in the trace: replaying too would run
+  // them twice, so the trace is the result.
+  if (!schedule.effects_.empty()) return traced;
   // The replay must give the trace's values exactly.
   ModuleGraph replayed = schedule.run(args);
   for (std::size_t i = 0; i < then.size(); ++i) {

@@ -1,3 +1,4 @@
+#include <zkynet/framework/effects.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/function.h>
 #include <zkynet/framework/module.h>
@@ -74,6 +75,11 @@ Parameter& Parameter::requires_grad(bool on) {
 }
 
 void Parameter::zero_grad() {
+  if (capturing_effects()) {
+    record_effect("zero_grad(" + (data_->path.empty() ? data_->name : data_->path) + ")", [data = data_] {
+      if (data->grad.defined()) data->grad.fill_(0.0);
+    });
+  }
   if (data_->grad.defined()) data_->grad.fill_(0.0);
 }
 

@@ -1,7 +1,10 @@
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/graph.h>
 #include <zkynet/framework/operator.h>
+#include <zkynet/framework/effects.h>
 #include <zkynet/framework/session.h>
+
+#include "step_capture.h"
 
 #include <algorithm>
 #include <atomic>
@@ -361,6 +364,7 @@ void accumulate_parameter_grads(const Tape& tape, const std::vector<Tensor>& gra
 }  // namespace
 
 void ModuleGraph::back(const Tensor& seed) {
+  if (capturing_effects()) detail::record_backward(root_, seed);
   vjp(seed);
   accumulate_parameter_grads(tape(), *grads_);
 }
@@ -413,6 +417,7 @@ void ModuleGraph::back() {
     back(Tensor::ones(out.shape(), out.dtype(), out.device()));
     return;
   }
+  if (capturing_effects()) detail::refuse_jacobians_in_capture();
   check_jacobian_size(t, root);
   // Full Jacobians: one reverse pass per output element, each a row of d(out)/d(node).
   const std::size_t end = root.index() + 1;

@@ -1,3 +1,4 @@
+#include <zkynet/framework/effects.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/ops/optim_kernels.h>
 #include <zkynet/optim/adam.h>
@@ -43,6 +44,7 @@ std::map<std::string, Tensor> Adam::state(std::size_t i) const {
 }
 
 void Adam::step() {
+  if (capturing_effects()) record_effect(std::string(name_) + ".step", [this] { step(); });
   std::vector<kernels::AdamSlot> slots;
   std::vector<State*> stepped;
   for (std::size_t i = 0; i < params_.size(); ++i) {

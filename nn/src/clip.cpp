@@ -1,3 +1,4 @@
+#include <zkynet/framework/effects.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/session.h>
 #include <zkynet/ops/kernels.h>
@@ -59,6 +60,11 @@ double grad_norm(const Tensor& g, double p) {
 
 double clip_grad_norm(const std::vector<Parameter>& params, double max_norm, double norm_type,
                       bool error_if_nonfinite) {
+  if (capturing_effects()) {
+    record_effect("clip_grad_norm", [params, max_norm, norm_type, error_if_nonfinite] {
+      clip_grad_norm(params, max_norm, norm_type, error_if_nonfinite);
+    });
+  }
   if (!(norm_type > 0)) {
     throw UsageError("clip_grad_norm: norm_type must be positive (or infinity), got " + std::to_string(norm_type));
   }

@@ -1,3 +1,4 @@
+#include <zkynet/framework/effects.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/ops/optim_kernels.h>
 #include <zkynet/optim/rmsprop.h>
@@ -33,6 +34,7 @@ std::map<std::string, Tensor> RMSprop::state(std::size_t i) const {
 }
 
 void RMSprop::step() {
+  if (capturing_effects()) record_effect("RMSprop.step", [this] { step(); });
   std::vector<kernels::RmspropSlot> slots;
   std::vector<State*> stepped;
   for (std::size_t i = 0; i < params_.size(); ++i) {

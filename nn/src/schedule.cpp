@@ -1,3 +1,4 @@
+#include <zkynet/framework/effects.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/optim/schedule.h>
 
@@ -16,6 +17,7 @@ void LRScheduler::set_initial_lr(double lr) {
 }
 
 void LRScheduler::step() {
+  if (capturing_effects()) record_effect("LRScheduler.step", [this] { step(); });
   ++last_epoch_;
   const double lr = compute_lr(optimizer_.lr());
   optimizer_.set_lr(lr);

@@ -1,3 +1,4 @@
+#include <zkynet/framework/effects.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/ops/optim_kernels.h>
 #include <zkynet/optim/sgd.h>
@@ -26,6 +27,8 @@ std::map<std::string, Tensor> SGD::state(std::size_t i) const {
 }
 
 void SGD::step() {
+  // A compiled step replays this call, reading the options (learning rate) at each replay.
+  if (capturing_effects()) record_effect("SGD.step", [this] { step(); });
   std::vector<kernels::SgdSlot> slots;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = params_[i];

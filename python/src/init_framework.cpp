@@ -570,6 +570,23 @@ void init_framework(py::module_& m) {
       .def_property_readonly("size", &Schedule::size, "the number of nodes replayed, in order")
       .def_property_readonly("graph", &Schedule::graph,
                              "the ModuleGraph of the last replay (or of the capture): draw it with visual.to_dot")
+      .def_property_readonly("effects", [](const Schedule& s) {
+             std::vector<std::string> names;
+             for (const auto& e : s.effects()) names.push_back(e.name);
+             return names;
+           }, "what the step does outside its graph, in order: 'zero_grad(0.weight)', 'back(%12)', 'SGD.step'")
+      .def_property_readonly("memory_plan", [](const Schedule& s) {
+             const MemoryPlanStats m = s.memory_plan();
+             py::dict d;
+             d["planned_replays"] = m.planned_replays;
+             d["served"] = m.served;
+             d["planned_buffers"] = m.planned_buffers;
+             d["escaping"] = m.escaping;
+             d["block_bytes"] = m.block_bytes;
+             d["planned_bytes"] = m.planned_bytes;
+             d["dropped"] = m.dropped;
+             return d;
+           }, "the replays' memory plan: buffers served per replay from one block, its size, whether it was dropped")
       .def("text", &Schedule::str, "the schedule as text, one line per node: '%3 = mult(%1, %2)  (4,3) float32'")
       .def("__str__", &Schedule::str);
 
@@ -582,11 +599,12 @@ void init_framework(py::module_& m) {
   py::class_<CompiledModule>(m, "CompiledModule",
                              "a module compiled by cg.compile: the first call with a signature runs dynamically and "
                              "records its tape; later calls with that signature replay it")
-      .def(py::init([](py::handle module, bool check, std::size_t cache_size) {
+      .def(py::init([](py::handle module, bool check, std::size_t cache_size, bool memory_plan) {
              return std::make_unique<CompiledModule>(constructed<ModuleBase>(module, "compile()"),
-                                                     CompileOptions{check, cache_size});
+                                                     CompileOptions{check, cache_size, memory_plan});
            }),
-           py::arg("module"), py::arg("check") = false, py::arg("cache_size") = 8, py::keep_alive<1, 2>())
+           py::arg("module"), py::arg("check") = false, py::arg("cache_size") = 8, py::arg("memory_plan") = true,
+           py::keep_alive<1, 2>())
       .def("__call__", [](CompiledModule& c, const py::args& args, const py::kwargs& kwargs) {
              return c.call(kwargs.empty() ? operands_of(args) : operands_by_name(c.module(), args, kwargs));
            },

@@ -375,7 +375,7 @@ CompiledModule = _fw.CompiledModule
 Schedule = _fw.Schedule
 
 
-def compile(target, check=False, cache_size=8):  # noqa: A001 (the issue's name, like torch.compile)
+def compile(target, check=False, cache_size=8, memory_plan=True):  # noqa: A001 (the issue's name, like torch.compile)
     """Capture and replay: a callable with `target`'s signature whose first call with a given
     signature runs dynamically and records the tape, and whose later calls replay it.
 
@@ -383,6 +383,19 @@ def compile(target, check=False, cache_size=8):  # noqa: A001 (the issue's name,
         g = fast(x, y)                           # a ModuleGraph: .value, .back(), .grad(...)
         fast = cg.compile(lambda a, b: op.sum(a * op.exp(b)))
         g = fast(a, b); g.back(); g.grad(fast.input("a"))
+
+        def train_step(x, y):                    # a whole training step
+            opt.zero_grad()
+            loss = op.cross_entropy(model(x), y)
+            loss.back()
+            opt.step()
+            return loss                          # return a node
+        step = cg.compile(train_step)            # replays: forward, back(), the update
+
+    A step's effects outside its graph (zero_grad, back(), an optimizer's step, a scheduler's
+    step, clip_grad_norm) are recorded at capture and replayed in order (schedule.effects); an
+    optimizer reads its learning rate at each replay, so schedulers work. Effects of your own
+    Python code (writing a parameter by hand) happen at capture only.
 
     A replay runs no Python (but for the forwards of Python-defined operators and custom_vjp
     rules in the graph, which it runs again): the captured operators are recomputed from the
@@ -399,11 +412,17 @@ def compile(target, check=False, cache_size=8):  # noqa: A001 (the issue's name,
     the result outside the module (a loss) are refused at the next call (compile a module that
     computes the loss); stateful recurrent layers and dropout in training mode are refused.
     Calls under no_grad, inside another module's call, or with nodes as arguments run
-    dynamically. Not in this version: fusion, CSE, dead-node elimination, a memory plan, the
-    optimizer step inside the schedule, CUDA Graphs.
+    dynamically. check=True on a step compares its effects too and runs them once (the trace's).
+
+    memory_plan: the first replay records its buffer requests; later replays take the buffers
+    that live only within the replay (back()'s gradients, kernels' scratch) from one block
+    planned by lifetime (schedule.memory_plan). Values that outlive it (node values, gradients,
+    optimizer state) come from the caching allocator as before. A replay that departs from the
+    plan drops it, never corrupting a buffer.
+    Not in this version: fusion, CSE, dead-node elimination, CUDA Graphs.
     """
     if isinstance(target, _fw.ModuleBase):
-        return _fw.CompiledModule(target, check, cache_size)
+        return _fw.CompiledModule(target, check, cache_size, memory_plan)
     if not callable(target):
         raise TypeError(f"compile: expected a Module or a function of nodes, got '{type(target).__name__}'")
     try:
@@ -415,4 +434,4 @@ def compile(target, check=False, cache_size=8):  # noqa: A001 (the issue's name,
                         "keyword-only ones): each becomes an input of the compiled module")
     name = getattr(target, "__name__", "function")
     module = _fw._Lambda(target, [p.name for p in params], "<lambda>" if name == "<lambda>" else name)
-    return _fw.CompiledModule(module, check, cache_size)
+    return _fw.CompiledModule(module, check, cache_size, memory_plan)

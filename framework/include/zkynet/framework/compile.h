@@ -11,6 +11,19 @@
 //   std::cout << fast.last()->str();           // the schedule, one line per node
 //   to_dot(fast.last()->graph());              // drawn like any graph
 //
+// A whole training step compiles the same way: a module or Lambda whose call runs the model and
+// the loss, back() and the optimizer (effects.h: back(), zero_grad, optimizer and scheduler steps
+// and clip_grad_norm are recorded at capture and replayed in order, reading the optimizer's
+// learning rate at each replay):
+//
+//   Lambda train_step({"x", "y"}, [&](std::span<const NodeRef> a) {
+//     opt.zero_grad();
+//     ModuleGraph loss = step(a[0], a[1]);  loss.back();  opt.step();
+//     return loss.root();
+//   });
+//   CompiledModule fast_step = compile(train_step);
+//   for (auto& [x, y] : batches) fast_step(x, y);   // replays: forward, backward, update
+//
 // The first call with a given Signature runs the module dynamically and keeps its Tape. A later
 // call with the same signature replays that tape: the same Tape and node objects, each input
 // node given the new argument, each parameter node its parameter's current value, each
@@ -54,12 +67,36 @@
 //   6. Operators applied to a replayed result outside the module (a loss computed at top level)
 //      would join the schedule's tape and grow it at every step: the next call refuses with a
 //      UsageError. Compile a module that computes the loss too.
+//   7. Effects of user code are not recorded: a parameter written by hand, a gradient read with
+//      grad() and used outside the graph, a Python optimizer's own step() happen at capture only.
+//      The library's effects (effects.h) are. The optimizer, scheduler and parameters a step's
+//      effects use must outlive its CompiledModule.
 // check = true runs the module twice per call (once traced, once replayed): side effects in it
-// (BatchNorm's running statistics) happen twice. A CompiledModule serves one thread at a time.
+// (BatchNorm's running statistics) happen twice. A step with effects is the exception: it is
+// traced (its effects run once, then) and compared, graph and effects, but not replayed.
+// A CompiledModule serves one thread at a time.
 //
-// Not in this version: fusion, common subexpressions, dead-node elimination, a memory plan
-// (each replayed operator still allocates its result), the optimizer step inside the schedule,
-// CUDA Graphs. Tape::replay() is the one loop they would change.
+// Memory plan (CompileOptions::memory_plan, on by default; framework/src/replay_arena.h): the
+// first replay of a schedule records its buffer requests and releases on the calling thread;
+// later replays take every buffer that lives only within the replay (back()'s gradients, a
+// kernel's scratch, an optimizer's temporaries) from one block, offsets assigned by lifetime
+// (first fit over freed ranges). Buffers that outlive the replay (node values, kept by the tape
+// and readable by the caller; gradients and optimizer state created on first use) are not in
+// the block: they come from the caching allocator, so a tensor kept from value() stays intact.
+// Each served request is checked (size, and that the planned range is free): a replay that
+// departs from the plan drops it for this schedule, never handing out a buffer twice.
+// Schedule::memory_plan() reports it.
+//
+// CUDA Graphs (not built: no GPU to test on): launch() is the one function that runs a replay,
+// with no host decision between its kernels once the plan holds. A CUDA build would begin
+// stream capture before launch(), end it after, and relaunch the graph while the plan holds:
+// the block's addresses are fixed, node values would need the same (the next step of the plan:
+// give escaping buffers fixed slots, alternating between two replays), and inputs would be
+// copied into fixed input buffers first.
+//
+// Not in this version: fusion, common subexpressions, dead-node elimination, planned node
+// values (each replayed operator's result still comes from the caching allocator), CUDA Graphs. Schedule::launch() is the
+// one loop they would change.
 #pragma once
 
 #include <zkynet/framework/dtype.h>
@@ -71,6 +108,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <span>
@@ -83,6 +121,22 @@ namespace zkynet {
 struct CompileOptions {
   bool check = false;          // re-trace every call and compare with the schedule (see above)
   std::size_t cache_size = 8;  // schedules kept, least recently used dropped first (at least 1)
+  bool memory_plan = true;     // serve each replay's temporary buffers from one planned block
+};
+
+namespace detail {
+class ReplayArena;
+}
+
+// A schedule's memory plan (see "Memory plan" above).
+struct MemoryPlanStats {
+  std::size_t planned_replays = 0;  // replays served by the plan from start to end
+  std::size_t served = 0;           // buffers served from the block, all replays
+  std::size_t planned_buffers = 0;  // buffers the plan serves per replay
+  std::size_t escaping = 0;         // buffers per replay that outlive it: from the caching allocator
+  std::size_t block_bytes = 0;      // the block (0: no plan yet, or nothing to plan)
+  std::size_t planned_bytes = 0;    // the planned buffers' sizes added up: block_bytes is what reuse leaves
+  bool dropped = false;             // a replay left the plan: later replays use the caching allocator
 };
 
 // What a schedule was captured for; equal signatures replay the same schedule.
@@ -107,21 +161,42 @@ struct Signature {
 // The signature of a call of `module` with `args` (values; nodes give their value's).
 Signature signature_of(const ModuleBase& module, std::span<const NodeRef> args);
 
-// One captured call: its tape, replayed by run().
+// An effect outside the graph recorded during a capture (effects.h): back() of a node of the
+// call, or library code's work (an optimizer step, zero_grad, a scheduler step, clipping).
+struct ScheduleEffect {
+  std::size_t position = 0;  // runs before node %position is recomputed (after the last: size())
+  std::string name;          // "back(%12)", "SGD.step", "zero_grad(l1.weight)"
+  Node* root = nullptr;      // back(): the root, and the seed it was called with
+  Tensor seed;
+  std::function<void()> run;  // otherwise: the recorded work
+};
+
+// One captured call: its tape and effects, replayed by run().
 class Schedule {
  public:
-  // Keeps the tape of `captured`, a dynamic call of `module` with arguments of `signature`.
-  Schedule(const ModuleBase& module, Signature signature, const ModuleGraph& captured);
+  // Keeps the tape of `captured`, a dynamic call of `module` with arguments of `signature`, and
+  // the effects recorded during it.
+  Schedule(const ModuleBase& module, Signature signature, const ModuleGraph& captured,
+           std::vector<ScheduleEffect> effects = {}, bool memory_plan = true);
+  ~Schedule();
+  Schedule(const Schedule&) = delete;
+  Schedule& operator=(const Schedule&) = delete;
 
   const Signature& signature() const { return signature_; }
   const Tape& tape() const { return *tape_; }
   std::size_t size() const { return size_; }  // nodes, replayed in order
+  // back(), optimizer steps... in the order the capture ran them (a whole training step).
+  const std::vector<ScheduleEffect>& effects() const { return effects_; }
   // Whether args, training mode and structure version give this signature (no allocation).
   bool matches(std::span<const NodeRef> args, bool training, std::uint64_t structure) const;
   // False once a parameter the schedule reads changed shape, dtype, device or requires_grad.
   bool parameters_match() const;
   // The replay: inputs and parameters set, operators recomputed (see the header comment).
   ModuleGraph run(std::span<const NodeRef> args);
+  // The replay loop alone, inputs and parameters already set: every recomputation and effect
+  // in order, no user code between them.
+  void launch();
+  MemoryPlanStats memory_plan() const;
   // The graph of the last run (or of the capture): for to_dot().
   ModuleGraph graph() const;
   // The schedule as text, one line per node after a line with the signature:
@@ -138,6 +213,14 @@ class Schedule {
   std::vector<Node*> inputs_;  // the node of each declared input
   std::vector<std::pair<Node*, std::shared_ptr<InputData>>> parameters_;
   std::vector<Node*> frozen_;  // constants and inner variables grounded by constants
+  std::vector<ScheduleEffect> effects_;
+  // The replay, flattened: an operator to recompute, or an effect to run (by index).
+  struct Instruction {
+    OperatorNode* op = nullptr;
+    std::size_t effect = 0;
+  };
+  std::vector<Instruction> program_;
+  std::unique_ptr<detail::ReplayArena> arena_;  // null: no memory plan
 };
 
 class CompiledModule {
