@@ -31,13 +31,13 @@ Device device_or_cpu(py::handle device) { return device.is_none() ? Device::cpu(
 
 // `t` on `device` and of `dtype` (each optional), copied only when something changes or `copy`.
 Tensor converted(const Tensor& t, std::optional<DType> dtype, std::optional<Device> device, bool copy,
-                 const char* what = "Tensor.to()") {
+                 const char* what = "Tensor.to()", bool non_blocking = false) {
   Tensor out = t;
   if (device && *device != out.device()) {
     require_device(*device, what);
     // The smaller of the two dtypes crosses the bus.
     if (dtype && dtype_size(*dtype) < dtype_size(out.dtype())) out = out.to(*dtype);
-    out = out.to(*device);
+    out = out.to(*device, non_blocking);
     copy = false;
   }
   if (dtype && *dtype != out.dtype()) {
@@ -67,6 +67,7 @@ Tensor tensor_to(const Tensor& t, const py::args& args, const py::kwargs& kwargs
   std::optional<Device> device;
   std::optional<DType> dtype;
   bool copy = false;
+  bool non_blocking = false;
   if (args.size() > 2) throw TypeError("Tensor.to() takes at most 2 positional arguments (device, dtype)");
   for (auto arg : args) {
     if (const auto* other = py::isinstance<Tensor>(arg) ? &arg.cast<const Tensor&>() : nullptr) {
@@ -90,11 +91,13 @@ Tensor tensor_to(const Tensor& t, const py::args& args, const py::kwargs& kwargs
       dtype = dtype_from_python(value);
     } else if (name == "copy") {
       copy = value.cast<bool>();
-    } else if (name != "non_blocking") {  // accepted as torch does; zkynet's copies are ordered on its stream
+    } else if (name == "non_blocking") {
+      non_blocking = value.cast<bool>();
+    } else {
       throw TypeError("Tensor.to() got an unexpected keyword argument '" + name + "'");
     }
   }
-  return converted(t, dtype, device, copy);
+  return converted(t, dtype, device, copy, "Tensor.to()", non_blocking);
 }
 
 // The host values of `t` as a numpy array (a read-only view on the CPU, a copy from a device).
@@ -227,14 +230,20 @@ graph.grad_tensor(p) give results as Tensors without a copy. Host copies are exp
         return t.shape()[0];
       })
       .def("to", &tensor_to,
-           "to(device) / to(dtype) / to(device, dtype) / to(other) / to(device=, dtype=, copy=False): this "
-           "tensor itself when nothing changes, else a copy")
+           "to(device) / to(dtype) / to(device, dtype) / to(other) / to(device=, dtype=, copy=False, "
+           "non_blocking=False): this tensor itself when nothing changes, else a copy. non_blocking: the host does "
+           "not wait for a host<->GPU copy (kernels queued later do); a copy to the host then lands in pinned "
+           "memory, readable once cuda.synchronize() has returned")
       .def("cuda", [](const Tensor& t, py::object device) {
              Device d = device.is_none() ? Device::cuda() : device_from_python(device);
              if (!d.is_cuda()) throw TypeError("Tensor.cuda(): expected a CUDA device, got '" + d.str() + "'");
              return converted(t, std::nullopt, d, false, "Tensor.cuda()");
            }, py::arg("device") = py::none(), "a copy on cuda:N (N from device: an index or 'cuda:N'; default 0)")
       .def("cpu", [](const Tensor& t) { return t.cpu(); }, "a copy on the host (this tensor itself when there already)")
+      .def("pin_memory", &Tensor::pin_memory,
+           "a copy in pinned (page-locked) host memory, so that to(device, non_blocking=True) runs asynchronously; "
+           "this tensor itself when pinned already. RuntimeError without a CUDA device, as in torch")
+      .def("is_pinned", &Tensor::is_pinned, "whether the tensor lives in pinned host memory (False without CUDA)")
       .def("clone", [](const Tensor& t) { return t.clone(); })
       .def("contiguous", [](const Tensor& t) { return t.contiguous(); })
       .def("is_contiguous", &Tensor::is_contiguous)
