@@ -1,4 +1,5 @@
 #include <zkynet/framework/compile.h>
+#include <zkynet/framework/dot.h>
 #include <zkynet/framework/effects.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/session.h>
@@ -226,12 +227,53 @@ Schedule::Schedule(const ModuleBase& module, Signature signature, const ModuleGr
       frozen_.push_back(n.get());
     }
   }
+  mark_live();
   std::size_t next = 0;
   for (const auto& n : tape_->nodes()) {
     for (; next < effects_.size() && effects_[next].position <= n->index(); ++next) program_.push_back({nullptr, next});
-    if (n->kind() == NodeKind::Operator) program_.push_back({static_cast<OperatorNode*>(n.get()), 0});
+    if (n->kind() == NodeKind::Operator && live_[n->index()]) {
+      program_.push_back({static_cast<OperatorNode*>(n.get()), 0});
+    }
   }
   for (; next < effects_.size(); ++next) program_.push_back({nullptr, next});
+}
+
+// Dead-node elimination: an operator is replayed only when the result or a back() root
+// depends on it (back() reads the values of the root's ancestors only, so nothing else is
+// ever read after a replay).
+void Schedule::mark_live() {
+  const auto nodes = tape_->nodes();
+  live_.assign(nodes.size(), false);
+  live_[root_->index()] = true;
+  for (const auto& e : effects_) {
+    if (e.root != nullptr) live_[e.root->index()] = true;
+  }
+  for (std::size_t i = nodes.size(); i-- > 0;) {
+    if (!live_[i] || nodes[i]->kind() != NodeKind::Operator) continue;
+    for (const Node* p : static_cast<const OperatorNode&>(*nodes[i]).parents()) live_[p->index()] = true;
+  }
+  eliminated_ = 0;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (!live_[i] && nodes[i]->kind() == NodeKind::Operator) ++eliminated_;
+  }
+}
+
+std::string Schedule::dot(const DotOptions& options) const {
+  std::string text = to_dot(graph(), options);
+  std::string extra;
+  for (std::size_t i = 0; i <= root_->index(); ++i) {
+    if (!live_[i] && tape_->nodes()[i]->kind() == NodeKind::Operator) {
+      extra += "  n" + std::to_string(i) + " [style=dashed, color=\"#999999\", fontcolor=\"#999999\", xlabel=\"dead\"];\n";
+    }
+  }
+  if (!effects_.empty()) {
+    std::string list;
+    for (const auto& e : effects_) list += e.name + "\\l";
+    extra += "  effects [shape=note, label=\"effects, in order:\\l" + list + "\"];\n";
+  }
+  const auto close = text.rfind('}');
+  if (close != std::string::npos) text.insert(close, extra);
+  return text;
 }
 
 bool Schedule::matches(std::span<const NodeRef> args, bool training, std::uint64_t structure) const {
@@ -320,11 +362,13 @@ ModuleGraph Schedule::graph() const { return ModuleGraph(NodeRef(tape_, root_));
 
 std::string Schedule::str() const {
   std::string s = "schedule of " + module_name_ + " (" + signature_.str() + "), " + std::to_string(size_) +
-                  " nodes, root %" + std::to_string(root_->index()) + "\n";
+                  " nodes, root %" + std::to_string(root_->index()) +
+                  (eliminated_ > 0 ? ", " + std::to_string(eliminated_) + " dead (not replayed)" : std::string()) + "\n";
   std::size_t next = 0;
   for (std::size_t i = 0; i < size_; ++i) {
     for (; next < effects_.size() && effects_[next].position <= i; ++next) s += "   " + effects_[next].name + "\n";
-    s += node_line(*tape_->nodes()[i]) + "\n";
+    const Node& n = *tape_->nodes()[i];
+    s += node_line(n) + (!live_[i] && n.kind() == NodeKind::Operator ? "  dead" : "") + "\n";
   }
   for (; next < effects_.size(); ++next) s += "   " + effects_[next].name + "\n";
   return s;
@@ -493,7 +537,7 @@ ModuleGraph CompiledModule::check(Schedule& schedule, std::span<const NodeRef> a
   // The replay must give the trace's values exactly.
   ModuleGraph replayed = schedule.run(args);
   for (std::size_t i = 0; i < then.size(); ++i) {
-    if (!same_bits(then[i]->value(), now[i]->value())) {
+    if (schedule.live_[i] && !same_bits(then[i]->value(), now[i]->value())) {
       throw UsageError(head + "the replay computed node " + node_line(*then[i]) + where(*schedule.tape_, *then[i]) +
                        " differently from this call's trace (state outside the graph, e.g. a random draw, or an "
                        "operator whose forward depends on more than its inputs). Call this module uncompiled");

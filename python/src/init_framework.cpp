@@ -587,6 +587,10 @@ void init_framework(py::module_& m) {
              d["dropped"] = m.dropped;
              return d;
            }, "the replays' memory plan: buffers served per replay from one block, its size, whether it was dropped")
+      .def_property_readonly("eliminated", &Schedule::eliminated,
+                             "operators not replayed: nothing the result or a back() root needs depends on them")
+      .def("dot", [](const Schedule& s, std::string title) { return s.dot({.title = std::move(title)}); },
+           py::arg("title") = "", "DOT text of the schedule: dead operators dashed grey, the step's effects in a note")
       .def("text", &Schedule::str, "the schedule as text, one line per node: '%3 = mult(%1, %2)  (4,3) float32'")
       .def("__str__", &Schedule::str);
 

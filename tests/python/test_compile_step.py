@@ -162,3 +162,16 @@ def test_check_mode_runs_a_steps_update_once_and_catches_a_changed_sequence_of_e
     clip[0] = True
     with pytest.raises(RuntimeError, match="effects differ"):
         step(*data[2])
+
+
+def test_dead_operators_are_not_replayed_and_are_drawn_dashed():
+    def f(a):
+        unused = op.exp(a * 3.0)  # noqa: F841 (dead: nothing depends on it)
+        return op.sum(op.tanh(a))
+
+    fast = cg.compile(f)
+    for v in (0.1, 0.2):
+        g = fast(np.full(3, v))
+        assert float(g.value) == pytest.approx(3 * np.tanh(v))
+    assert fast.last.eliminated == 2
+    assert "dead" in str(fast.last) and 'xlabel="dead"' in fast.last.dot()

@@ -99,6 +99,7 @@
 // one loop they would change.
 #pragma once
 
+#include <zkynet/framework/dot.h>
 #include <zkynet/framework/dtype.h>
 #include <zkynet/framework/gradcheck.h>
 #include <zkynet/framework/graph.h>
@@ -185,6 +186,10 @@ class Schedule {
   const Signature& signature() const { return signature_; }
   const Tape& tape() const { return *tape_; }
   std::size_t size() const { return size_; }  // nodes, replayed in order
+  // Operators not replayed: neither the result nor a back() root depends on them (dead-node
+  // elimination). They keep the values of the capture.
+  std::size_t eliminated() const { return eliminated_; }
+  bool live(const Node& node) const { return live_.at(node.index()); }
   // back(), optimizer steps... in the order the capture ran them (a whole training step).
   const std::vector<ScheduleEffect>& effects() const { return effects_; }
   // Whether args, training mode and structure version give this signature (no allocation).
@@ -201,7 +206,10 @@ class Schedule {
   ModuleGraph graph() const;
   // The schedule as text, one line per node after a line with the signature:
   //   %3 = mult(%1, %2)  (4,3) float32
+  // with "dead" after eliminated operators and each effect on its own line where it runs.
   std::string str() const;
+  // to_dot() of graph(), eliminated operators dashed grey ("dead"), the effects in a note.
+  std::string dot(const DotOptions& options = {}) const;
 
  private:
   friend class CompiledModule;
@@ -219,7 +227,10 @@ class Schedule {
     OperatorNode* op = nullptr;
     std::size_t effect = 0;
   };
+  void mark_live();
   std::vector<Instruction> program_;
+  std::vector<bool> live_;  // by node index
+  std::size_t eliminated_ = 0;
   std::unique_ptr<detail::ReplayArena> arena_;  // null: no memory plan
 };
 
