@@ -1,7 +1,9 @@
 // scaled_dot_product_attention and gelu: forward and VJP side by side, the loops in
-// kernels/attention.cpp. The attention operator flattens the (broadcast) leading axes into one
-// batch axis B and hands the kernels (B, L, E), (B, S, E), (B, S, Ev); its VJP sums each
-// gradient back over the axes its operand was broadcast along.
+// kernels/attention.cpp. The attention operator hands the kernels each operand as it is when it
+// has one or two batch axes and unit-stride rows (so MultiheadAttention's head split and merge
+// are views, not copies), else with its (broadcast) leading axes flattened into one batch axis B
+// as a contiguous (B, rows, cols); its VJP sums each gradient back over the axes its operand was
+// broadcast along.
 #include <zkynet/framework/error.h>
 #include <zkynet/framework/operator.h>
 #include <zkynet/ops/attention.h>
@@ -9,6 +11,7 @@
 
 #include "kernels/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -28,14 +31,24 @@ Shape with_last2(Shape s, std::int64_t a, std::int64_t b) {
   return s;
 }
 
-// t expanded to batch + its last two axes, as a contiguous (B, rows, cols) tensor (no copy when
-// it is contiguous and needs no broadcasting).
-Tensor flat(const Tensor& t, const Shape& batch) {
+// t as the kernels take it (kernels/attention.h): as it is when it has one or two batch axes, no
+// broadcasting and rows BLAS can step through (unit stride along the last axis: the heads of a
+// projection seen through a transpose qualify); else expanded to batch + its last two axes as a
+// contiguous (B, rows, cols) tensor.
+Tensor operand(const Tensor& t, const Shape& batch) {
   const std::int64_t rows = t.shape()[t.dim() - 2], cols = t.shape()[t.dim() - 1];
   const Shape full = with_last2(batch, rows, cols);
+  const Shape& st = t.strides();
+  if ((t.dim() == 3 || t.dim() == 4) && t.shape() == full && st[st.size() - 1] == 1 &&
+      st[st.size() - 2] >= std::max<std::int64_t>(cols, 1)) {
+    return t;
+  }
   const Tensor e = t.shape() == full ? t : t.expand(full);
   return e.contiguous().reshape({shape_numel(batch), rows, cols});
 }
+
+// A kernel result with the axes `full` (a reshape only when the kernel saw a flattened operand).
+Tensor unflat(const Tensor& t, const Shape& full) { return t.shape() == full ? t : t.reshape(full); }
 
 struct SdpaDef {
   static constexpr std::string_view name = kSdpa;
@@ -45,9 +58,10 @@ struct SdpaDef {
   mutable Tensor lse;  // (B, L), kept by forward for the VJP
 
   Tensor forward(const Tensor& q, const Tensor& k, const Tensor& v) const {
-    kernels::AttentionForward f = kernels::attention_forward(flat(q, batch), flat(k, batch), flat(v, batch), args);
+    kernels::AttentionForward f =
+        kernels::attention_forward(operand(q, batch), operand(k, batch), operand(v, batch), args);
     lse = std::move(f.lse);
-    return f.out.reshape(with_last2(batch, q.shape()[q.dim() - 2], v.shape()[v.dim() - 1]));
+    return unflat(f.out, with_last2(batch, q.shape()[q.dim() - 2], v.shape()[v.dim() - 1]));
   }
 
   // Recomputes the probabilities block by block from q, k and lse (kernels/attention.h).
@@ -55,13 +69,13 @@ struct SdpaDef {
     const Tensor& q = c.in(0);
     const Tensor& k = c.in(1);
     const Tensor& v = c.in(2);
-    kernels::AttentionGrads g = kernels::attention_backward(flat(c.grad, batch), flat(q, batch), flat(k, batch),
-                                                            flat(v, batch), flat(c.output, batch), lse, args,
-                                                            {c.needs[0], c.needs[1], c.needs[2]});
+    kernels::AttentionGrads g = kernels::attention_backward(
+        operand(c.grad, batch), operand(q, batch), operand(k, batch), operand(v, batch), operand(c.output, batch),
+        lse, args, {c.needs[0], c.needs[1], c.needs[2]});
     auto back = [&](const Tensor& grad, const Tensor& in) {
       if (!grad.defined()) return Tensor();
-      const Shape full = with_last2(batch, in.shape()[in.dim() - 2], in.shape()[in.dim() - 1]);
-      return kernels::sum_to(grad.reshape(full), in.shape());
+      const Tensor full = unflat(grad, with_last2(batch, in.shape()[in.dim() - 2], in.shape()[in.dim() - 1]));
+      return full.shape() == in.shape() ? full : kernels::sum_to(full, in.shape());
     };
     return {back(g.query, q), back(g.key, k), back(g.value, v)};
   }

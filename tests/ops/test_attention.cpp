@@ -212,3 +212,71 @@ TEST_CASE("gelu: gradcheck and values, exact and tanh", "[attention]") {
   REQUIRE(allclose(op::gelu(xs, "tanh").value(), Tensor{-0.15880800939172324, 0.34571400982514394, 1.954597694087775},
                    1e-14, 1e-14));
 }
+
+TEST_CASE("scaled_dot_product_attention: heads seen through a transpose go in and out without copies",
+          "[attention]") {
+  // q, k, v as MultiheadAttention makes them: (N, L, H, D) projections viewed as (N, H, L, D).
+  const Tensor q = randn({2, 70, 3, 4}, 41), k = randn({2, 70, 3, 4}, 42), v = randn({2, 70, 3, 5}, 43);
+  auto heads = [](const NodeRef& x) { return op::transpose(x, 1, 2); };
+  for (bool causal : {false, true}) {
+    INFO("causal " << causal);
+    const Tensor g = randn({2, 3, 70, 5}, 44);
+    auto fused = [&](std::span<const NodeRef> x) {
+      return op::scaled_dot_product_attention(heads(x[0]), heads(x[1]), heads(x[2]), Tensor(), 0.0, causal);
+    };
+    auto unfused = [&](std::span<const NodeRef> x) {
+      return reference(heads(x[0]), heads(x[1]), heads(x[2]), Tensor(), causal);
+    };
+    const auto a = vjp(fused, {q, k, v}, g);
+    const auto b = vjp(unfused, {q, k, v}, g);
+    for (std::size_t i = 0; i < 3; ++i) {
+      INFO("gradient " << i);
+      REQUIRE(allclose(a[i], b[i], 1e-12, 1e-12));
+    }
+    const NodeRef o = op::scaled_dot_product_attention(heads(q), heads(k), heads(v), Tensor(), 0.0, causal);
+    REQUIRE(allclose(o.value(), reference(heads(q), heads(k), heads(v), Tensor(), causal).value(), 1e-12, 1e-12));
+    // Laid out as (N, L, H, Dv): merging the heads back is a view.
+    REQUIRE(op::transpose(o, 1, 2).value().is_contiguous());
+  }
+  require_gradcheck(
+      [&](std::span<const NodeRef> x) {
+        return op::scaled_dot_product_attention(heads(x[0]), heads(x[1]), heads(x[2]), Tensor(), 0.0, true);
+      },
+      {randn({1, 5, 2, 3}, 45), randn({1, 5, 2, 3}, 46), randn({1, 5, 2, 2}, 47)});
+}
+
+TEST_CASE("gelu: float32's polynomial erf against std::erf in double", "[attention]") {
+  // Grid over [-8, 8] (both polynomial regions, their joins at |x| = sqrt 2 and 4 sqrt 2, the
+  // zero tail) in float32, each value compared with the double formula at the same float input.
+  std::vector<float> xs;
+  for (int i = -16000; i <= 16000; ++i) xs.push_back(static_cast<float>(i) * 5e-4f);
+  for (float x : {1.41421354f, 1.41421366f, 5.65685415f, 5.65685463f, 1e-30f, -1e-30f, 30.0f, -30.0f}) xs.push_back(x);
+  const auto n = static_cast<std::int64_t>(xs.size());
+  const Tensor x = Tensor::from_vector(xs, {n});
+  const Tensor seed = Tensor::from_vector(std::vector<float>(xs.size(), 1.0f), {n});
+  const std::vector<double> y = op::gelu(x).value().to_doubles();
+  const std::vector<double> dx = vjp([](std::span<const NodeRef> in) { return op::gelu(in[0]); }, {x}, seed)[0].to_doubles();
+  double worst_y = 0, worst_tail = 0, worst_dx = 0;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const double a = xs[i];
+    const double phi2 = std::erfc(-a * 0.70710678118654752440);
+    const double ref = 0.5 * a * phi2;
+    const double dref = 0.5 * phi2 + a * std::exp(-0.5 * a * a) * 0.39894228040143267794;
+    worst_y = std::max(worst_y, std::abs(y[i] - ref) / (std::abs(a) + std::abs(ref) + 1e-300));
+    if (a < -1.0 && a > -5.6) worst_tail = std::max(worst_tail, std::abs(y[i] - ref) / std::abs(ref));
+    worst_dx = std::max(worst_dx, std::abs(dx[i] - dref) / (1.0 + std::abs(a)));
+  }
+  INFO("worst " << worst_y << " tail " << worst_tail << " dx " << worst_dx);
+  CHECK(worst_y < 3e-7);     // absolute error of 1 + erf, scaled by x / 2, and y's rounding
+  CHECK(worst_tail < 5e-6);  // relative, where 1 + erf is erfc of the polynomial in the exponent
+  CHECK(worst_dx < 3e-7);
+  // Non-finite inputs as the float64 path (std::erf) gives them.
+  const Tensor odd{-INFINITY, INFINITY, NAN};
+  const std::vector<double> y32 = op::gelu(odd.to(DType::Float32)).value().to_doubles();
+  const std::vector<double> y64 = op::gelu(odd).value().to_doubles();
+  for (std::size_t i = 0; i < 3; ++i) {
+    INFO(i);
+    REQUIRE(std::isnan(y32[i]) == std::isnan(y64[i]));
+    if (!std::isnan(y64[i])) REQUIRE(y32[i] == y64[i]);
+  }
+}

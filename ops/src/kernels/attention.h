@@ -37,7 +37,7 @@ struct AttentionArgs {
 };
 
 struct AttentionForward {
-  Tensor out;  // (B, L, Ev)
+  Tensor out;  // (B, L, Ev) or (B1, B2, L, Ev)
   Tensor lse;  // (B, L): log sum_j exp(S_ij) over the attended keys (-inf for a row with none)
 };
 
@@ -45,7 +45,12 @@ struct AttentionGrads {
   Tensor query, key, value;  // undefined where not needed
 };
 
-// q (B, L, E), k (B, S, E), v (B, S, Ev): contiguous, one floating dtype, on the CPU.
+// q (B, L, E), k (B, S, E), v (B, S, Ev), or each (B1, B2, ...) with B = B1 B2 (batch element
+// b = b1 B2 + b2): any strides but a unit stride along the last axis, one floating dtype, on the
+// CPU. So the heads of a (N, L, H, E) projection seen as (N, H, L, E) (a transpose, no copy) go
+// in as they are. Results (out, each gradient) are laid out as the operand they follow (out as q):
+// for such a head-split view, as (N, L, H, .) seen through the same transpose, so that merging
+// the heads back is a reshape, not a copy.
 AttentionForward attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionArgs& args);
 AttentionGrads attention_backward(const Tensor& grad, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& lse, const AttentionArgs& args,
@@ -54,6 +59,12 @@ AttentionGrads attention_backward(const Tensor& grad, const Tensor& q, const Ten
 // gelu (approximate: tanh's formula) and its VJP grad * gelu'(x), elementwise on the CPU.
 Tensor gelu(const Tensor& x, bool approximate);
 Tensor gelu_backward(const Tensor& grad, const Tensor& x, bool approximate);
+
+// B of an operand of attention_forward: its leading axis, or its two leading axes' product.
+std::int64_t attention_batch(const Tensor& t);
+// A new (zeroed when `zero`) tensor shaped as `like` with last axis `cols`, laid out as `like`
+// (see attention_forward).
+Tensor attention_result(const Tensor& like, std::int64_t cols, bool zero);
 
 // The block sizes (Br = Bc) the kernels use for head sizes E and Ev: each block GEMM stays below
 // OpenBLAS's single-thread threshold. Exposed for the memory test.

@@ -2,7 +2,7 @@
 #include <zkynet/ops/kernels.h>
 #include <zkynet/ops/strided.h>
 
-#include <cblas.h>
+#include "blas.h"
 
 #include "cuda/api.h"
 
@@ -37,15 +37,7 @@ template <class T>
 void gemm(Device device, bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t lda,
           const T* b, std::int64_t ldb, T* c, std::int64_t ldc, T beta = T(0)) {
   if (device.is_cuda()) return cuda::gemm<T>(device, ta, tb, m, n, k, a, lda, b, ldb, c, ldc, beta);
-  const auto tra = ta ? CblasTrans : CblasNoTrans;
-  const auto trb = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-  } else {
-    cblas_dgemm(CblasRowMajor, tra, trb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, a,
-                static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
-  }
+  detail::gemm<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc);  // blas.h: its threads
 }
 
 // The one stride that steps through every batch entry of an operand in row-major order (its
