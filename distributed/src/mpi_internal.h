@@ -135,11 +135,13 @@ void start_watch();
 void farewell();
 // Staging: MPI reads and writes host memory only (Debian's MPICH is not CUDA-aware), so every
 // tensor a kernel hands to MPI goes through to_host() and every result goes back with
-// to_device(). On the CPU both are free (to_host is contiguous(); to_device returns t). The
-// host side is plain pageable memory: zkynet's allocator has no pinned pool yet, so the driver
-// copies through its own pinned bounce buffer (one extra host copy per transfer).
-Tensor to_host(const Tensor& x);                 // contiguous, on the CPU
+// to_device(). On the CPU both are free (to_host is contiguous(); to_device returns t). For a
+// CUDA tensor the host side is pinned memory from the framework's pool (Tensor::pin_memory),
+// so the copies go straight to and from it, without the driver's pageable bounce buffer.
+Tensor to_host(const Tensor& x);                 // contiguous, on the CPU (pinned for a CUDA x)
 Tensor to_device(const Tensor& t, Device device);  // t itself when it is there already
+// An uninitialised host buffer shaped like x, for MPI to write: pinned when x is on a GPU.
+Tensor host_buffer(const Tensor& x);
 // An in-place eager call: MPI writes `staged` (to_host(t)); a device tensor gets it back.
 void write_back(Tensor& t, const Tensor& staged);
 MPI_Datatype mpi_type(DType dtype);

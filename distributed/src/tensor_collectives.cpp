@@ -3,6 +3,7 @@
 // the front and made contiguous, so each rank's part is one contiguous block.
 #include "mpi_internal.h"
 
+#include <zkynet/framework/cuda.h>
 #include <zkynet/framework/error.h>
 #include <zkynet/ops/kernels.h>
 
@@ -68,7 +69,17 @@ int comm_size(MPI_Comm comm) {
 
 }  // namespace
 
-Tensor to_host(const Tensor& x) { return x.device().is_cpu() ? x.contiguous() : x.cpu().contiguous(); }
+Tensor to_host(const Tensor& x) {
+  if (x.device().is_cpu()) return x.contiguous();
+  // A non-blocking copy lands in pinned memory; MPI reads it at once, so wait for it here.
+  Tensor h = x.to(Device::cpu(), true);
+  cuda::synchronize(x.device().index);
+  return h;
+}
+
+Tensor host_buffer(const Tensor& x) {
+  return x.device().is_cuda() ? Tensor::empty_pinned(x.shape(), x.dtype()) : Tensor::empty(x.shape(), x.dtype());
+}
 
 Tensor to_device(const Tensor& t, Device device) { return t.device() == device ? t : t.to(device); }
 
@@ -201,7 +212,7 @@ void start_collective(Activity& activity, const Tensor* x, std::int64_t free_axi
 
 Tensor allreduce(MPI_Comm comm, const Tensor& x, ReduceOp op) {
   const Tensor in = to_host(x);
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  Tensor out = host_buffer(x);
   const MPI_Op mop = mpi_op(op, x.dtype());
   ZKYNET_MPI(Allreduce, Iallreduce, in.raw_data(), out.raw_data(), count_of(x.numel(), "allreduce"), mpi_type(x.dtype()), mop,
                       comm);
@@ -212,7 +223,7 @@ Tensor allreduce(MPI_Comm comm, const Tensor& x, ReduceOp op) {
 Tensor reduce(MPI_Comm comm, const Tensor& x, ReduceOp op, int root) {
   const Tensor in = to_host(x);
   const bool is_root = comm_rank(comm) == root;
-  Tensor out = is_root ? Tensor::empty(x.shape(), x.dtype()) : Tensor::zeros(x.shape(), x.dtype());
+  Tensor out = is_root ? host_buffer(x) : Tensor::zeros(x.shape(), x.dtype());
   const MPI_Op mop = mpi_op(op, x.dtype());
   ZKYNET_MPI(Reduce, Ireduce, in.raw_data(), is_root ? out.raw_data() : nullptr, count_of(x.numel(), "reduce"),
                    mpi_type(x.dtype()), mop, root, comm);
@@ -221,7 +232,8 @@ Tensor reduce(MPI_Comm comm, const Tensor& x, ReduceOp op, int root) {
 }
 
 Tensor bcast(MPI_Comm comm, const Tensor& x, int root) {
-  Tensor out = comm_rank(comm) == root ? to_host(x).clone() : Tensor::empty(x.shape(), x.dtype());
+  // On the CPU to_host may be x itself, which the result must not alias; from a GPU it is a copy.
+  Tensor out = comm_rank(comm) != root ? host_buffer(x) : x.device().is_cpu() ? to_host(x).clone() : to_host(x);
   ZKYNET_MPI(Bcast, Ibcast, out.raw_data(), count_of(x.numel(), "bcast"), mpi_type(x.dtype()), root, comm);
   return to_device(out, x.device());
 }

@@ -9,6 +9,12 @@
 //                           BN, ReLU, max-pool 3/2, 8 blocks of 2x (conv 3x3, BN, ReLU), global average
 //                           pool, Linear(512, 10); no residual adds), batch 256 of 3x224x224, CE + SGD
 //   lstm_fwdbwd_ms          nn::LSTM(512 -> 1024), T 100, batch 256, mean(out^2) + backward
+//   input_{pageable,prefetch}_epoch_ms (only with --only input; no peer): 24 SGD steps of an MLP
+//                           3072-2048-10 (MSE) fed by a DataLoader over host data, batch 1024:
+//                           each batch moved with a blocking .to(device) from pageable memory, vs
+//                           DataLoader(pin_memory, device): pinned batches, the next one's copy on
+//                           the copy stream during the current step; meta.input_prefetch_speedup
+//                           is the ratio of the medians (pageable / prefetch)
 // Median/min/max over --samples timed calls after --warmup, each ended by cuda::synchronize().
 // Peak device memory per training workload (meta.<workload>_peak_mib) from zkynet's caching
 // allocator (cuda::memory_stats().peak_allocated_bytes, reset before each), as the peer reports
@@ -17,8 +23,11 @@
 //
 // usage: bench_gpu [--device cuda|cpu] [--samples 30] [--warmup 5] [--budget-s 20] [--small] [--only NAME,...]
 //        --small: the peer's tiny sizes; with --device cpu it checks the program without a GPU
-//        --only: elementwise (copy and c = a*b + a), chain, mlp, cnn, lstm (gpu.py's names)
+//        --only: elementwise (copy and c = a*b + a), chain, mlp, cnn, lstm (gpu.py's names), input
 #include "bench_common.h"
+
+#include <zkynet/data/dataloader.h>
+#include <zkynet/data/dataset.h>
 
 #include <zkynet/framework/cuda.h>
 #include <zkynet/framework/module.h>
@@ -82,6 +91,41 @@ zb::Stats timed_ms(const std::function<void()>& fn, int warmup, int samples) {
     out.push_back((zb::now_us() - t0) * 1e-3);
   }
   return zb::stats(out);
+}
+
+// The input pipeline: the same training steps fed through blocking pageable copies, then through
+// DataLoader(pin_memory, device) with its prefetching copy stream.
+void input_pipeline(zb::Object& res, zb::Object& meta, bool small, int warmup, int samples) {
+  const std::int64_t rows = small ? 64 : 1024, features = small ? 32 : 3072, hidden = small ? 16 : 2048;
+  const std::int64_t steps = small ? 4 : 24;
+  Generator gen(5);
+  data::TensorDataset set({Tensor::randn({rows * steps, features}, gen, DType::Float32),
+                           Tensor::randn({rows * steps, 10}, gen, DType::Float32)});
+  nn::manual_seed(0);
+  nn::Sequential mlp;
+  mlp.add<nn::Linear>(features, hidden);
+  mlp.add<nn::ReLU>();
+  mlp.add<nn::Linear>(hidden, 10);
+  mlp.to(g_device);
+  optim::SGD opt(mlp.parameters(), {.lr = 1e-4});
+  const auto step = [&](const Tensor& x, const Tensor& y) {
+    opt.zero_grad();
+    ModuleGraph out = mlp(x);
+    ModuleGraph(op::mse_loss(out.root(), NodeRef(y))).back();
+    opt.step();
+  };
+  data::DataLoader pageable(set, {.batch_size = rows});
+  data::DataLoader prefetch(set, {.batch_size = rows, .pin_memory = true, .device = g_device});
+  const zb::Stats a = timed_ms([&] {
+    for (const data::Batch& b : pageable) step(b[0].to(g_device), b[1].to(g_device));
+  }, warmup, samples);
+  const zb::Stats b = timed_ms([&] {
+    for (const data::Batch& batch : prefetch) step(batch[0], batch[1]);
+  }, warmup, samples);
+  res.add("input_pageable_epoch_ms", a).add("input_prefetch_epoch_ms", b);
+  meta.add_number("input_steps", static_cast<double>(steps)).add_number("input_batch", static_cast<double>(rows));
+  meta.add_number("input_prefetch_speedup", a.median / b.median);
+  meta.add_number("input_pinned", prefetch.pins() ? 1 : 0);
 }
 
 // gpu.py's fallback ResNet-18-shaped stack (no residual adds), for hw x hw inputs.
@@ -268,6 +312,8 @@ int main(int argc, char** argv) {
     res.add("lstm_fwdbwd_ms", t);
     peak_mib("lstm_peak_mib");
   });
+
+  if (only.contains("input")) attempt("input_pipeline", [&] { input_pipeline(res, meta, small, warmup, samples); });
 
   meta.add_string("device", gpu.str()).add_number("small", small ? 1 : 0);
   meta.add_number("n", static_cast<double>(n)).add_number("mlp_batch", static_cast<double>(batch));
