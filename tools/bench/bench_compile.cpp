@@ -3,7 +3,12 @@
 //   chain  the 1000-operator scalar chain of bench_graph_overhead (float32 (1,): 500 x
 //          { x = x * 1.0001; x = x + 0.0001 }, then sum), forward + back(); reported per operator
 //   mlp    a small MLP training step's graph: Linear(32, 64)-ReLU-Linear(64, 10) + cross_entropy
-//          on a batch of 16, forward + back() (no optimizer: compile does not capture it yet)
+//          on a batch of 16, forward + back()
+//   chain_per_op / digits_mlp_sgd  whole steps compiled (compile of a function that runs the
+//          model, back() and, for the digits MLP (64-64-10, batch 32), SGD with momentum)
+//          against the same step run dynamically on an identical model: parameters checked
+//          equal bit for bit after timing; heap allocations (operator new) and caching-allocator
+//          buffers per step, and the memory plan's buffers and block size
 // For each: dynamic (a new graph per call) and replay (compile(module), the same signature
 // every step), forward + back() and the call alone (_fwd: graph teardown excluded),
 // median/min/max over --samples after --warmup, and their ratios; `meta` adds heap
@@ -44,6 +49,21 @@ class Chain : public Module<Chain> {
     for (int i = 0; i < kOps / 2; ++i) x = op::add(op::mult(x, 1.0001), 0.0001);
     return op::sum(x);
   }
+};
+
+// The digits MLP (8x8 images, 10 classes: Linear(64, 64)-ReLU-Linear(64, 10)) + cross_entropy.
+class DigitsMlp : public Module<DigitsMlp> {
+ public:
+  explicit DigitsMlp(Generator& gen) : Module({Variable("x"), Variable("y")}) {
+    net.add<nn::Linear>(64, 64, nn::LinearOptions{.generator = &gen});
+    net.add<nn::ReLU>();
+    net.add<nn::Linear>(64, 10, nn::LinearOptions{.generator = &gen});
+    register_module("net", net);
+    input("x").requires_grad(false);
+    input("y").requires_grad(false);
+  }
+  NodeRef call(const NodeRef& x, const NodeRef& y) { return op::cross_entropy(net(x), y); }
+  nn::Sequential net;
 };
 
 class MlpLoss : public Module<MlpLoss> {
@@ -146,6 +166,84 @@ Timings measure(ModuleBase& m, const std::vector<NodeRef>& args, Of of, int warm
   return t;
 }
 
+// The whole step compiled (forward, back() and the optimizer inside the schedule) against the
+// same step run dynamically: `dyn` and `fast` are identical models, each with its optimizer.
+struct StepTimings {
+  zb::Stats dynamic, replay;
+  double dynamic_news = 0, replay_news = 0;        // heap allocations (operator new) per step
+  double dynamic_buffers = 0, replay_buffers = 0;  // buffers from the caching allocator per step
+  MemoryPlanStats plan;
+};
+
+StepTimings measure_step(ModuleBase& dyn, optim::Optimizer* dyn_opt, ModuleBase& fast, optim::Optimizer* fast_opt,
+                         const std::vector<NodeRef>& args, int warmup, int samples, double per) {
+  const auto dynamic_step = [&] {
+    if (dyn_opt != nullptr) dyn_opt->zero_grad();
+    ModuleGraph g = dyn.invoke(args);
+    g.back();
+    if (dyn_opt != nullptr) dyn_opt->step();
+  };
+  std::vector<std::string> names;
+  for (const auto& in : fast.inputs()) names.push_back(in.name());
+  Lambda body(names, [&](std::span<const NodeRef> a) {
+    if (fast_opt != nullptr) fast_opt->zero_grad();
+    ModuleGraph g = fast.invoke(a);
+    g.back();
+    if (fast_opt != nullptr) fast_opt->step();
+    return g.root();
+  }, "train_step");
+  for (std::size_t i = 0; i < names.size(); ++i) body.input(names[i]).requires_grad(fast.inputs()[i].data()->requires_grad);
+  CompiledModule step = compile(body);
+  for (int i = 0; i < 3; ++i) {  // the capture, the recorded replay, a planned one: in step with dyn
+    dynamic_step();
+    const ModuleGraph r = step.call(args);
+    for (std::size_t p = 0; p < dyn.parameters().size(); ++p) {
+      if (!same_bits(dyn.parameters()[p].value(), fast.parameters()[p].value())) {
+        fail(fast.functional_name() + ": compiled step's parameters differ from the dynamic step's");
+      }
+    }
+  }
+  std::vector<double> dynamic, replay;
+  for (int i = 0; i < warmup + samples; ++i) {
+    const double t0 = zb::now_us();
+    dynamic_step();
+    const double t1 = zb::now_us();
+    step.call(args);
+    const double t2 = zb::now_us();
+    if (i >= warmup) {
+      dynamic.push_back((t1 - t0) / per);
+      replay.push_back((t2 - t1) / per);
+    }
+  }
+  StepTimings t;
+  t.dynamic = zb::stats(dynamic);
+  t.replay = zb::stats(replay);
+  std::tie(t.dynamic_news, t.dynamic_buffers) = count_allocations(dynamic_step);
+  std::tie(t.replay_news, t.replay_buffers) = count_allocations([&] { step.call(args); });
+  for (std::size_t p = 0; p < dyn.parameters().size(); ++p) {
+    if (!same_bits(dyn.parameters()[p].value(), fast.parameters()[p].value())) {
+      fail(fast.functional_name() + ": after timing, the compiled step's parameters differ from the dynamic step's");
+    }
+  }
+  if (step.stats().captures != 1) fail(fast.functional_name() + ": step captured more than once");
+  t.plan = step.last()->memory_plan();
+  return t;
+}
+
+void add_step(zb::Object& res, zb::Object& meta, const std::string& name, const StepTimings& t) {
+  res.add(name + "_dynamic_step_us", t.dynamic).add(name + "_compiled_step_us", t.replay);
+  meta.add_number(name + "_step_speedup_at_median", t.dynamic.median / t.replay.median)
+      .add_number(name + "_dynamic_step_heap_allocs", t.dynamic_news)
+      .add_number(name + "_compiled_step_heap_allocs", t.replay_news)
+      .add_number(name + "_dynamic_step_cached_buffers", t.dynamic_buffers)
+      .add_number(name + "_compiled_step_cached_buffers", t.replay_buffers)
+      .add_number(name + "_plan_buffers_per_step", static_cast<double>(t.plan.planned_buffers))
+      .add_number(name + "_plan_escaping_buffers_per_step", static_cast<double>(t.plan.escaping))
+      .add_number(name + "_plan_block_bytes", static_cast<double>(t.plan.block_bytes))
+      .add_number(name + "_plan_planned_bytes", static_cast<double>(t.plan.planned_bytes))
+      .add_number(name + "_plan_dropped", t.plan.dropped ? 1 : 0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -181,7 +279,24 @@ int main(int argc, char** argv) {
   const Parameter w = mlp.parameters().front();
   const Timings ml = measure(mlp, mlp_args, [&](const ModuleGraph& g) { return g.grad(w); }, warmup, samples, 1.0);
 
+  // Whole steps: the chain's forward + back() inside the schedule (per operator), and the
+  // MLP's forward, back() and SGD(momentum) update (per step), two identical models each.
+  Chain chain_fast;
+  const StepTimings chs = measure_step(chain, nullptr, chain_fast, nullptr, chain_args, warmup, samples, kOps);
+  Generator init_a(7), init_b(7);
+  DigitsMlp mlp_dyn(init_a), mlp_fast(init_b);
+  optim::SGD sgd_dyn(mlp_dyn.parameters(), {.lr = 0.01, .momentum = 0.9});
+  optim::SGD sgd_fast(mlp_fast.parameters(), {.lr = 0.01, .momentum = 0.9});
+  Generator data(2);
+  std::vector<std::int64_t> digit_labels(32);
+  for (std::size_t i = 0; i < digit_labels.size(); ++i) digit_labels[i] = static_cast<std::int64_t>(i % 10);
+  const std::vector<NodeRef> digits_args{Tensor::randn({32, 64}, data, DType::Float32),
+                                         Tensor::from_vector(digit_labels, {32})};
+  const StepTimings dgs = measure_step(mlp_dyn, &sgd_dyn, mlp_fast, &sgd_fast, digits_args, warmup, samples, 1.0);
+
   zb::Object res, meta;
+  add_step(res, meta, "chain_per_op", chs);
+  add_step(res, meta, "digits_mlp_sgd", dgs);
   res.add("chain_dynamic_fwdbwd_us_per_op", ch.dynamic)
       .add("chain_replay_fwdbwd_us_per_op", ch.replay)
       .add("chain_dynamic_fwd_us_per_op", ch.dynamic_fwd)
@@ -206,8 +321,9 @@ int main(int argc, char** argv) {
       .add_number("samples", samples)
       .add_number("warmup", warmup)
       .add_number("zkynet_num_threads", num_threads())
-      .add_string("note", "replay: the same Tape and nodes, every operator's forward rerun into a fresh tensor; "
-                          "no fusion, no memory plan yet")
+      .add_string("note", "replay: the same Tape and nodes, every operator's forward rerun into a fresh tensor "
+                          "(node values from the caching allocator; the memory plan serves only buffers freed within "
+                          "a replay); compiled step: forward, back() and the optimizer in one schedule; no fusion")
       .add("env", zb::env_json());
   zb::emit("zkynet_compile", res, meta);
   return 0;
