@@ -6,15 +6,13 @@
 //
 //   sunspots_lstm [output-dir] [--device cpu|cuda|cuda:N]     (default: zkynet-graphs, cpu)
 //
-// On a GPU (--device cuda) the model lives on the device. The Estimator hands it host windows,
-// so the model moves each window to the device and its forecast back (moved() below: an
-// operator whose gradient moves the other way); the loss is computed on the host.
+// On a GPU (--device cuda) the Estimator trains there (EstimatorSpec::device): it moves the
+// model, and each window as it is used; its forecasts come back on the host.
 #include "args.h"
 #include "data.h"
 
 #include <zkynet/framework/dot.h>
 #include <zkynet/framework/error.h>
-#include <zkynet/framework/operator.h>
 #include <zkynet/nn/estimator.h>
 #include <zkynet/nn/init.h>
 #include <zkynet/nn/linear.h>
@@ -22,58 +20,30 @@
 #include <zkynet/ops/loss.h>
 #include <zkynet/optim/adam.h>
 
-#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <memory>
-#include <span>
 #include <vector>
 
 using namespace zkynet;
 
-// x copied to `device` inside the graph; the gradient is copied back to x's device.
-std::shared_ptr<const DynamicOperator> move_to(Device device) {
-  auto op = std::make_shared<DynamicOperator>();
-  op->name = "to " + device.str();
-  op->arity = 1;
-  op->forward = [device](std::span<const Tensor> in) { return in[0].to(device); };
-  op->vjp = [](const Tensor& grad, const Tensor&, std::span<const Tensor> in, std::span<const bool> needs) {
-    return std::vector<Tensor>{needs[0] ? grad.to(in[0].device()) : Tensor()};
-  };
-  return op;
-}
-
-NodeRef moved(const std::shared_ptr<const DynamicOperator>& op, const NodeRef& x) {
-  const std::array<NodeRef, 1> operands{x};
-  return apply_dynamic(op, operands);
-}
-
 // (seq, batch, 1) -> (seq, batch, 1): a stateful LSTM (its state carried from one window to
-// the next, gradients cut at window boundaries) and a linear read-out at every step. On a
-// device, host windows go in and host forecasts come out.
+// the next, gradients cut at window boundaries) and a linear read-out at every step.
 class Forecaster : public Module<Forecaster> {
  public:
-  Forecaster(std::int64_t hidden, Device device)
-      : Module({Variable("x")}), lstm_(1, hidden, {.stateful = true}), head_(hidden, 1), device_(device),
-        to_device_(move_to(device)), to_host_(move_to(Device::cpu())) {
+  explicit Forecaster(std::int64_t hidden)
+      : Module({Variable("x")}), lstm_(1, hidden, {.stateful = true}), head_(hidden, 1) {
     register_module("lstm", lstm_);
     register_module("head", head_);
-    to(device);
   }
-  NodeRef call(const NodeRef& x) {
-    if (device_.is_cpu()) return head_(lstm_(x));
-    return moved(to_host_, head_(lstm_(moved(to_device_, x))));
-  }
+  NodeRef call(const NodeRef& x) { return head_(lstm_(x)); }
   void reset_state() { lstm_.reset_state(); }
 
  private:
   nn::LSTM lstm_;
   nn::Linear head_;
-  Device device_;
-  std::shared_ptr<const DynamicOperator> to_device_, to_host_;
 };
 
 int main(int argc, char** argv) {
@@ -106,10 +76,10 @@ int main(int argc, char** argv) {
   const Tensor y = Tensor::from_vector(std::vector<float>(z.begin() + 1, z.end()), {1, 1, steps});
 
   nn::manual_seed(0);
-  Forecaster model(32, device);
+  Forecaster model(32);
   optim::Adam adam(model.parameters(), {.lr = 5e-3});
   nn::Estimator est(model, [](const NodeRef& p, const NodeRef& t) { return op::mse_loss(p, t); }, adam,
-                    {.epochs = 150, .batchsize = 1, .seqsize = 20, .verbose = false});
+                    {.epochs = 150, .batchsize = 1, .seqsize = 20, .verbose = false, .device = device.str()});
   est.on_sequence_start([&] { model.reset_state(); });  // each pass over the series starts from zeros
   est.add_callback([](const nn::EpochLog& log) {
     if (log.epoch % 25 == 0) std::printf("epoch %3lld  loss %.4f\n", static_cast<long long>(log.epoch), log.loss);
@@ -133,8 +103,8 @@ int main(int argc, char** argv) {
 
   // The graph of one training step: the loss of the first window of 20 years.
   model.reset_state();
-  const Tensor xw = x.slice(2, 0, 20).permute({2, 1, 0}).contiguous();  // time-major (seq, batch, features)
-  const Tensor yw = y.slice(2, 0, 20).permute({2, 1, 0}).contiguous();
+  const Tensor xw = x.slice(2, 0, 20).permute({2, 1, 0}).contiguous().to(device);  // time-major (seq, batch, features)
+  const Tensor yw = y.slice(2, 0, 20).permute({2, 1, 0}).contiguous().to(device);
   ModuleGraph step(op::mse_loss(model(xw), yw));
   step.back();
   for (const auto& f : render_graph(step, (out_dir / "sunspots_lstm").string(), {.title = "sunspots LSTM: one window"})) {

@@ -11,12 +11,13 @@ bash tools/setup.sh
 # -march=native would tie the binaries to this machine's CPU: the GPU machine's may differ.
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DZKYNET_CUDA=ON -DZKYNET_NATIVE=OFF \
       -DZKYNET_BUILD_PYTHON=OFF -DZKYNET_BUILD_DISTRIBUTED=ON -DZKYNET_BUILD_EXAMPLES=ON
-programs="test_cuda test_cuda_staging bench_gpu digits_mlp digits_cnn sunspots_lstm"
+programs="test_cuda test_cuda_staging test_cuda_nccl bench_gpu bench_allreduce digits_mlp digits_cnn sunspots_lstm"
 cmake --build build-gpu -j "$(nproc)" --target $programs
 
 stage=$(mktemp -d)
 mkdir -p "$stage/gpu-bundle/bin" "$stage/gpu-bundle/lib" "$stage/gpu-bundle/peers"
-cp build-gpu/tests/test_cuda build-gpu/tests/test_cuda_staging build-gpu/tools/bench/bench_gpu \
+cp build-gpu/tests/test_cuda build-gpu/tests/test_cuda_staging build-gpu/tests/test_cuda_nccl \
+   build-gpu/tools/bench/bench_gpu build-gpu/tools/bench/bench_allreduce \
    build-gpu/examples/digits_mlp build-gpu/examples/digits_cnn build-gpu/examples/sunspots_lstm "$stage/gpu-bundle/bin/"
 cp "$(command -v mpiexec.hydra)" "$(command -v hydra_pmi_proxy)" "$stage/gpu-bundle/bin/"
 # The digits (scikit-learn's copy) and the sunspots (statsmodels'): the GPU machine has neither.
@@ -24,13 +25,13 @@ mkdir -p "$stage/gpu-bundle/data"
 cp /usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz "$stage/gpu-bundle/data/"
 cp /usr/lib/python3/dist-packages/statsmodels/datasets/sunspots/sunspots.csv "$stage/gpu-bundle/data/"
 # Every library the programs load, but the C runtime, the driver and CUDA's own libraries
-# (cuBLAS, cuDNN: the GPU machine's pip wheels provide them, and cuDNN's front library must
-# match the sub-libraries it loads from there).
+# (cuBLAS, cuDNN, NCCL: the GPU machine's pip wheels provide them, cuDNN's front library must
+# match the sub-libraries it loads from there, and libnccl alone is 200 MB).
 for program in "$stage"/gpu-bundle/bin/*; do
   ldd "$program" | awk '/=> \// {print $3}'
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
-    libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libcuda.so*|libcublas*|libcudart*|libcudnn*) ;;
+    libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libcuda.so*|libcublas*|libcudart*|libcudnn*|libnccl*) ;;
     *) cp -L "$lib" "$stage/gpu-bundle/lib/" ;;
   esac
 done

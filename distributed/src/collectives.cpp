@@ -1,5 +1,6 @@
 // Collectives as graph operators: forward on the communicator, backward on its twin.
 // Backward always communicates, whatever the local inputs need, so ranks stay matched.
+#include "cuda_collectives.h"
 #include "mpi_internal.h"
 
 #include <zkynet/distributed/eager.h>
@@ -66,6 +67,26 @@ Tensor route(MPI_Comm back, ReduceOp op, const Tensor& x, const Tensor& out, con
   return summed;
 }
 
+// allreduce, reduce and bcast of a CUDA tensor go through NCCL where the communicator chose it
+// (cuda_collectives.h), else through MPI on `twin` (forward or backward), staged.
+Tensor allreduce_via(Communicator::Impl& comm, MPI_Comm twin, const Tensor& x, ReduceOp op) {
+  return detail::nccl_for(comm, x) ? detail::nccl_allreduce(comm, x, op) : detail::allreduce(twin, x, op);
+}
+
+Tensor reduce_via(Communicator::Impl& comm, MPI_Comm twin, const Tensor& x, ReduceOp op, int root) {
+  return detail::nccl_for(comm, x) ? detail::nccl_reduce(comm, x, op, root) : detail::reduce(twin, x, op, root);
+}
+
+Tensor bcast_via(Communicator::Impl& comm, MPI_Comm twin, const Tensor& x, int root) {
+  return detail::nccl_for(comm, x) ? detail::nccl_bcast(comm, x, root) : detail::bcast(twin, x, root);
+}
+
+// Part of the call's text: checked mode then names a rank whose backend differs from the
+// others' (the NCCL and MPI calls would never meet), and DOT labels show the backend.
+std::string via(const Communicator& comm, const Tensor& x) {
+  return detail::nccl_for(comm.impl(), x) ? " via NCCL" : "";
+}
+
 struct CommDef {
   static constexpr bool visit_without_gradient = true;
   Impl comm;
@@ -93,11 +114,11 @@ struct AllreduceDef : CommDef {
   static constexpr std::string_view name = "allreduce";
   static constexpr std::array<std::string_view, 1> inputs{"x"};
   ReduceOp op;
-  Tensor forward(const Tensor& x) const { return detail::allreduce(comm->forward, x, op); }
+  Tensor forward(const Tensor& x) const { return allreduce_via(*comm, comm->forward, x, op); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
     const BackwardCall call(*this, c.grad);
-    const Tensor summed = detail::allreduce(comm->backward, c.grad, ReduceOp::Sum);
+    const Tensor summed = allreduce_via(*comm, comm->backward, c.grad, ReduceOp::Sum);
     return {route(comm->backward, op, c.in(0), c.output, summed)};
   }
 };
@@ -107,13 +128,13 @@ struct ReduceDef : CommDef {
   static constexpr std::array<std::string_view, 1> inputs{"x"};
   ReduceOp op;
   int root;
-  Tensor forward(const Tensor& x) const { return detail::reduce(comm->forward, x, op, root); }
+  Tensor forward(const Tensor& x) const { return reduce_via(*comm, comm->forward, x, op, root); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
     const BackwardCall call(*this, c.grad);
-    const Tensor summed = detail::bcast(comm->backward, c.grad, root);
+    const Tensor summed = bcast_via(*comm, comm->backward, c.grad, root);
     const bool needs_out = op == ReduceOp::Max || op == ReduceOp::Min;
-    const Tensor out = needs_out ? detail::bcast(comm->backward, c.output, root) : c.output;
+    const Tensor out = needs_out ? bcast_via(*comm, comm->backward, c.output, root) : c.output;
     return {route(comm->backward, op, c.in(0), out, summed)};
   }
 };
@@ -122,11 +143,11 @@ struct BcastDef : CommDef {
   static constexpr std::string_view name = "bcast";
   static constexpr std::array<std::string_view, 1> inputs{"x"};
   int root;
-  Tensor forward(const Tensor& x) const { return detail::bcast(comm->forward, x, root); }
+  Tensor forward(const Tensor& x) const { return bcast_via(*comm, comm->forward, x, root); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
     const BackwardCall call(*this, c.grad);
-    return {detail::reduce(comm->backward, c.grad, ReduceOp::Sum, root)};
+    return {reduce_via(*comm, comm->backward, c.grad, ReduceOp::Sum, root)};
   }
 };
 
@@ -194,7 +215,7 @@ struct AlltoallDef : CommDef {
 struct ReplicatedSumDef : CommDef {
   static constexpr std::string_view name = "replicated_sum";
   static constexpr std::array<std::string_view, 1> inputs{"x"};
-  Tensor forward(const Tensor& x) const { return detail::allreduce(comm->forward, x, ReduceOp::Sum); }
+  Tensor forward(const Tensor& x) const { return allreduce_via(*comm, comm->forward, x, ReduceOp::Sum); }
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const { return {c.grad}; }
 };
 
@@ -205,7 +226,7 @@ struct CopyToRanksDef : CommDef {
   std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
     if (!is_floating(c.in(0).dtype())) return {Tensor()};
     const BackwardCall call(*this, c.grad);
-    return {detail::allreduce(comm->backward, c.grad, ReduceOp::Sum)};
+    return {allreduce_via(*comm, comm->backward, c.grad, ReduceOp::Sum)};
   }
 };
 
@@ -269,20 +290,20 @@ class EagerCall {
 }  // namespace
 
 NodeRef allreduce(const NodeRef& x, ReduceOp op, const Communicator& comm) {
-  const std::string what = with_op("Allreduce", op);
+  const std::string what = with_op("Allreduce", op) + via(comm, x.value());
   const ForwardCall call(comm, what, x.value());
   return apply(AllreduceDef{call.def(), op}, x);
 }
 
 NodeRef reduce(const NodeRef& x, ReduceOp op, int root, const Communicator& comm) {
-  const std::string what = with_op("Reduce", op) + " to " + std::to_string(root);
+  const std::string what = with_op("Reduce", op) + " to " + std::to_string(root) + via(comm, x.value());
   check_root(comm, root, what);
   const ForwardCall call(comm, what, x.value());
   return apply(ReduceDef{call.def(), op, root}, x);
 }
 
 NodeRef bcast(const NodeRef& x, int root, const Communicator& comm) {
-  const std::string what = "Bcast from " + std::to_string(root);
+  const std::string what = "Bcast from " + std::to_string(root) + via(comm, x.value());
   check_root(comm, root, what);
   const ForwardCall call(comm, what, x.value());
   return apply(BcastDef{call.def(), root}, x);
@@ -373,14 +394,14 @@ NodeRef alltoall(const NodeRef& x, std::int64_t gather_axis, std::int64_t scatte
 }
 
 NodeRef replicated_sum(const NodeRef& x, const Communicator& comm) {
-  const std::string what = "Replicated sum";
+  const std::string what = "Replicated sum" + via(comm, x.value());
   const ForwardCall call(comm, what, x.value());
   return apply(ReplicatedSumDef{call.def()}, x);
 }
 
 NodeRef copy_to_ranks(const NodeRef& x, const Communicator& comm) {
   // No forward communication, but its backward allreduce is a collective: label it as one.
-  const std::string label = comm.impl().collective_label("Copy to ranks");
+  const std::string label = comm.impl().collective_label("Copy to ranks" + via(comm, x.value()));
   return apply(CopyToRanksDef{{comm.impl_ptr(), label, detail::CallSite::here()}}, x);
 }
 
@@ -389,7 +410,11 @@ NodeRef copy_to_ranks(const NodeRef& x, const Communicator& comm) {
 void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
   if (!t.is_contiguous()) throw UsageError("dist::allreduce_: needs a contiguous tensor, got " + shape_str(t.shape()));
   const MPI_Op mop = detail::mpi_op(op, t.dtype());
-  const EagerCall call(comm, with_op("allreduce_", op), t);
+  const EagerCall call(comm, with_op("allreduce_", op) + via(comm, t), t);
+  if (detail::nccl_for(comm.impl(), t)) {
+    detail::nccl_allreduce_(comm.impl(), t, op);
+    return;
+  }
   Tensor staged = detail::to_host(t);  // t itself on the CPU
   ZKYNET_MPI(Allreduce, Iallreduce, MPI_IN_PLACE, staged.raw_data(), detail::count_of(t.numel(), "allreduce_"),
              detail::mpi_type(t.dtype()), mop, comm.impl().forward);
@@ -400,7 +425,11 @@ void allreduce_(Tensor& t, ReduceOp op, const Communicator& comm) {
 void bcast_(Tensor& t, int root, const Communicator& comm) {
   if (!t.is_contiguous()) throw UsageError("dist::bcast_: needs a contiguous tensor, got " + shape_str(t.shape()));
   check_root(comm, root, "bcast_");
-  const EagerCall call(comm, "bcast_ from " + std::to_string(root), t);
+  const EagerCall call(comm, "bcast_ from " + std::to_string(root) + via(comm, t), t);
+  if (detail::nccl_for(comm.impl(), t)) {
+    detail::nccl_bcast_(comm.impl(), t, root);
+    return;
+  }
   Tensor staged = detail::to_host(t);  // t itself on the CPU
   ZKYNET_MPI(Bcast, Ibcast, staged.raw_data(), detail::count_of(t.numel(), "bcast_"), detail::mpi_type(t.dtype()), root,
              comm.impl().forward);

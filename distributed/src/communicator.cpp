@@ -1,3 +1,4 @@
+#include "cuda_collectives.h"
 #include "mpi_internal.h"
 
 #include <zkynet/framework/error.h>
@@ -132,6 +133,7 @@ void init(int* argc, char*** argv) {
     oversubscribed_node = detail::detect_oversubscription();
     if (const char* env = std::getenv("ZKYNET_DIST_CHECKED")) checked_mode = std::string(env) != "0";
     if (const char* env = std::getenv("ZKYNET_DIST_TIMEOUT")) set_timeout_from(env);
+    detail::read_cuda_collectives_env();
     // Whoever started MPI finalizes it: the watch's farewell runs in finalize_at_exit.
     if (!started) detail::start_watch();
   });
@@ -175,6 +177,7 @@ Communicator::Impl::Impl(MPI_Comm comm, bool owns, std::string comm_name)
 }
 
 Communicator::Impl::~Impl() {
+  detail::forget_cuda_collectives(this);
   if (!initialized()) return;  // MPI already finalized: nothing may be freed
   if (backward != MPI_COMM_NULL) MPI_Comm_free(&backward);
   if (owns_forward && forward != MPI_COMM_NULL) MPI_Comm_free(&forward);

@@ -69,6 +69,10 @@ void pack(const std::vector<Parameter>& params, Tensor& flat) {
 }
 
 void scale_in_place(Tensor& flat, double factor) {
+  if (!flat.device().is_cpu()) {
+    flat = kernels::scale(flat, factor);
+    return;
+  }
   dispatch_floating(flat.dtype(), [&](auto zero) {
     using T = decltype(zero);
     T* p = flat.data<T>();
@@ -111,15 +115,24 @@ void DataParallel::average_gradients(std::int64_t local_rows) {
     }
   }
   for (Bucket& bucket : buckets_) {
-    // The bucket lives on the host whatever the parameters' device: pack's copies are the
-    // staging MPI needs (mpi_internal.h), one per gradient, and unpack's copy them back.
-    Tensor flat = Tensor::empty({bucket.numel}, bucket.dtype);
+    // Staged, the bucket lives on the host whatever the parameters' device: pack's copies are
+    // the staging MPI needs (mpi_internal.h), one per gradient, and unpack's copy them back.
+    // With NCCL it stays on the parameters' device.
+    Tensor flat = Tensor::empty({bucket.numel}, bucket.dtype, bucket_device(bucket));
     pack(bucket.params, flat);
     if (weight != 1.0) scale_in_place(flat, weight);
     allreduce_(flat, ReduceOp::Sum, comm_);
     scale_in_place(flat, 1.0 / total);
     unpack(flat, bucket.params);
   }
+}
+
+Device DataParallel::bucket_device(const Bucket& bucket) const {
+  if (comm_.cuda_collectives() != CudaCollectives::Nccl || bucket.params.empty()) return Device::cpu();
+  const Device first = bucket.params.front().value().device();
+  const bool one_device = std::all_of(bucket.params.begin(), bucket.params.end(),
+                                      [&](const Parameter& p) { return p.value().device() == first; });
+  return one_device && first.is_cuda() ? first : Device::cpu();
 }
 
 std::pair<std::int64_t, std::int64_t> DataParallel::shard(std::int64_t rows) const {

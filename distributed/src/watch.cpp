@@ -7,6 +7,7 @@
 //  - answers those questions itself.
 // These messages travel on a private duplicate of the world communicator ("control"), never
 // on the user's communicators. A rank busy computing reads them at its next wait.
+#include "cuda_collectives.h"
 #include "mpi_internal.h"
 
 #include <zkynet/framework/error.h>
@@ -202,8 +203,9 @@ std::string seconds_text(double s) {
 }
 
 // The timeout passed: asks the ranks `a` waits for what they do, then aborts the job with
-// their answers. Returns (without aborting) if the request completes meanwhile.
-bool report_timeout(MPI_Request& request, MPI_Status* status, std::string_view call, const Wait& wait, double limit) {
+// their answers. Returns (without aborting) if the wait ends meanwhile (`done`).
+template <class Done>
+bool report_timeout(Done& done, std::string_view call, const Wait& wait, double limit) {
   Control& c = control();
   const Activity* a = wait.activity;
   std::string why = "timeout: " + (a ? a->describe() : std::string(call)) + " did not complete within " +
@@ -221,9 +223,7 @@ bool report_timeout(MPI_Request& request, MPI_Status* status, std::string_view c
     });
   };
   for (const auto until = Clock::now() + kAnswerWindow; Clock::now() < until && !answered();) {
-    int done = 0;
-    check(MPI_Test(&request, &done, status), call);
-    if (done) return true;
+    if (done()) return true;
     serve(&wait);
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -299,10 +299,11 @@ std::string Activity::describe() const {
   return notes.empty() ? out : out + " (" + notes + ")";
 }
 
-void complete(MPI_Request& request, std::string_view call, MPI_Status* status) {
-  int done = 0;
-  check(MPI_Test(&request, &done, status), call);
-  if (done) return;
+namespace {
+
+// The wait of complete() and complete_when(): `done` is polled until true.
+template <class Done>
+void wait_until(Done& done, std::string_view call) {
   const Wait wait{Activity::current(), Clock::now()};
   struct Current {
     const Wait* previous;
@@ -314,8 +315,7 @@ void complete(MPI_Request& request, std::string_view call, MPI_Status* status) {
   auto next_poll = wait.start + kPollInterval;
   Clock::time_point partner_gone{};
   for (;;) {
-    check(MPI_Test(&request, &done, status), call);
-    if (done) return;
+    if (done()) return;
     const auto now = Clock::now();
     if (now >= next_poll) {
       next_poll = now + kPollInterval;
@@ -326,13 +326,30 @@ void complete(MPI_Request& request, std::string_view call, MPI_Status* status) {
           if (now - partner_gone > kFinishedGrace) report_finished(*wait.activity, gone);
         }
       }
-      if (limit > 0 && now - wait.start > Seconds(limit) && report_timeout(request, status, call, wait, limit)) return;
+      if (limit > 0 && now - wait.start > Seconds(limit) && report_timeout(done, call, wait, limit)) return;
     }
     // Oversubscribed: poll for a moment (the peer is often nearly there), then sleep between polls.
     if (sleepy && now - wait.start > std::chrono::microseconds(50)) {
       std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }
+}
+
+}  // namespace
+
+void complete(MPI_Request& request, std::string_view call, MPI_Status* status) {
+  const auto done = [&] {
+    int flag = 0;
+    check(MPI_Test(&request, &flag, status), call);
+    return flag != 0;
+  };
+  if (done()) return;
+  wait_until(done, call);
+}
+
+void complete_when(const std::function<bool()>& done, std::string_view call) {
+  if (done()) return;
+  wait_until(done, call);
 }
 
 void start_watch() {

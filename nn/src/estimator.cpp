@@ -173,14 +173,37 @@ void check_slot(const Tensor& slot, const Tensor& prediction, const Tensor& out,
 
 }  // namespace
 
+namespace {
+
+Device estimator_device(const std::string& name) {
+  try {
+    return Device::parse(name);
+  } catch (const Error&) {
+    throw UsageError("Estimator: device '" + name + "' is not a device name: expected \"cpu\", \"cuda\" or \"cuda:N\"");
+  }
+}
+
+}  // namespace
+
 Estimator::Estimator(ModuleBase& model, TupleLoss loss, optim::Optimizer& optimizer, EstimatorSpec spec)
-    : model_(model), loss_(std::move(loss)), optimizer_(optimizer), spec_(spec) {
+    : model_(model), loss_(std::move(loss)), optimizer_(optimizer), spec_(spec), device_(estimator_device(spec.device)) {
   if (spec.epochs < 1 || spec.batchsize < 1 || spec.seqsize < 0) {
     throw UsageError("Estimator: epochs and batchsize must be >= 1 and seqsize >= 0");
   }
   if (spec.validation_split < 0 || spec.validation_split >= 1) {
     throw UsageError("Estimator: validation_split must be in [0, 1), got " + std::to_string(spec.validation_split));
   }
+  try {
+    model_.to(device_);
+  } catch (const Error& e) {
+    throw UsageError("Estimator: device '" + spec.device + "': cannot move the model there: " + e.what());
+  }
+}
+
+// A pinned batch (a DataLoader's with pin_memory) is copied without the host waiting: kernels
+// queued afterwards on the device wait for the copy. Pageable memory is copied synchronously.
+Tensor Estimator::on_device(const Tensor& t) const {
+  return t.device() == device_ ? t : t.to(device_, /*non_blocking=*/t.is_pinned());
 }
 
 Estimator::Estimator(ModuleBase& model, Loss loss, optim::Optimizer& optimizer, EstimatorSpec spec)
@@ -211,8 +234,9 @@ double Estimator::step(std::span<const Tensor> inputs, std::span<const Tensor> t
   // A data-parallel shard may be empty (a last batch smaller than the process count); the
   // process still joins the gradient combination and the step.
   if (rows > 0) {
-    std::vector<NodeRef> refs(inputs.begin(), inputs.end());
-    refs.insert(refs.end(), targets.begin(), targets.end());
+    std::vector<NodeRef> refs;
+    for (const Tensor& t : inputs) refs.emplace_back(on_device(t));
+    for (const Tensor& t : targets) refs.emplace_back(on_device(t));
     ModuleGraph g = objective.invoke(refs);
     g.back();
     value = g.value().item();
@@ -295,7 +319,8 @@ double Estimator::evaluate_batches(const data::Dataset& validation, std::size_t 
   for (std::int64_t i = 0; i < n; i += spec_.batchsize) {
     const std::int64_t end = std::min(n, i + spec_.batchsize);
     const data::Batch b = validation.get_batch(row_range(i, end));
-    const std::vector<NodeRef> refs(b.begin(), b.end());
+    std::vector<NodeRef> refs;
+    for (const Tensor& t : b) refs.emplace_back(on_device(t));
     const std::span<const NodeRef> all(refs);
     const NodeRef prediction = model_.invoke(all.first(num_inputs)).root();
     total += loss(prediction, all.subspan(num_inputs)).value().item() * static_cast<double>(end - i);
@@ -323,7 +348,7 @@ double Estimator::evaluate_sequences(std::span<const data::FieldRef> inputs, std
   for (std::size_t k = 0; k < targets.size(); ++k) {
     const Shape& s = target_shapes[k];
     const std::array<data::Range, 3> box{data::Range{0, s[0]}, data::Range{0, s[1]}, data::Range{first_step, steps}};
-    truth.push_back(NodeRef(targets[k].dataset->read_box(targets[k].field, box)));
+    truth.push_back(NodeRef(on_device(targets[k].dataset->read_box(targets[k].field, box))));
   }
   return loss(prediction, truth).value().item();
 }
@@ -428,8 +453,9 @@ Tensor Estimator::predict(const std::vector<Tensor>& inputs) {
   check_samples(shapes_of(inputs), {}, spec_.seqsize > 0, where);
   if (spec_.seqsize > 0) return predict(fields_of(input_data));
   NoGradGuard no_grad;
-  const std::vector<NodeRef> refs(inputs.begin(), inputs.end());
-  return model_.invoke(refs).value();
+  std::vector<NodeRef> refs;
+  for (const Tensor& t : inputs) refs.emplace_back(on_device(t));
+  return model_.invoke(refs).value().cpu();
 }
 
 Tensor Estimator::predict(const data::Dataset& inputs) { return predict(data::fields_of(inputs)); }
@@ -458,8 +484,9 @@ void Estimator::predict(std::span<const data::FieldRef> inputs, Tensor& out) {
 
 Tensor Estimator::predict_rows(const data::Dataset& rows, std::int64_t begin, std::int64_t end) {
   const data::Batch b = rows.get_batch(row_range(begin, end));
-  const std::vector<NodeRef> refs(b.begin(), b.end());
-  return model_.invoke(refs).value();
+  std::vector<NodeRef> refs;
+  for (const Tensor& t : b) refs.emplace_back(on_device(t));
+  return model_.invoke(refs).value().cpu();
 }
 
 Tensor Estimator::predict_window(std::span<const data::FieldRef> inputs, std::span<const Shape> shapes,
@@ -468,7 +495,7 @@ Tensor Estimator::predict_window(std::span<const data::FieldRef> inputs, std::sp
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     const Shape& s = shapes[k];
     const std::array<data::Range, 3> box{data::Range{0, s[0]}, data::Range{0, s[1]}, data::Range{begin, end}};
-    refs.emplace_back(inputs[k].dataset->read_box(inputs[k].field, box).permute(kTimeMajor).contiguous());
+    refs.emplace_back(on_device(inputs[k].dataset->read_box(inputs[k].field, box).permute(kTimeMajor).contiguous()));
   }
   return model_.invoke(refs).value();
 }
@@ -497,7 +524,8 @@ void Estimator::predict_into(std::span<const data::FieldRef> inputs, Tensor& out
   for (std::int64_t i = 0; i < n; i += chunk) {
     const std::int64_t end = std::min(n, i + chunk);
     // Series windows are time-major (time, samples, features); out is (features, samples, time).
-    Tensor prediction = series ? predict_window(inputs, shapes, i, end).permute(kTimeMajor) : predict_rows(rows, i, end);
+    Tensor prediction =
+        series ? predict_window(inputs, shapes, i, end).cpu().permute(kTimeMajor) : predict_rows(rows, i, end);
     Shape whole = prediction.shape();
     whole[series ? 2 : 0] = n;
     if (!out.defined()) out = Tensor::empty(whole, prediction.dtype());

@@ -112,6 +112,18 @@ void bind_communicator(py::module_& m) {
            py::arg("color"), py::arg("key") = 0,
            "Ranks calling with the same color form a new communicator, ordered by key, then rank.")
       .def("barrier", [](const Communicator& comm) { blocking([&] { comm.barrier(); }); })
+      .def_property(
+          "cuda_collectives",
+          [](const Communicator& comm) { return std::string(dist::cuda_collectives_name(comm.cuda_collectives())); },
+          [](const Communicator& comm, const std::string& backend) {
+            if (backend != "staged" && backend != "nccl") {
+              throw py::value_error("Communicator.cuda_collectives: expected 'staged' or 'nccl', got '" + backend + "'");
+            }
+            comm.set_cuda_collectives(backend == "nccl" ? dist::CudaCollectives::Nccl : dist::CudaCollectives::Staged);
+          },
+          "How collectives move CUDA tensors: 'staged' (host copies through MPI, the default; "
+          "ZKYNET_CUDA_COLLECTIVES sets it) or 'nccl' (allreduce, reduce, bcast on the devices; needs "
+          "nccl_built() and one device per rank). Set it alike on every rank.")
       .def("__repr__", [](const Communicator& comm) {
         return "Communicator('" + comm.name() + "', rank " + std::to_string(comm.rank()) + " of " +
                std::to_string(comm.size()) + ")";
@@ -171,6 +183,7 @@ void init_distributed(py::module_& m) {
         "naming the operation, where it was called and what the ranks it waits for are doing. "
         "0 (the default) turns it off; the environment variable ZKYNET_DIST_TIMEOUT sets it too.");
   m.def("timeout", &dist::timeout, "The timeout in seconds; 0: none.");
+  m.def("nccl_built", &dist::nccl_built, "This build can run CUDA tensors' collectives in NCCL.");
   m.def("initialized", &dist::initialized, "MPI started and not yet finalized.");
   m.def("abort", [](const std::string& why, int code) { dist::abort(why, code); }, py::arg("why"),
         py::arg("code") = 1, "Ends the whole job now with code on every rank (MPI_Abort), after printing why.");

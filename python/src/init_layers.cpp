@@ -476,19 +476,26 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
   py::class_<PyEstimator>(nn, "Estimator", "fit/evaluate/predict for a model, a loss and an optimizer: minibatches, validation, early stopping; tuples of inputs and targets; data read as needed from memmaps, h5py and zkynet datasets")
       .def(py::init([](py::object model, py::object loss_fn, py::object optimizer, std::int64_t epochs,
                        std::int64_t batchsize, std::int64_t seqsize, double validation_split, std::int64_t patience,
-                       bool shuffle, std::uint64_t seed, bool verbose) {
+                       bool shuffle, std::uint64_t seed, bool verbose, py::handle device) {
+             // A name ("cpu", "cuda:1") reaches the Estimator as given, so a bad one is its error.
+             const std::string where = device.is_none()                  ? std::string("cpu")
+                                       : py::isinstance<py::str>(device) ? device.cast<std::string>()
+                                                                         : device_from_python(device).str();
              auto out = std::make_unique<PyEstimator>();
              out->model = model;
              out->optimizer = optimizer;
              out->hooks.append(loss_fn);  // owned for the estimator's life
              out->est = std::make_unique<nn::Estimator>(
                  model.cast<ModuleBase&>(), tuple_loss_from_python(loss_fn.ptr()), optimizer.cast<optim::Optimizer&>(),
-                 nn::EstimatorSpec{epochs, batchsize, seqsize, validation_split, patience, shuffle, seed, verbose});
+                 nn::EstimatorSpec{epochs, batchsize, seqsize, validation_split, patience, shuffle, seed, verbose, where});
              return out;
            }),
            py::arg("model"), py::arg("loss_fn"), py::arg("optimizer"), py::arg("epochs") = 10,
            py::arg("batchsize") = 32, py::arg("seqsize") = 0, py::arg("validation_split") = 0.0,
-           py::arg("patience") = 0, py::arg("shuffle") = true, py::arg("seed") = 0, py::arg("verbose") = true)
+           py::arg("patience") = 0, py::arg("shuffle") = true, py::arg("seed") = 0, py::arg("verbose") = true,
+           py::arg("device") = "cpu",
+           "device: where training runs ('cpu', 'cuda', 'cuda:N'): the model is moved there now, each batch and "
+           "series window when it is used; predictions come back as host arrays")
       .def("fit", &estimator_fit, py::arg("x"), py::arg("y") = py::none(), py::arg("num_inputs") = 1,
            "trains; one dict per epoch (epoch, loss, val_loss, samples_per_second, seconds). x and y: an array, or "
            "a tuple of arrays (the model called with every input, loss_fn(prediction, *targets)); numpy memmaps, "

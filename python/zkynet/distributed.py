@@ -82,6 +82,7 @@ checked = _dist.checked
 set_timeout = _dist.set_timeout
 timeout = _dist.timeout
 abort = _dist.abort
+nccl_built = _dist.nccl_built
 
 # COMM_WORLD's methods as module functions: dist.Allreduce(x, dist.MPI_SUM).
 Allreduce = COMM_WORLD.Allreduce
@@ -137,4 +138,4 @@ if not getattr(sys.excepthook, "zkynet_aborts_job", False):
 __all__ = ["COMM_WORLD", "Communicator", "WaitHandle", "ReduceOp", "MPI_SUM", "MPI_AVG", "MPI_MAX", "MPI_MIN",
            "MPI_PROD", "Allreduce", "Reduce_", "Bcast_", "Gather", "Allgather", "Scatter", "Alltoall", "Send", "Recv",
            "Isend", "Irecv", "Wait", "JoinDummies", "JoinDummiesHandle", "set_checked", "checked", "set_timeout",
-           "timeout", "abort", "allreduce_array", "bcast_array", "DataParallel", "Pipeline"]
+           "timeout", "abort", "nccl_built", "allreduce_array", "bcast_array", "DataParallel", "Pipeline"]

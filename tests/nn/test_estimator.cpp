@@ -1,4 +1,5 @@
 #include <zkynet/data/hdf5_dataset.h>
+#include <zkynet/framework/cuda.h>
 #include <zkynet/nn/estimator.h>
 #include <zkynet/nn/linear.h>
 #include <zkynet/ops/loss.h>
@@ -337,4 +338,49 @@ TEST_CASE("fit over one dataset takes its first num_inputs fields as the inputs"
   nn::Estimator est(model, mse(), sgd, {.epochs = 40, .batchsize = 20, .verbose = false});
   CHECK(est.fit(all, 2).back().loss < 1e-6);
   CHECK_THROWS_AS(est.fit(all, 3), UsageError);
+}
+
+TEST_CASE("device \"cpu\" given explicitly trains and predicts exactly as the default", "[estimator][device]") {
+  Regression data(60);
+  std::vector<std::vector<double>> losses;
+  std::vector<Tensor> predictions;
+  for (const bool explicit_cpu : {false, true}) {
+    Generator gen(2);
+    nn::Linear model(2, 1, {.dtype = DType::Float64, .generator = &gen});
+    optim::SGD sgd(model.parameters(), {.lr = 0.05});
+    nn::EstimatorSpec spec{.epochs = 3, .batchsize = 16, .validation_split = 0.2, .verbose = false};
+    if (explicit_cpu) spec.device = "cpu";
+    nn::Estimator est(model, mse(), sgd, spec);
+    CHECK(est.device() == Device::cpu());
+    std::vector<double> l;
+    for (const nn::EpochLog& log : est.fit(data.x, data.y)) l.push_back(log.loss);
+    losses.push_back(l);
+    predictions.push_back(est.predict(data.x));
+  }
+  CHECK(losses[0] == losses[1]);
+  CHECK(predictions[1].device() == Device::cpu());
+  CHECK(predictions[0].to_doubles() == predictions[1].to_doubles());
+}
+
+TEST_CASE("a bad device name is a UsageError naming the Estimator and the name", "[estimator][device]") {
+  nn::Linear model(2, 1, {.dtype = DType::Float64});
+  optim::SGD sgd(model.parameters(), {.lr = 0.1});
+  const auto make = [&](const std::string& device) {
+    nn::Estimator est(model, mse(), sgd, {.verbose = false, .device = device});
+  };
+  REQUIRE_THROWS_AS(make("gpu"), UsageError);
+  CHECK(error_message<UsageError>([&] { make("gpu"); }) ==
+        "Estimator: device 'gpu' is not a device name: expected \"cpu\", \"cuda\" or \"cuda:N\"");
+  CHECK_THAT(error_message<UsageError>([&] { make("cuda:x"); }), Catch::Matchers::StartsWith("Estimator: device 'cuda:x'"));
+}
+
+TEST_CASE("a device this machine lacks is a UsageError naming the Estimator; the model stays put", "[estimator][device]") {
+  nn::Linear model(2, 1, {.dtype = DType::Float64});
+  optim::SGD sgd(model.parameters(), {.lr = 0.1});
+  const std::string missing = "cuda:" + std::to_string(cuda::device_count());  // one past the last device
+  const auto make = [&] { nn::Estimator est(model, mse(), sgd, {.verbose = false, .device = missing}); };
+  REQUIRE_THROWS_AS(make(), UsageError);
+  CHECK_THAT(error_message<UsageError>(make), Catch::Matchers::StartsWith("Estimator: device '" + missing +
+                                                              "': cannot move the model there: "));
+  CHECK(model.param("weight").value().device() == Device::cpu());
 }

@@ -21,6 +21,7 @@
 //   op_fwdbwd_overhead_pct_SIZE         op_fwdbwd vs 2 x raw
 //   eager_overhead_pct_SIZE             eager vs raw_inplace
 // Results are checked against the expected sums before timing. One JSON line on rank 0.
+// --device cuda[:N]: CUDA tensors staged through MPI against NCCL instead (bench_allreduce_cuda.cpp).
 #include "bench_common.h"
 
 #include <zkynet/distributed/communicator.h>
@@ -88,8 +89,13 @@ struct Variant {
 
 }  // namespace
 
+int run_cuda(int argc, char** argv, const std::vector<std::int64_t>& sizes);  // bench_allreduce_cuda.cpp
+
 int main(int argc, char** argv) {
   dist::init(&argc, &argv);
+  if (zb::arg_str(argc, argv, "--device", "cpu") != "cpu") {
+    return run_cuda(argc, argv, parse_sizes(zb::arg_str(argc, argv, "--sizes", "")));
+  }
   const auto world = dist::world();
   const int rank = world.rank(), size = world.size();
   MPI_Comm comm = MPI_COMM_WORLD;

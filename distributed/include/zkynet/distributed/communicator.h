@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace zkynet::dist {
 
@@ -45,6 +46,15 @@ bool checked();
 void set_timeout(double seconds);
 double timeout();
 
+// How the collectives move CUDA tensors. Staged: copied to host memory, reduced by MPI, copied
+// back (works with any MPI and any number of ranks per device). Nccl: NCCL reduces on the
+// devices (allreduce, reduce, bcast, their backward and the eager allreduce_ / bcast_; the other
+// collectives and the messages always stage). NCCL needs a build with it (nccl_built()) and
+// one device per rank: it refuses two ranks on one GPU.
+enum class CudaCollectives { Staged, Nccl };
+std::string_view cuda_collectives_name(CudaCollectives backend);  // "staged", "nccl"
+bool nccl_built();
+
 class Communicator {
  public:
   struct Impl;  // defined in the implementation: MPI handles stay out of public headers
@@ -56,6 +66,12 @@ class Communicator {
   // Processes with the same color form a new communicator, ordered by key (then old rank).
   Communicator split(int color, int key = 0) const;
   void barrier() const;
+  // The backend for CUDA tensors (PyTorch's backend choice, per communicator; split children
+  // start from the default). Every rank must choose alike: checked mode names a rank that did
+  // not. Default: ZKYNET_CUDA_COLLECTIVES=staged|nccl, else staged. Nccl in a build without
+  // NCCL is a UsageError.
+  void set_cuda_collectives(CudaCollectives backend) const;
+  CudaCollectives cuda_collectives() const;
 
   Impl& impl() const { return *impl_; }
   const std::shared_ptr<Impl>& impl_ptr() const { return impl_; }

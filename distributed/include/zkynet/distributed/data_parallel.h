@@ -59,6 +59,7 @@ class DataParallel {
     std::int64_t numel = 0;
   };
   void plan_buckets();
+  Device bucket_device(const Bucket& bucket) const;  // where the bucket is reduced
 
   ModuleBase& model_;
   Communicator comm_;

@@ -31,7 +31,8 @@
 //   est.fit(xs, ys);                   // every field of xs an input, of ys a target
 // Tensors in memory go the same way (one TensorDataset each, over the tensor, not a copy of it).
 // The validation split holds out the last rows (or steps) without copying the training part.
-// Data are on the CPU.
+// Data are on the CPU; with spec.device = "cuda" the model trains on the GPU, each batch or window
+// copied there when it is used, predictions copied back.
 #pragma once
 
 #include <zkynet/data/dataset.h>
@@ -42,6 +43,7 @@
 #include <functional>
 #include <optional>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -56,6 +58,10 @@ struct EstimatorSpec {
   bool shuffle = true;
   std::uint64_t seed = 0;
   bool verbose = true;             // a progress bar on a terminal, one log line per epoch otherwise
+  // Where training runs (PyTorch's names: "cpu", "cuda", "cuda:N"): the model is moved there when
+  // the Estimator is made, and every batch and series window as it is used; predictions come back
+  // on the host. A bad name, or a device this machine lacks, is a UsageError naming the Estimator.
+  std::string device = "cpu";
 };
 
 struct EpochLog {
@@ -120,6 +126,7 @@ class Estimator {
   // For stateful recurrent models: called whenever a new group of streams starts.
   void on_sequence_start(std::function<void()> reset) { reset_ = std::move(reset); }
   const EstimatorSpec& spec() const { return spec_; }
+  Device device() const { return device_; }
   // Data-parallel training: each process takes its rows of every minibatch, or its streams of
   // every series window; combined gradients equal the single-process ones.
   void set_parallelism(EstimatorParallelism parallelism) { parallel_ = std::move(parallelism); }
@@ -139,6 +146,7 @@ class Estimator {
                         std::int64_t end);
   // Predictions into out, allocating it from the first batch when it is undefined.
   void predict_into(std::span<const data::FieldRef> inputs, Tensor& out);
+  Tensor on_device(const Tensor& t) const;  // t, or its copy on device_
   void progress(std::int64_t epoch, std::int64_t done, std::int64_t total, double loss, double rate) const;
 
   ModuleBase& model_;
@@ -146,6 +154,7 @@ class Estimator {
   bool loss_takes_one_target_ = false;  // built from a Loss
   optim::Optimizer& optimizer_;
   EstimatorSpec spec_;
+  Device device_;
   std::vector<Callback> callbacks_;
   std::function<void()> reset_;
   EstimatorParallelism parallel_;
