@@ -3,7 +3,8 @@
 # suite (every operator of the table, training tools), communication on CUDA tensors staged
 # through host memory (1 rank, then 2 ranks with the bundled mpiexec) and through NCCL (1 rank:
 # NCCL refuses two ranks on one GPU, so the 2-rank NCCL test reports skipped on a one-GPU
-# machine), the staged-vs-NCCL allreduce benchmark (1 rank), the examples on the CPU
+# machine), the staged-vs-NCCL allreduce benchmark (1 rank), the input pipeline (pinned,
+# prefetching DataLoader vs pageable copies; its JSON line goes into summary.txt), the examples on the CPU
 # and on CUDA side by side (digits MLP and CNN accuracy, sunspots LSTM RMSE), and the GPU
 # benchmarks beside PyTorch CUDA (../shared/peers/gpu.py, packed in the bundle) with the ratios
 # (tools/bench/gpu_ratios.py). Each step's timeout is its cap or the time left, whichever is
@@ -106,6 +107,10 @@ timeout "$(left 120)" "$bundle/bin/bench_gpu" --samples "$samples" --warmup 3 --
 timeout "$(left 90)" "$PY" "$bundle/peers/gpu.py" --samples "$samples" --warmup 3 \
   > "$OUT/peer_gpu.json" 2> "$L/peer_gpu.err"
 
+echo "== input pipeline: DataLoader(pin_memory, device) vs blocking pageable copies, the same MLP steps"
+timeout "$(left 45)" "$bundle/bin/bench_gpu" --only input --samples 5 --warmup 2 --budget-s 15 \
+  > "$L/bench_input.json" 2> "$L/bench_input.err"
+
 if [ -n "$nccl_lib" ]; then
   echo "== allreduce of CUDA tensors, staged vs NCCL (1 rank, 1 KB to 256 MB)"
   timeout "$(left 60)" "$bundle/bin/bench_allreduce" --device cuda --samples "$samples" --warmup 2 \
@@ -120,6 +125,7 @@ fi
   echo "staging test: 1 rank $staging1, 2 ranks $staging2 (0 passed)"
   echo "NCCL test: 1 rank $nccl1, 2 ranks $nccl2 (0 passed, 77 skipped: fewer devices than ranks);" \
        "staging test with ZKYNET_CUDA_COLLECTIVES=nccl: $staged_as_nccl"
+  echo "input pipeline (bench_gpu --only input): $(cat "$L/bench_input.json" 2>/dev/null || echo missing)"
   echo "examples (exit statuses): $examples_status"
   cat "$L/examples.txt"
   echo "check took $(( $(date +%s) - start )) s of $budget"

@@ -296,10 +296,17 @@ py::object estimator_predict(PyEstimator& e, py::handle x, py::handle out) {
 
 class LoaderIterator {
  public:
-  LoaderIterator(py::object owner, data::DataLoader& loader) : owner_(std::move(owner)), it_(loader.begin()) {}
+  // tensors: batches as zkynet Tensors (a loader given a device), else as numpy arrays.
+  LoaderIterator(py::object owner, data::DataLoader& loader, bool tensors = false)
+      : owner_(std::move(owner)), it_(loader.begin()), tensors_(tensors) {}
   py::list next() {
     if (it_ == std::default_sentinel) throw py::stop_iteration();
-    py::list out = batch_to_list(*it_);
+    py::list out;
+    if (tensors_) {
+      for (const Tensor& t : *it_) out.append(py::cast(t));
+    } else {
+      out = batch_to_list(*it_);
+    }
     ++it_;
     return out;
   }
@@ -307,6 +314,7 @@ class LoaderIterator {
  private:
   py::object owner_;
   data::DataLoader::Iterator it_;
+  bool tensors_ = false;
 };
 
 }  // namespace
@@ -623,12 +631,18 @@ void init_layers(py::module_& nn, py::module_& ops, py::module_& data) {
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &LoaderIterator::next);
   py::class_<data::DataLoader>(data, "DataLoader", "minibatches of a dataset, shuffled with a seed, as lists of arrays")
-      .def(py::init([](const data::Dataset& d, std::int64_t batch_size, bool shuffle, bool drop_last, std::uint64_t seed) {
-             return std::make_unique<data::DataLoader>(d, data::DataLoaderOptions{batch_size, shuffle, drop_last, seed});
+      .def(py::init([](const data::Dataset& d, std::int64_t batch_size, bool shuffle, bool drop_last, std::uint64_t seed,
+                       bool pin_memory, py::object device) {
+             return std::make_unique<data::DataLoader>(
+                 d, data::DataLoaderOptions{batch_size, shuffle, drop_last, seed, pin_memory,
+                                              device.is_none() ? Device::cpu() : device_from_python(device)});
            }),
            py::arg("dataset"), py::arg("batch_size") = 1, py::arg("shuffle") = false, py::arg("drop_last") = false,
-           py::arg("seed") = 0, py::keep_alive<1, 2>())
+           py::arg("seed") = 0, py::arg("pin_memory") = false, py::arg("device") = py::none(), py::keep_alive<1, 2>())
       .def("__iter__", [](py::object self) { return LoaderIterator(self, self.cast<data::DataLoader&>()); })
+      .def("_iter_tensors", [](py::object self) { return LoaderIterator(self, self.cast<data::DataLoader&>(), true); })
+      .def_property_readonly("pins", &data::DataLoader::pins,
+                             "whether batches are pinned (pin_memory and a CUDA device answers)")
       .def("__len__", &data::DataLoader::size)
       .def_property_readonly("epoch", &data::DataLoader::epoch)
       .def("set_epoch", &data::DataLoader::set_epoch, py::arg("epoch"))
