@@ -13,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <sstream>
+#include <unordered_map>
 
 namespace zkynet {
 
@@ -227,15 +228,50 @@ Schedule::Schedule(const ModuleBase& module, Signature signature, const ModuleGr
       frozen_.push_back(n.get());
     }
   }
+  merge_common();
   mark_live();
   std::size_t next = 0;
   for (const auto& n : tape_->nodes()) {
     for (; next < effects_.size() && effects_[next].position <= n->index(); ++next) program_.push_back({nullptr, next});
     if (n->kind() == NodeKind::Operator && live_[n->index()]) {
-      program_.push_back({static_cast<OperatorNode*>(n.get()), 0});
+      const std::size_t a = same_as_[n->index()];
+      program_.push_back({static_cast<OperatorNode*>(n.get()), 0, a == kNone ? nullptr : nodes[a].get()});
     }
   }
   for (; next < effects_.size(); ++next) program_.push_back({nullptr, next});
+}
+
+// Common subexpressions: an operator equal to an earlier one (same_operation: the same
+// operator, equal attributes) on the same parents (parents already merged count as the node
+// they were merged into), with a value of the same shape, dtype and device, takes that node's
+// value at each replay instead of computing it again: the same tensor, so the same bits.
+void Schedule::merge_common() {
+  const auto nodes = tape_->nodes();
+  same_as_.assign(nodes.size(), kNone);
+  merged_ = 0;
+  const auto canonical = [&](const Node* p) {
+    const std::size_t a = same_as_[p->index()];
+    return a == kNone ? p->index() : a;
+  };
+  std::unordered_map<std::string, std::vector<std::size_t>> seen;  // operator and parents -> nodes
+  for (const auto& n : nodes) {
+    if (n->kind() != NodeKind::Operator) continue;
+    const auto& op = static_cast<const OperatorNode&>(*n);
+    std::string key(op.op_name());
+    for (const Node* p : op.parents()) key += "," + std::to_string(canonical(p));
+    auto& candidates = seen[key];
+    for (std::size_t j : candidates) {
+      const auto& other = static_cast<const OperatorNode&>(*nodes[j]);
+      const Tensor& a = other.value();
+      const Tensor& b = op.value();
+      if (a.shape() == b.shape() && a.dtype() == b.dtype() && a.device() == b.device() && other.same_operation(op)) {
+        same_as_[n->index()] = j;
+        ++merged_;
+        break;
+      }
+    }
+    if (same_as_[n->index()] == kNone) candidates.push_back(n->index());
+  }
 }
 
 // Dead-node elimination: an operator is replayed only when the result or a back() root
@@ -251,6 +287,7 @@ void Schedule::mark_live() {
   for (std::size_t i = nodes.size(); i-- > 0;) {
     if (!live_[i] || nodes[i]->kind() != NodeKind::Operator) continue;
     for (const Node* p : static_cast<const OperatorNode&>(*nodes[i]).parents()) live_[p->index()] = true;
+    if (same_as_[i] != kNone) live_[same_as_[i]] = true;
   }
   eliminated_ = 0;
   for (std::size_t i = 0; i < nodes.size(); ++i) {
@@ -264,6 +301,8 @@ std::string Schedule::dot(const DotOptions& options) const {
   for (std::size_t i = 0; i <= root_->index(); ++i) {
     if (!live_[i] && tape_->nodes()[i]->kind() == NodeKind::Operator) {
       extra += "  n" + std::to_string(i) + " [style=dashed, color=\"#999999\", fontcolor=\"#999999\", xlabel=\"dead\"];\n";
+    } else if (same_as_[i] != kNone) {
+      extra += "  n" + std::to_string(i) + " [color=\"#3366cc\", xlabel=\"= %" + std::to_string(same_as_[i]) + "\"];\n";
     }
   }
   if (!effects_.empty()) {
@@ -347,6 +386,10 @@ void Schedule::launch() {
       continue;
     }
     OperatorNode& op = *in.op;
+    if (in.same_as != nullptr) {
+      tape.set_value(op, in.same_as->value());
+      continue;
+    }
     try {
       tape.set_value(op, op.recompute());
     } catch (const Error& err) {
@@ -363,12 +406,15 @@ ModuleGraph Schedule::graph() const { return ModuleGraph(NodeRef(tape_, root_));
 std::string Schedule::str() const {
   std::string s = "schedule of " + module_name_ + " (" + signature_.str() + "), " + std::to_string(size_) +
                   " nodes, root %" + std::to_string(root_->index()) +
-                  (eliminated_ > 0 ? ", " + std::to_string(eliminated_) + " dead (not replayed)" : std::string()) + "\n";
+                  (eliminated_ > 0 ? ", " + std::to_string(eliminated_) + " dead (not replayed)" : std::string()) +
+                  (merged_ > 0 ? ", " + std::to_string(merged_) + " merged (common subexpressions)" : std::string()) +
+                  "\n";
   std::size_t next = 0;
   for (std::size_t i = 0; i < size_; ++i) {
     for (; next < effects_.size() && effects_[next].position <= i; ++next) s += "   " + effects_[next].name + "\n";
     const Node& n = *tape_->nodes()[i];
-    s += node_line(n) + (!live_[i] && n.kind() == NodeKind::Operator ? "  dead" : "") + "\n";
+    s += node_line(n) + (!live_[i] && n.kind() == NodeKind::Operator ? "  dead" : "") +
+         (live_[i] && same_as_[i] != kNone ? "  = %" + std::to_string(same_as_[i]) : "") + "\n";
   }
   for (; next < effects_.size(); ++next) s += "   " + effects_[next].name + "\n";
   return s;

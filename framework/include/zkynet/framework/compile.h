@@ -94,8 +94,17 @@
 // give escaping buffers fixed slots, alternating between two replays), and inputs would be
 // copied into fixed input buffers first.
 //
-// Not in this version: fusion, common subexpressions, dead-node elimination, planned node
-// values (each replayed operator's result still comes from the caching allocator), CUDA Graphs. Schedule::launch() is the
+// Passes over the captured schedule (each keeps replays bit for bit the dynamic call's):
+//   - dead-node elimination: operators that neither the result nor a back() root depends on
+//     are not replayed (they keep their captured values; Schedule::eliminated());
+//   - common subexpressions: an operator equal to an earlier one (the same operator with equal
+//     attributes, OperatorNode::same_operation: attribute-free definitions, or those with
+//     operator==) on the same parents takes that node's value (Schedule::merged()).
+// str() and dot() show both ("dead", "= %k").
+//
+// Not in this version: fusion of elementwise chains; planned node values and pooled heap
+// objects (a replay still makes ~3 heap allocations per tensor it creates: its Storage, shape
+// and strides; tools/bench/bench_compile reports them per step); CUDA Graphs. Schedule::launch() is the
 // one loop they would change.
 #pragma once
 
@@ -190,6 +199,8 @@ class Schedule {
   // elimination). They keep the values of the capture.
   std::size_t eliminated() const { return eliminated_; }
   bool live(const Node& node) const { return live_.at(node.index()); }
+  // Operators merged into an earlier equal one (common subexpressions): they take its value.
+  std::size_t merged() const { return merged_; }
   // back(), optimizer steps... in the order the capture ran them (a whole training step).
   const std::vector<ScheduleEffect>& effects() const { return effects_; }
   // Whether args, training mode and structure version give this signature (no allocation).
@@ -206,9 +217,11 @@ class Schedule {
   ModuleGraph graph() const;
   // The schedule as text, one line per node after a line with the signature:
   //   %3 = mult(%1, %2)  (4,3) float32
-  // with "dead" after eliminated operators and each effect on its own line where it runs.
+  // with "dead" after eliminated operators, "= %k" after operators merged into node k, and
+  // each effect on its own line where it runs.
   std::string str() const;
-  // to_dot() of graph(), eliminated operators dashed grey ("dead"), the effects in a note.
+  // to_dot() of graph(), eliminated operators dashed grey ("dead"), merged ones blue ("= %k"),
+  // the effects in a note.
   std::string dot(const DotOptions& options = {}) const;
 
  private:
@@ -226,8 +239,13 @@ class Schedule {
   struct Instruction {
     OperatorNode* op = nullptr;
     std::size_t effect = 0;
+    const Node* same_as = nullptr;  // a merged operator: takes this node's value
   };
+  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  void merge_common();
   void mark_live();
+  std::vector<std::size_t> same_as_;  // by node index: the node it was merged into, or kNone
+  std::size_t merged_ = 0;
   std::vector<Instruction> program_;
   std::vector<bool> live_;  // by node index
   std::size_t eliminated_ = 0;

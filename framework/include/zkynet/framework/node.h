@@ -89,6 +89,12 @@ class OperatorNode : public Node {
   // Why a replay of this node would not compute what a new call computes (dropout's random
   // mask, drawn once per call), "" when it would: compile() refuses to capture such a graph.
   virtual std::string_view capture_refusal() const { return {}; }
+  // Common subexpressions (compile.h): true when `other` is the same operator with equal
+  // attributes, so that on the same parents it computes the same value. False unless known.
+  virtual bool same_operation(const OperatorNode& other) const {
+    (void)other;
+    return false;
+  }
   // False for an argument declared non-differentiable (Yota's @nodiff, JAX's nondiff_argnums):
   // no gradient flows to it, and it alone does not make the output require one.
   bool differentiable(std::size_t parent) const { return parent >= 64 || ((nondiff_ >> parent) & 1U) == 0; }
