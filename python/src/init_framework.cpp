@@ -589,6 +589,8 @@ void init_framework(py::module_& m) {
            }, "the replays' memory plan: buffers served per replay from one block, its size, whether it was dropped")
       .def_property_readonly("eliminated", &Schedule::eliminated,
                              "operators not replayed: nothing the result or a back() root needs depends on them")
+      .def_property_readonly("merged", &Schedule::merged,
+                             "operators merged into an earlier equal one on the same parents (common subexpressions)")
       .def("dot", [](const Schedule& s, std::string title) { return s.dot({.title = std::move(title)}); },
            py::arg("title") = "", "DOT text of the schedule: dead operators dashed grey, the step's effects in a note")
       .def("text", &Schedule::str, "the schedule as text, one line per node: '%3 = mult(%1, %2)  (4,3) float32'")

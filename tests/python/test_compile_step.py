@@ -175,3 +175,24 @@ def test_dead_operators_are_not_replayed_and_are_drawn_dashed():
         assert float(g.value) == pytest.approx(3 * np.tanh(v))
     assert fast.last.eliminated == 2
     assert "dead" in str(fast.last) and 'xlabel="dead"' in fast.last.dot()
+
+
+def test_common_subexpressions_are_computed_once():
+    def f(a):
+        return op.sum(op.tanh(a) * op.tanh(a))
+
+    fast = cg.compile(f)
+    fast(np.full(3, 0.1))
+    for v in (0.3, -0.4):
+        x = np.full(3, v)
+        fresh = cg.compile(f)  # its first call runs dynamically
+        d = fresh(x)
+        d.back()
+        g = fast(x)
+        g.back()
+        assert np.array(d.value).tobytes() == np.array(g.value).tobytes()
+        assert np.array(d.grad(fresh.input("a"))).tobytes() == np.array(g.grad(fast.input("a"))).tobytes()
+        assert float(g.value) == pytest.approx(3 * np.tanh(v) ** 2)
+    assert fast.stats["replays"] == 2
+    assert fast.last.merged == 1
+    assert "= %" in str(fast.last)
