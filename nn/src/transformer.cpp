@@ -133,7 +133,8 @@ NodeRef MultiheadAttention::call(const NodeRef& query, const NodeRef& key, const
                                     : op::linear(x, wp);
     return op::transpose(op::reshape(y, {N, len, H, D}), 1, 2);
   };
-  const NodeRef qh = project(q, 0, L), kh = project(k, 1, S), vh = project(v, 2, S);
+  // Self-attention (one node given as query, key and value) takes the packed path below.
+  const bool self = query.in_graph() && query.node() == key.node() && key.node() == value.node();
 
   // One additive mask broadcasting to (N, H, L, S), or none (and then maybe causal).
   Tensor mask;
@@ -169,6 +170,13 @@ NodeRef MultiheadAttention::call(const NodeRef& query, const NodeRef& key, const
   const double p = is_training() ? options_.dropout : 0.0;
   Generator& gen = generator_of(options_.generator);
   NodeRef o;
+  if (self && !c.need_weights) {
+    // One GEMM for the three projections, the heads read from it in place (op::packed_self_attention).
+    const NodeRef qkv = options_.bias ? op::linear(q, w, param("in_proj_bias")) : op::linear(q, w);
+    const NodeRef out = out_proj_(op::packed_self_attention(qkv, H, mask, p, causal, &gen));
+    return options_.batch_first ? out : op::transpose(out, 0, 1);
+  }
+  const NodeRef qh = project(q, 0, L), kh = project(k, 1, S), vh = project(v, 2, S);
   if (c.need_weights) {
     NodeRef scores = op::mult(op::matmul(qh, op::transpose(kh)), 1.0 / std::sqrt(static_cast<double>(D)));
     if (mask.defined()) scores = op::add(scores, mask);

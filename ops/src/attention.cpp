@@ -81,6 +81,86 @@ struct SdpaDef {
   }
 };
 
+// The mask of a call with these batch axes and sizes into args (broadcast view, per-batch offsets).
+void set_mask(kernels::AttentionArgs& args, const Tensor& attn_mask, const Shape& batch, std::int64_t L,
+              std::int64_t S, DType dtype, const std::string& what) {
+  if (!attn_mask.defined()) return;
+  Tensor m = attn_mask.cpu();
+  if (is_floating(m.dtype()) && m.dtype() != dtype) m = m.to(dtype);
+  const Shape full = with_last2(batch, L, S);
+  bool fits = m.dim() <= static_cast<std::int64_t>(full.size());
+  for (std::int64_t d = 1; fits && d <= m.dim(); ++d) {
+    const std::int64_t got = m.shape()[static_cast<std::size_t>(m.dim() - d)];
+    fits = got == 1 || got == full[full.size() - static_cast<std::size_t>(d)];
+  }
+  if (!fits) {
+    throw ShapeError(what + ": attn_mask " + shape_str(attn_mask.shape()) + " does not broadcast to " +
+                     shape_str(full));
+  }
+  const Tensor e = m.expand(full);
+  const Shape& st = e.strides();
+  const std::size_t nb = batch.size();
+  args.mask_strides = {st[nb], st[nb + 1]};
+  const std::int64_t count = shape_numel(batch);
+  args.mask_offsets.resize(static_cast<std::size_t>(count));
+  for (std::int64_t b = 0; b < count; ++b) {
+    std::int64_t rest = b, off = 0;
+    for (std::size_t d = nb; d-- > 0;) {
+      off += (rest % batch[d]) * st[d];
+      rest /= batch[d];
+    }
+    args.mask_offsets[static_cast<std::size_t>(b)] = off;
+  }
+  args.mask = e;
+}
+
+void check_dropout(double dropout_p, const Generator* generator, std::string_view op) {
+  if (!(dropout_p >= 0.0 && dropout_p <= 1.0)) {
+    throw UsageError(std::string(op) + ": dropout_p must lie in [0, 1], got " + std::to_string(dropout_p));
+  }
+  if (dropout_p > 0.0 && !generator) {
+    throw UsageError(std::string(op) + ": dropout_p > 0 needs a generator to draw the dropout mask from");
+  }
+}
+
+// Head `which` (0: queries, 1: keys, 2: values) of a contiguous packed (N, L, 3 H D) tensor as the
+// (N, H, L, D) view the kernels take: rows 3 H D apart, heads D apart.
+Tensor packed_part(const Tensor& qkv, std::int64_t heads, std::int64_t which) {
+  const std::int64_t n = qkv.shape()[0], l = qkv.shape()[1], d = qkv.shape()[2] / (3 * heads);
+  return qkv.reshape({n, l, 3 * heads, d}).slice(2, which * heads, (which + 1) * heads).transpose(1, 2);
+}
+
+// Self-attention over one packed projection (op::packed_self_attention): its gradient is one
+// packed tensor too, written by the kernel through three views.
+struct PackedSelfAttentionDef {
+  static constexpr std::string_view name = "packed_self_attention";
+  static constexpr std::array<std::string_view, 1> inputs{"qkv"};
+  std::int64_t heads;
+  kernels::AttentionArgs args;
+  mutable Tensor lse;
+
+  Tensor forward(const Tensor& qkv_in) const {
+    const Tensor qkv = qkv_in.contiguous();
+    kernels::AttentionForward f = kernels::attention_forward(packed_part(qkv, heads, 0), packed_part(qkv, heads, 1),
+                                                             packed_part(qkv, heads, 2), args);
+    lse = std::move(f.lse);
+    // f.out is (N, H, L, D) over an (N, L, H, D) buffer: heads merged without a copy.
+    return f.out.transpose(1, 2).reshape({qkv.shape()[0], qkv.shape()[1], qkv.shape()[2] / 3});
+  }
+
+  std::array<Tensor, 1> vjp(const VjpContext<1>& c) const {
+    const Tensor qkv = c.in(0).contiguous();
+    const std::int64_t n = qkv.shape()[0], l = qkv.shape()[1], d = qkv.shape()[2] / (3 * heads);
+    auto split = [&](const Tensor& t) { return t.contiguous().reshape({n, l, heads, d}).transpose(1, 2); };
+    Tensor grad = Tensor::zeros(qkv.shape(), qkv.dtype());
+    kernels::attention_backward_into(split(c.grad), packed_part(qkv, heads, 0), packed_part(qkv, heads, 1),
+                                     packed_part(qkv, heads, 2), split(c.output), lse, args,
+                                     packed_part(grad, heads, 0), packed_part(grad, heads, 1),
+                                     packed_part(grad, heads, 2));
+    return {grad};
+  }
+};
+
 // GELU: y = x Phi(x) or its tanh approximation; the VJP from x.
 struct GeluDef {
   static constexpr std::string_view name = "gelu";
@@ -111,12 +191,7 @@ NodeRef scaled_dot_product_attention(const NodeRef& query, const NodeRef& key, c
   const std::int64_t S = k.shape()[k.dim() - 2];
   if (k.shape()[k.dim() - 1] != E) throw ShapeError(what + ": query and key must have the same last axis (E)");
   if (v.shape()[v.dim() - 2] != S) throw ShapeError(what + ": key and value must have the same sequence length (S)");
-  if (!(dropout_p >= 0.0 && dropout_p <= 1.0)) {
-    throw UsageError(std::string(kSdpa) + ": dropout_p must lie in [0, 1], got " + std::to_string(dropout_p));
-  }
-  if (dropout_p > 0.0 && !generator) {
-    throw UsageError(std::string(kSdpa) + ": dropout_p > 0 needs a generator to draw the dropout mask from");
-  }
+  check_dropout(dropout_p, generator, kSdpa);
   if (is_causal && attn_mask.defined()) {
     throw UsageError(std::string(kSdpa) + ": give either attn_mask or is_causal, not both (as torch)");
   }
@@ -128,36 +203,29 @@ NodeRef scaled_dot_product_attention(const NodeRef& query, const NodeRef& key, c
   def.args.causal = is_causal;
   def.args.dropout_p = dropout_p;
   if (dropout_p > 0.0) def.args.dropout_key = generator->engine()();
-  if (attn_mask.defined()) {
-    Tensor m = attn_mask.cpu();
-    if (is_floating(m.dtype()) && m.dtype() != q.dtype()) m = m.to(q.dtype());
-    const Shape full = with_last2(batch, L, S);
-    bool fits = m.dim() <= static_cast<std::int64_t>(full.size());
-    for (std::int64_t d = 1; fits && d <= m.dim(); ++d) {
-      const std::int64_t got = m.shape()[static_cast<std::size_t>(m.dim() - d)];
-      fits = got == 1 || got == full[full.size() - static_cast<std::size_t>(d)];
-    }
-    if (!fits) {
-      throw ShapeError(what + ": attn_mask " + shape_str(attn_mask.shape()) + " does not broadcast to " +
-                       shape_str(full));
-    }
-    const Tensor e = m.expand(full);
-    const Shape& st = e.strides();
-    const std::size_t nb = batch.size();
-    def.args.mask_strides = {st[nb], st[nb + 1]};
-    const std::int64_t count = shape_numel(batch);
-    def.args.mask_offsets.resize(static_cast<std::size_t>(count));
-    for (std::int64_t b = 0; b < count; ++b) {
-      std::int64_t rest = b, off = 0;
-      for (std::size_t d = nb; d-- > 0;) {
-        off += (rest % batch[d]) * st[d];
-        rest /= batch[d];
-      }
-      def.args.mask_offsets[static_cast<std::size_t>(b)] = off;
-    }
-    def.args.mask = e;
-  }
+  set_mask(def.args, attn_mask, batch, L, S, q.dtype(), what);
   return apply(std::move(def), query, key, value);
+}
+
+NodeRef packed_self_attention(const NodeRef& qkv, std::int64_t num_heads, const Tensor& attn_mask, double dropout_p,
+                              bool is_causal, Generator* generator) {
+  const Tensor& t = qkv.value();
+  constexpr std::string_view kPacked = "packed_self_attention";
+  const std::string what = std::string(kPacked) + ": qkv " + describe(t) + ", " + std::to_string(num_heads) + " heads";
+  if (!is_floating(t.dtype())) throw TypeError(what + ": needs a floating dtype (float32 or float64)");
+  if (num_heads <= 0 || t.dim() != 3 || t.shape()[2] % (3 * num_heads) != 0) {
+    throw ShapeError(what + ": needs qkv (N, L, 3 E) with E divisible by the number of heads");
+  }
+  check_dropout(dropout_p, generator, kPacked);
+  if (is_causal && attn_mask.defined()) throw UsageError(std::string(kPacked) + ": give either attn_mask or is_causal");
+  const std::int64_t N = t.shape()[0], L = t.shape()[1], D = t.shape()[2] / (3 * num_heads);
+  PackedSelfAttentionDef def{num_heads, {}, {}};
+  def.args.scale = 1.0 / std::sqrt(static_cast<double>(D));
+  def.args.causal = is_causal;
+  def.args.dropout_p = dropout_p;
+  if (dropout_p > 0.0) def.args.dropout_key = generator->engine()();
+  set_mask(def.args, attn_mask, {N, num_heads}, L, L, t.dtype(), what);
+  return apply(std::move(def), qkv);
 }
 
 NodeRef gelu(const NodeRef& x, std::string_view approximate) {

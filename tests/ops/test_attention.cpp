@@ -280,3 +280,53 @@ TEST_CASE("gelu: float32's polynomial erf against std::erf in double", "[attenti
     if (!std::isnan(y64[i])) REQUIRE(y32[i] == y64[i]);
   }
 }
+
+namespace {
+// packed_self_attention's definition: slice, split the heads, attend, merge.
+NodeRef packed_reference(const NodeRef& qkv, std::int64_t heads, const Tensor& mask, bool causal) {
+  const std::int64_t n = qkv.shape()[0], l = qkv.shape()[1], e = qkv.shape()[2] / 3, d = e / heads;
+  auto part = [&](std::int64_t i) {
+    return op::transpose(op::reshape(op::slice(qkv, 2, i * e, (i + 1) * e), {n, l, heads, d}), 1, 2);
+  };
+  const NodeRef o = op::scaled_dot_product_attention(part(0), part(1), part(2), mask, 0.0, causal);
+  return op::reshape(op::transpose(o, 1, 2), {n, l, e});
+}
+}  // namespace
+
+TEST_CASE("packed_self_attention: the sliced heads' attention, values and gradients", "[attention]") {
+  const Tensor qkv = randn({2, 70, 18}, 51);  // E 6, 3 heads of 2
+  const Tensor g = randn({2, 70, 6}, 52);
+  struct Case {
+    const char* name;
+    Tensor mask;
+    bool causal;
+  };
+  for (const Case& c : {Case{"plain", Tensor(), false}, Case{"causal", Tensor(), true},
+                        Case{"float (L, L) mask", randn({70, 70}, 53), false},
+                        Case{"boolean key padding (N, 1, 1, L)", bool_mask({2, 1, 1, 70}, 54), false}}) {
+    INFO(c.name);
+    auto packed = [&](std::span<const NodeRef> x) { return op::packed_self_attention(x[0], 3, c.mask, 0.0, c.causal); };
+    auto sliced = [&](std::span<const NodeRef> x) { return packed_reference(x[0], 3, c.mask, c.causal); };
+    REQUIRE(allclose(op::packed_self_attention(qkv, 3, c.mask, 0.0, c.causal).value(),
+                     packed_reference(qkv, 3, c.mask, c.causal).value(), 1e-12, 1e-12));
+    REQUIRE(allclose(vjp(packed, {qkv}, g)[0], vjp(sliced, {qkv}, g)[0], 1e-12, 1e-12));
+    const Tensor q32 = qkv.to(DType::Float32), g32 = g.to(DType::Float32);
+    REQUIRE(allclose(vjp(packed, {q32}, g32)[0], vjp(sliced, {q32}, g32)[0], 2e-5, 2e-5));
+  }
+  require_gradcheck([](std::span<const NodeRef> x) { return op::packed_self_attention(x[0], 2, Tensor(), 0.0, true); },
+                    {randn({2, 5, 12}, 55)});
+  require_gradcheck(
+      [](std::span<const NodeRef> x) {
+        Generator gen(13);
+        return op::packed_self_attention(x[0], 2, Tensor(), 0.3, false, &gen);
+      },
+      {randn({1, 6, 6}, 56)});
+}
+
+TEST_CASE("packed_self_attention: errors", "[attention]") {
+  REQUIRE_THROWS_WITH(op::packed_self_attention(randn({2, 5, 10}, 1), 3), Contains("packed_self_attention") &&
+                                                                              Contains("(N, L, 3 E)"));
+  REQUIRE_THROWS_WITH(op::packed_self_attention(randn({2, 5, 12}, 1), 2, Tensor(), 2.0), Contains("[0, 1]"));
+  REQUIRE_THROWS_WITH(op::packed_self_attention(randn({2, 5, 12}, 1), 2, bool_mask({4, 5}, 1)),
+                      Contains("does not broadcast"));
+}

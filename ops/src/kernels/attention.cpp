@@ -464,23 +464,28 @@ AttentionForward attention_forward(const Tensor& q, const Tensor& k, const Tenso
   return r;
 }
 
+void attention_backward_into(const Tensor& grad, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& out, const Tensor& lse, const AttentionArgs& args, const Tensor& dq,
+                             const Tensor& dk, const Tensor& dv) {
+  require_cpu(q);
+  const Tensor g = grad.cpu();
+  dispatch_floating(q.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const Problem<T> pb(q, k, v, args);
+    backward_impl<T>(pb, in<T>(g), in<T>(out), lse.data<T>(), out_of<T>(dq), out_of<T>(dk), out_of<T>(dv));
+  });
+}
+
 AttentionGrads attention_backward(const Tensor& grad, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& out, const Tensor& lse, const AttentionArgs& args,
                                   std::array<bool, 3> needs) {
-  require_cpu(q);
-  const Tensor g = grad.cpu();
   // The three products share the recomputed blocks: dQ, dK and dV are computed together (null:
   // not needed), each laid out as its operand.
   AttentionGrads r;
   if (needs[0]) r.query = attention_result(q, q.shape().back(), true);
   if (needs[1]) r.key = attention_result(k, k.shape().back(), true);
   if (needs[2]) r.value = attention_result(v, v.shape().back(), true);
-  dispatch_floating(q.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const Problem<T> pb(q, k, v, args);
-    backward_impl<T>(pb, in<T>(g), in<T>(out), lse.data<T>(), out_of<T>(r.query), out_of<T>(r.key),
-                     out_of<T>(r.value));
-  });
+  attention_backward_into(grad, q, k, v, out, lse, args, r.query, r.key, r.value);
   return r;
 }
 

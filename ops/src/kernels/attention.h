@@ -56,6 +56,12 @@ AttentionGrads attention_backward(const Tensor& grad, const Tensor& q, const Ten
                                   const Tensor& out, const Tensor& lse, const AttentionArgs& args,
                                   std::array<bool, 3> needs);
 
+// attention_backward adding into given gradients (zeroed, laid out as the kernels take operands;
+// undefined: not needed), e.g. three views of one packed (N, L, 3E) gradient.
+void attention_backward_into(const Tensor& grad, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& out, const Tensor& lse, const AttentionArgs& args, const Tensor& dq,
+                             const Tensor& dk, const Tensor& dv);
+
 // gelu (approximate: tanh's formula) and its VJP grad * gelu'(x), elementwise on the CPU.
 Tensor gelu(const Tensor& x, bool approximate);
 Tensor gelu_backward(const Tensor& grad, const Tensor& x, bool approximate);

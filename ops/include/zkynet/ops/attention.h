@@ -38,6 +38,16 @@ NodeRef scaled_dot_product_attention(const NodeRef& query, const NodeRef& key, c
                                      bool is_causal = false, std::optional<double> scale = std::nullopt,
                                      Generator* generator = nullptr);
 
+// Self-attention over one packed projection, as MultiheadAttention computes it when query, key
+// and value are one tensor: qkv (N, L, 3 E) holds the queries, keys and values side by side
+// (in_proj_weight's row blocks), each split into num_heads heads of E / num_heads; the result
+// (N, L, E) is the heads' scaled_dot_product_attention (scale 1 / sqrt(E / num_heads)) merged
+// back. Equal to slicing, reshaping and calling scaled_dot_product_attention, but without a copy
+// on the way in or out, and its gradient is one packed tensor (no per-slice zeros to add up).
+// attn_mask broadcasts to (N, num_heads, L, L); dropout, is_causal and the mask as there.
+NodeRef packed_self_attention(const NodeRef& qkv, std::int64_t num_heads, const Tensor& attn_mask = Tensor(),
+                              double dropout_p = 0.0, bool is_causal = false, Generator* generator = nullptr);
+
 // torch.nn.functional.gelu: x Phi(x) (approximate "none", with erf) or
 // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (approximate "tanh").
 NodeRef gelu(const NodeRef& x, std::string_view approximate = "none");
