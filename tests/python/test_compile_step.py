@@ -196,3 +196,15 @@ def test_common_subexpressions_are_computed_once():
     assert fast.stats["replays"] == 2
     assert fast.last.merged == 1
     assert "= %" in str(fast.last)
+
+
+def test_a_step_that_returns_nothing_is_a_clear_error():
+    model, opt = make("mlp", "sgd_momentum")
+
+    def train_step(x, y):
+        opt.zero_grad()
+        op.cross_entropy(model(x), y).back()
+        opt.step()
+
+    with pytest.raises(TypeError, match="returned None; return a node"):
+        cg.compile(train_step)(*next(batches("mlp", 1)))

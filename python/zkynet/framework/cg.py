@@ -433,5 +433,13 @@ def compile(target, check=False, cache_size=8, memory_plan=True):  # noqa: A001 
         raise TypeError("compile: the function must take fixed positional arguments (no *args, **kwargs or "
                         "keyword-only ones): each becomes an input of the compiled module")
     name = getattr(target, "__name__", "function")
-    module = _fw._Lambda(target, [p.name for p in params], "<lambda>" if name == "<lambda>" else name)
+
+    def body(*args):
+        out = target(*args)
+        if out is None:
+            raise TypeError(f"compile({name}): the function returned None; return a node (a training step: its "
+                            "loss), which each call of the compiled function returns")
+        return out
+
+    module = _fw._Lambda(body, [p.name for p in params], "<lambda>" if name == "<lambda>" else name)
     return _fw.CompiledModule(module, check, cache_size, memory_plan)
