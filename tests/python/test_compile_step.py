@@ -208,3 +208,26 @@ def test_a_step_that_returns_nothing_is_a_clear_error():
 
     with pytest.raises(TypeError, match="returned None; return a node"):
         cg.compile(train_step)(*next(batches("mlp", 1)))
+
+
+def test_footgun_a_hand_written_update_runs_at_capture_only():
+    # Not a library effect: Python code writing the parameters is not recorded, so replays
+    # compute the loss and gradients but never apply this update (documented in cg.compile).
+    model, _ = make("mlp", "sgd_momentum")
+    w = model.parameters()[0]
+
+    def train_step(x, y):
+        loss = op.cross_entropy(model(x), y)
+        loss.back()
+        value = np.array(w.value)
+        w.value = value - 0.1 * np.array(w.grad)
+        return loss
+
+    step = cg.compile(train_step)
+    data = list(batches("mlp", 3))
+    step(*data[0])
+    after_capture = np.array(w.value).tobytes()
+    step(*data[1])
+    step(*data[2])
+    assert step.stats["replays"] == 2
+    assert np.array(w.value).tobytes() == after_capture
