@@ -17,13 +17,16 @@
 #include <mutex>
 #include <type_traits>
 
-extern "C" void openblas_set_num_threads(int num_threads);
+// Weak: with another BLAS behind cblas.h the symbol is absent (null) and its threads stay as they are.
+extern "C" [[gnu::weak]] void openblas_set_num_threads(int num_threads);
 
 namespace zkynet::kernels::detail {
 
 inline void single_threaded_blas() {
   static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
+  std::call_once(once, [] {
+    if (openblas_set_num_threads != nullptr) openblas_set_num_threads(1);
+  });
 }
 
 // One CBLAS call on the calling thread.
