@@ -383,3 +383,36 @@ TEST_CASE("linear names the shapes when they do not fit") {
       [] { op::linear(Tensor::ones({2, 3}), Tensor::ones({4, 3}), Tensor::ones({3})); });
   CHECK_THAT(bias_msg, Contains("bias"));
 }
+
+TEST_CASE("matmul and linear above the size OpenBLAS would thread: split over zkynet's pool", "[linalg]") {
+  // ops/src/kernels/blas.h splits C by rows (m >= n) or columns (m < n) into single-threaded
+  // GEMMs; every layout of A and B (transposed views too) against a plain triple loop.
+  Generator gen(3);
+  auto naive = [](const Tensor& a, const Tensor& b) {
+    const std::int64_t m = a.shape()[0], k = a.shape()[1], n = b.shape()[1];
+    const Tensor ac = a.contiguous(), bc = b.contiguous();
+    const std::vector<double> av = ac.to_doubles(), bv = bc.to_doubles();
+    std::vector<double> c(static_cast<std::size_t>(m * n), 0.0);
+    for (std::int64_t i = 0; i < m; ++i) {
+      for (std::int64_t p = 0; p < k; ++p) {
+        for (std::int64_t j = 0; j < n; ++j) {
+          c[static_cast<std::size_t>(i * n + j)] += av[static_cast<std::size_t>(i * k + p)] * bv[static_cast<std::size_t>(p * n + j)];
+        }
+      }
+    }
+    return Tensor::from_vector(c, {m, n});
+  };
+  for (auto [m, n] : {std::pair<std::int64_t, std::int64_t>{301, 97}, {97, 301}}) {
+    const std::int64_t k = 45;  // m n k > 65536 * 4
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        INFO("m " << m << " n " << n << " ta " << ta << " tb " << tb);
+        const Tensor a = ta ? Tensor::randn({k, m}, gen).transpose(0, 1) : Tensor::randn({m, k}, gen);
+        const Tensor b = tb ? Tensor::randn({n, k}, gen).transpose(0, 1) : Tensor::randn({k, n}, gen);
+        REQUIRE(allclose(op::matmul(a, b).value(), naive(a, b), 1e-12, 1e-12));
+      }
+    }
+  }
+  const Tensor x = Tensor::randn({300, 64}, gen), w = Tensor::randn({200, 64}, gen), bias = Tensor::randn({200}, gen);
+  REQUIRE(allclose(op::linear(x, w, bias).value(), op::add(naive(x, w.transpose(0, 1)), bias).value(), 1e-12, 1e-12));
+}
