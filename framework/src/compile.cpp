@@ -276,13 +276,18 @@ void Schedule::merge_common() {
 
 // Dead-node elimination: an operator is replayed only when the result or a back() root
 // depends on it (back() reads the values of the root's ancestors only, so nothing else is
-// ever read after a replay).
+// ever read after a replay), or when its forward has side effects (running statistics).
 void Schedule::mark_live() {
   const auto nodes = tape_->nodes();
   live_.assign(nodes.size(), false);
   live_[root_->index()] = true;
   for (const auto& e : effects_) {
     if (e.root != nullptr) live_[e.root->index()] = true;
+  }
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i]->kind() == NodeKind::Operator && static_cast<const OperatorNode&>(*nodes[i]).has_side_effects()) {
+      live_[i] = true;
+    }
   }
   for (std::size_t i = nodes.size(); i-- > 0;) {
     if (!live_[i] || nodes[i]->kind() != NodeKind::Operator) continue;

@@ -217,6 +217,8 @@ struct BatchNormDef {
   mutable Tensor mean;  // per channel (float64): the statistics the forward used
   mutable Tensor rstd;
 
+  bool has_side_effects() const { return training && running_mean.defined(); }
+
   template <class... P>
   Tensor forward(const Tensor& x_in, const P&... params) const {
     const auto [w, b] = affine_operands<W, B>(params...);

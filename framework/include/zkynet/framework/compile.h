@@ -96,7 +96,9 @@
 //
 // Passes over the captured schedule (each keeps replays bit for bit the dynamic call's):
 //   - dead-node elimination: operators that neither the result nor a back() root depends on
-//     are not replayed (they keep their captured values; Schedule::eliminated());
+//     are not replayed (they keep their captured values; Schedule::eliminated()), unless
+//     their forward has side effects (OperatorNode::has_side_effects: batch_norm's running
+//     statistics in training mode);
 //   - common subexpressions: an operator equal to an earlier one (the same operator with equal
 //     attributes, OperatorNode::same_operation: attribute-free definitions, or those with
 //     operator==) on the same parents takes that node's value (Schedule::merged()).

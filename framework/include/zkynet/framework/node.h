@@ -89,6 +89,10 @@ class OperatorNode : public Node {
   // Why a replay of this node would not compute what a new call computes (dropout's random
   // mask, drawn once per call), "" when it would: compile() refuses to capture such a graph.
   virtual std::string_view capture_refusal() const { return {}; }
+  // True when the forward changes state besides its result (batch_norm's running statistics in
+  // training mode, a collective): dead-node elimination (compile.h) replays such a node even
+  // when nothing reads its value.
+  virtual bool has_side_effects() const { return visit_without_gradient(); }
   // Common subexpressions (compile.h): true when `other` is the same operator with equal
   // attributes, so that on the same parents it computes the same value. False unless known.
   virtual bool same_operation(const OperatorNode& other) const {

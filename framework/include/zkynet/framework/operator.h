@@ -107,6 +107,16 @@ class DefNode final : public OperatorNode {
     }
   }
 
+  // A definition whose forward writes state outside its result says when:
+  // `bool has_side_effects() const` (batch_norm updating its running statistics).
+  bool has_side_effects() const override {
+    if constexpr (requires(const Def& d) { { d.has_side_effects() } -> std::convertible_to<bool>; }) {
+      return communicates() || def_.has_side_effects();
+    } else {
+      return communicates();
+    }
+  }
+
   // Attribute-free definitions (empty types) and those with operator== compare; a random or
   // communicating one never equals another node.
   bool same_operation(const OperatorNode& other) const override {
