@@ -367,6 +367,7 @@ const std::vector<Case>& table() {
       {"scaled_dot_product_attention", [](auto x) { return op::scaled_dot_product_attention(x[0], x[1], x[2]); },
        {{2, 5, 4}, {2, 6, 4}, {2, 6, 3}}},
       {"gelu", [](auto x) { return op::gelu(x[0]); }, {{3, 4}}},
+      {"packed_self_attention", [](auto x) { return op::packed_self_attention(x[0], 2); }, {{2, 5, 12}}},
       // stop_gradient has no kernel (its value is its operand's): the same on every device.
       {"stop_gradient", [](auto x) { return op::mult(op::stop_gradient(x[0]), x[1]); }, {{3, 4}, {3, 4}}},
   };
@@ -391,6 +392,7 @@ const std::map<std::string, std::string> kCpuOnly = {
     {"linalg.vector_norm", "LAPACK on the CPU only (issue 15 §2)"},
     {"scaled_dot_product_attention", "fused CPU kernel only; a CUDA kernel is GPU work after issue 15"},
     {"gelu", "CPU kernel only; a CUDA kernel is GPU work after issue 15"},
+    {"packed_self_attention", "fused CPU kernel only (scaled_dot_product_attention's); GPU work after issue 15"},
 };
 
 Tensor input(const Shape& shape, bool positive, std::uint64_t seed, DType dtype) {
