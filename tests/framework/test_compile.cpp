@@ -1,6 +1,7 @@
 // compile(): capture and replay (framework/include/zkynet/framework/compile.h). Replays must
 // equal dynamic calls bit for bit; signatures must re-capture; what capture cannot see is
 // listed here case by case (tinygrad's test_jit_footguns is the model).
+#include "bits.h"
 #include "models.h"
 
 #include <zkynet/zkynet.h>
@@ -13,18 +14,11 @@
 #include <vector>
 
 using namespace zkynet;
+using zkynet::testing::same_bits;
+using zkynet::testing::contains;
 using zkynet::testing::SimpleModel;
 
 namespace {
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  const Tensor x = a.contiguous();
-  const Tensor y = b.contiguous();
-  return std::memcmp(x.raw_data(), y.raw_data(), static_cast<std::size_t>(x.numel()) * dtype_size(x.dtype())) == 0;
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // The values and gradients of one scalar-loss step, copied.
 struct Step {

@@ -1,6 +1,8 @@
 // The memory plan of compiled replays (compile.h, framework/src/replay_arena.h): the first
 // replay records its buffer requests, later ones are served from one block; results stay bit
 // for bit the dynamic ones; a replay that leaves the plan drops it without corrupting anything.
+#include "bits.h"
+
 #include <zkynet/zkynet.h>
 
 #include <catch2/catch.hpp>
@@ -11,15 +13,9 @@
 #include <vector>
 
 using namespace zkynet;
+using zkynet::testing::same_bits;
 
 namespace {
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  const Tensor x = a.contiguous();
-  const Tensor y = b.contiguous();
-  return std::memcmp(x.raw_data(), y.raw_data(), static_cast<std::size_t>(x.numel()) * dtype_size(x.dtype())) == 0;
-}
 
 class Chain : public Module<Chain> {
  public:

@@ -1,6 +1,8 @@
 // compile() of a whole training step (compile.h, effects.h): forward, back() and the optimizer
 // update replay as one schedule. N compiled steps must leave the parameters bit for bit where
 // N dynamic steps from the same initialisation leave them.
+#include "bits.h"
+
 #include <zkynet/zkynet.h>
 
 #include <catch2/catch.hpp>
@@ -12,17 +14,10 @@
 #include <vector>
 
 using namespace zkynet;
+using zkynet::testing::same_bits;
+using zkynet::testing::contains;
 
 namespace {
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  const Tensor x = a.contiguous();
-  const Tensor y = b.contiguous();
-  return std::memcmp(x.raw_data(), y.raw_data(), static_cast<std::size_t>(x.numel()) * dtype_size(x.dtype())) == 0;
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 Tensor labels(std::vector<std::int64_t> v) {
   const auto n = static_cast<std::int64_t>(v.size());
